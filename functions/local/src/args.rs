@@ -1,0 +1,56 @@
+//! Command-line flags.
+
+pub const USAGE: &str = "\
+usage: relay-local [--demo | --no-demo] [--exit-after-demo]
+
+  --demo             run the demo (default when no credentials are configured)
+  --no-demo          do not run the demo
+  --exit-after-demo  stop once the demo delivery has been verified (exit 0), or failed (exit 1)
+  -h, --help         this text
+
+Configuration comes from environment variables; see the README.";
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Args {
+    /// `None`: the default (demo when running on dev credentials).
+    pub demo: Option<bool>,
+    pub exit_after_demo: bool,
+    pub help: bool,
+}
+
+impl Args {
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut parsed = Self::default();
+        for arg in args {
+            match arg.as_str() {
+                "--demo" => parsed.demo = Some(true),
+                "--no-demo" => parsed.demo = Some(false),
+                "--exit-after-demo" => {
+                    parsed.exit_after_demo = true;
+                    parsed.demo.get_or_insert(true);
+                }
+                "-h" | "--help" => parsed.help = true,
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        Args::parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(parse(&[]).unwrap(), Args::default());
+        assert_eq!(parse(&["--no-demo"]).unwrap().demo, Some(false));
+        let exit = parse(&["--exit-after-demo"]).unwrap();
+        assert_eq!((exit.demo, exit.exit_after_demo), (Some(true), true));
+        assert!(parse(&["--bogus"]).is_err());
+    }
+}

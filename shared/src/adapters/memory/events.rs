@@ -1,0 +1,63 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::lock;
+use crate::domain::{Event, EventId, Page, PageRequest};
+use crate::ports::{EventFilter, EventStore, IdempotencyRecord, Insert};
+use crate::{Result, Timestamp};
+
+#[derive(Debug, Default)]
+pub struct MemoryEventStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    events: BTreeMap<EventId, Event>,
+    idempotency: HashMap<String, IdempotencyRecord>,
+}
+
+impl MemoryEventStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryEventStore {
+    async fn insert(&self, event: &Event, idempotency: Option<&IdempotencyRecord>) -> Result<Insert> {
+        let mut state = lock(&self.state);
+        if let Some(record) = idempotency {
+            if let Some(existing) = state.idempotency.get(&record.key) {
+                if existing.expires_at > Timestamp::now() {
+                    return Ok(Insert::Duplicate(existing.clone()));
+                }
+            }
+            state.idempotency.insert(record.key.clone(), record.clone());
+        }
+        state.events.insert(event.id, event.clone());
+        Ok(Insert::Created)
+    }
+
+    async fn get(&self, id: EventId) -> Result<Option<Event>> {
+        Ok(lock(&self.state).events.get(&id).cloned())
+    }
+
+    async fn list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<Event>> {
+        let state = lock(&self.state);
+        let matching = state.events.values().rev().filter(|e| {
+            filter.event_type.as_ref().is_none_or(|t| &e.event_type == t)
+                && filter.source.as_ref().is_none_or(|s| e.source.as_ref() == Some(s))
+        });
+        Ok(page.apply(matching, |e| e.id.as_uuid()).map(Event::clone))
+    }
+
+    async fn mark_enqueued(&self, id: EventId, at: Timestamp) -> Result<()> {
+        if let Some(event) = lock(&self.state).events.get_mut(&id) {
+            event.enqueued_at = Some(at);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Extractors that turn every bad request into the error envelope: JSON bodies, query
+//! strings, and the two kinds of credential.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use super::SharedCredentials;
+use crate::domain::{PageRequest, TenantId};
+use crate::Error;
+
+pub const SERVICE_TOKEN: &str = "x-service-token";
+pub const API_KEY: &str = "x-api-key";
+
+/// A JSON body: 400 when it is not JSON, 422 when it is JSON of the wrong shape, 413 when it
+/// is over the route's limit. The content type is not insisted on.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+/// The largest body a router accepts, for the 413 message.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    BodyLimit: FromRef<S>,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge { limit: BodyLimit::from_ref(state).0 }
+            } else {
+                Error::BadJson(rejection.body_text())
+            }
+        })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::BadJson(e.to_string()))?;
+        if !value.is_object() {
+            return Err(Error::validation("body", "must be a JSON object"));
+        }
+        serde_json::from_value(value).map(ApiJson).map_err(|e| Error::validation("body", e.to_string()))
+    }
+}
+
+/// The query string as name/value pairs; the handler picks and checks what it uses.
+#[derive(Debug)]
+pub struct Params(pub HashMap<String, String>);
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// `limit`, `offset` and `cursor`.
+    pub fn page(&self, max_limit: usize) -> Result<PageRequest, Error> {
+        PageRequest::parse(self.get("limit"), self.get("offset"), self.get("cursor"), max_limit)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::validation("query", e.body_text()))?;
+        Ok(Self(map))
+    }
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
+}
+
+/// An internal service, proven by `X-Service-Token`.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceCaller;
+
+impl<S> FromRequestParts<S> for ServiceCaller
+where
+    S: Send + Sync,
+    SharedCredentials: FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let credentials = SharedCredentials::from_ref(state);
+        match header(parts, SERVICE_TOKEN) {
+            Some(token) if credentials.service(token) => Ok(Self),
+            Some(_) => Err(Error::Unauthorized("invalid service token")),
+            None if header(parts, API_KEY).is_some() => {
+                Err(Error::Forbidden("the events API is for internal services: send X-Service-Token"))
+            }
+            None => Err(Error::Unauthorized("missing X-Service-Token header")),
+        }
+    }
+}
+
+/// An external client, proven by `X-Api-Key`, acting for the key's tenant.
+#[derive(Debug, Clone)]
+pub struct TenantCaller(pub TenantId);
+
+impl<S> FromRequestParts<S> for TenantCaller
+where
+    S: Send + Sync,
+    SharedCredentials: FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let credentials = SharedCredentials::from_ref(state);
+        match header(parts, API_KEY) {
+            Some(key) => credentials.tenant(key).map(Self).ok_or(Error::Unauthorized("invalid API key")),
+            None if header(parts, SERVICE_TOKEN).is_some() => {
+                Err(Error::Forbidden("this API belongs to a tenant: send X-Api-Key"))
+            }
+            None => Err(Error::Unauthorized("missing X-Api-Key header")),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The management API, for external clients, scoped to the API key's tenant:
+//! `POST/GET /api/webhooks`, `GET/PUT/DELETE /api/webhooks/{id}`,
+//! `GET /api/webhooks/{id}/deliveries`, `POST /api/webhooks/{webhookId}/retry/{eventId}`.
+
+use axum::Router;
+use axum::extract::{FromRef, Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::envelope::{list, ok};
+use super::extract::{ApiJson, BodyLimit, Params, TenantCaller};
+use super::views::{DeliveryView, WebhookView};
+use super::{MANAGEMENT_BODY_LIMIT, SharedCredentials};
+use crate::app::WebhookAdmin;
+use crate::domain::{DeliveryStatus, PageRequest, WebhookInput};
+use crate::Error;
+
+#[derive(Clone, Debug)]
+pub struct ManagementState {
+    pub admin: WebhookAdmin,
+    pub credentials: SharedCredentials,
+}
+
+impl FromRef<ManagementState> for SharedCredentials {
+    fn from_ref(state: &ManagementState) -> Self {
+        state.credentials.clone()
+    }
+}
+
+impl FromRef<ManagementState> for BodyLimit {
+    fn from_ref(_: &ManagementState) -> Self {
+        BodyLimit(MANAGEMENT_BODY_LIMIT)
+    }
+}
+
+pub fn routes() -> Router<ManagementState> {
+    Router::new()
+        .route("/api/webhooks", get(list_webhooks).post(create_webhook))
+        .route("/api/webhooks/{id}", get(get_webhook).put(update_webhook).delete(delete_webhook))
+        .route("/api/webhooks/{id}/deliveries", get(list_deliveries))
+        .route("/api/webhooks/{id}/retry/{event_id}", post(retry_delivery))
+}
+
+async fn create_webhook(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    ApiJson(input): ApiJson<WebhookInput>,
+) -> Result<Response, Error> {
+    let webhook = state.admin.create(&tenant, input).await?;
+    Ok(ok(StatusCode::CREATED, WebhookView::with_secret(&webhook)))
+}
+
+async fn list_webhooks(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    params: Params,
+) -> Result<Response, Error> {
+    let page = params.page(PageRequest::MAX_LIMIT)?;
+    let webhooks = state.admin.list(&tenant, &page).await?;
+    let views: Vec<WebhookView<'_>> = webhooks.items.iter().map(WebhookView::new).collect();
+    Ok(list(crate::domain::Page { items: views, next_cursor: webhooks.next_cursor.clone() }, &page))
+}
+
+async fn get_webhook(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let webhook = state.admin.get(&tenant, &id).await?;
+    Ok(ok(StatusCode::OK, WebhookView::new(&webhook)))
+}
+
+async fn update_webhook(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<WebhookInput>,
+) -> Result<Response, Error> {
+    let webhook = state.admin.update(&tenant, &id, input).await?;
+    Ok(ok(StatusCode::OK, WebhookView::new(&webhook)))
+}
+
+async fn delete_webhook(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    state.admin.delete(&tenant, &id).await?;
+    Ok(ok(StatusCode::OK, json!({ "id": id, "deleted": true })))
+}
+
+async fn list_deliveries(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, Error> {
+    let page = params.page(PageRequest::MAX_LIMIT)?;
+    let status = match params.get("status") {
+        None => None,
+        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
+            Error::validation("status", "must be one of pending, retrying, succeeded, failed")
+        })?),
+    };
+    let deliveries = state.admin.deliveries(&tenant, &id, status, &page).await?;
+    let views: Vec<DeliveryView<'_>> = deliveries.items.iter().map(DeliveryView::new).collect();
+    Ok(list(crate::domain::Page { items: views, next_cursor: deliveries.next_cursor.clone() }, &page))
+}
+
+async fn retry_delivery(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    Path((webhook_id, event_id)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    let delivery = state.admin.retry(&tenant, &webhook_id, &event_id).await?;
+    Ok(ok(StatusCode::OK, DeliveryView::new(&delivery)))
+}

@@ -1,0 +1,171 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::RelayMessage;
+use crate::backoff::{RetryPolicy, parse_retry_after};
+use crate::domain::{
+    Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, Trigger, Webhook,
+};
+use crate::ports::{DeliveryLog, EventStore, OutboundRequest, Queue, WebhookSender, WebhookStore};
+use crate::signing::SignatureHeaders;
+use crate::{Result, Timestamp};
+
+/// A message that comes back this much before its delivery's `nextAttemptAt` is on time
+/// (clocks of different workers differ a little).
+const EARLY_TOLERANCE: Duration = Duration::from_millis(250);
+
+/// What the queue should do with a message once it is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Delete it.
+    Done,
+    /// Keep it, invisible for this long, then handle it again.
+    RetryIn(Duration),
+}
+
+/// Dispatch (fan one event out to its webhooks) and delivery (sign and POST one pair).
+#[derive(Clone, Debug)]
+pub struct Deliverer {
+    events: Arc<dyn EventStore>,
+    webhooks: Arc<dyn WebhookStore>,
+    deliveries: Arc<dyn DeliveryLog>,
+    queue: Arc<dyn Queue>,
+    sender: Arc<dyn WebhookSender>,
+    policy: RetryPolicy,
+}
+
+impl Deliverer {
+    pub fn new(
+        events: Arc<dyn EventStore>,
+        webhooks: Arc<dyn WebhookStore>,
+        deliveries: Arc<dyn DeliveryLog>,
+        queue: Arc<dyn Queue>,
+        sender: Arc<dyn WebhookSender>,
+        policy: RetryPolicy,
+    ) -> Self {
+        Self { events, webhooks, deliveries, queue, sender, policy }
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Records a pending delivery for every active webhook subscribed to the event's type and
+    /// enqueues a `deliver` message for each one not yet final. Safe to repeat.
+    #[tracing::instrument(skip_all, fields(event_id = %event_id))]
+    pub async fn dispatch(&self, event_id: EventId) -> Result<()> {
+        let Some(event) = self.events.get(event_id).await? else {
+            tracing::warn!("event no longer exists; nothing to dispatch");
+            return Ok(());
+        };
+        let webhooks = self.webhooks.subscribed(&event.event_type).await?;
+        let now = Timestamp::now();
+        let wanted: Vec<Delivery> = webhooks
+            .iter()
+            .map(|w| Delivery::new(event.id, w.id, w.tenant.clone(), event.event_type.clone(), now))
+            .collect();
+        let stored = self.deliveries.ensure(&wanted).await?;
+        let messages: Vec<String> = stored
+            .iter()
+            .filter(|d| !d.status.is_final())
+            .map(|d| RelayMessage::Deliver { event_id: d.event_id, webhook_id: d.webhook_id }.to_body())
+            .collect();
+        self.queue.send_batch(&messages).await?;
+        tracing::info!(webhooks = webhooks.len(), enqueued = messages.len(), "event dispatched");
+        Ok(())
+    }
+
+    /// Makes the scheduled attempt of one delivery, unless it is final already (a duplicate
+    /// message) or not yet due (an early copy).
+    #[tracing::instrument(skip_all, fields(event_id = %key.event_id, webhook_id = %key.webhook_id))]
+    pub async fn deliver(&self, key: DeliveryKey) -> Result<Next> {
+        let Some(delivery) = self.deliveries.get(key).await? else {
+            tracing::warn!("no delivery record for this message; dropping it");
+            return Ok(Next::Done);
+        };
+        if delivery.status.is_final() {
+            tracing::debug!(status = delivery.status.as_str(), "delivery is final; duplicate message dropped");
+            return Ok(Next::Done);
+        }
+        let now = Timestamp::now();
+        if let Some(due) = delivery.next_attempt_at {
+            if due > now.add(EARLY_TOLERANCE) {
+                return Ok(Next::RetryIn(now.until(due)));
+            }
+        }
+        let webhook = match self.webhooks.get(key.webhook_id).await? {
+            Some(webhook) if webhook.is_active => webhook,
+            Some(_) => return self.give_up(delivery, "webhook is disabled").await,
+            None => return self.give_up(delivery, "webhook was deleted").await,
+        };
+        let Some(event) = self.events.get(key.event_id).await? else {
+            return self.give_up(delivery, "event no longer exists").await;
+        };
+        let (_, retry_in) = self.attempt(&event, &webhook, &delivery, Trigger::Scheduled).await?;
+        Ok(retry_in.map_or(Next::Done, Next::RetryIn))
+    }
+
+    async fn give_up(&self, mut delivery: Delivery, reason: &str) -> Result<Next> {
+        tracing::info!(reason, "delivery failed without an attempt");
+        delivery.status = DeliveryStatus::Failed;
+        delivery.last_error = Some(reason.to_owned());
+        delivery.next_attempt_at = None;
+        delivery.updated_at = Timestamp::now();
+        self.deliveries.record(&delivery, None).await?;
+        Ok(Next::Done)
+    }
+
+    /// Signs and POSTs the event to the webhook once, logs the attempt with the delivery's new
+    /// state, and disables the webhook on 410 Gone. Returns the new state and, for a scheduled
+    /// attempt that failed with retries left, the delay before the next one.
+    pub async fn attempt(
+        &self,
+        event: &Event,
+        webhook: &Webhook,
+        delivery: &Delivery,
+        trigger: Trigger,
+    ) -> Result<(Delivery, Option<Duration>)> {
+        let body = event.delivery_body();
+        let started_at = Timestamp::now();
+        let headers = SignatureHeaders::sign(&[&webhook.secret], &event.id.to_string(), started_at.as_secs(), &body);
+        let pairs = headers.to_pairs();
+        let sent = self.sender.send(OutboundRequest { url: webhook.url.as_url(), headers: &pairs, body }).await;
+
+        let now = Timestamp::now();
+        let retry_after = sent.retry_after.as_deref().and_then(|value| parse_retry_after(value, now));
+        let result = AttemptResult::classify(sent.status, retry_after);
+        let attempt = Attempt {
+            number: delivery.attempt_count + 1,
+            status_code: sent.status,
+            duration_ms: u64::try_from(sent.duration.as_millis()).unwrap_or(u64::MAX),
+            error: sent.error,
+            response_body: sent.body_excerpt,
+            trigger,
+            created_at: started_at,
+        };
+        let (next, retry_in) = delivery.after_attempt(&result, &attempt, &self.policy, now);
+        self.deliveries.record(&next, Some(&attempt)).await?;
+        tracing::info!(
+            attempt = attempt.number,
+            status_code = attempt.status_code,
+            duration_ms = attempt.duration_ms,
+            error = attempt.error.as_deref(),
+            outcome = next.status.as_str(),
+            retry_in_ms = retry_in.map(|d| d.as_millis() as u64),
+            "delivery attempt"
+        );
+        if result == AttemptResult::Gone {
+            self.disable(webhook, "endpoint answered 410 Gone").await?;
+        }
+        Ok((next, retry_in))
+    }
+
+    async fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {
+        if let Some(mut current) = self.webhooks.get(webhook.id).await? {
+            current.disable(reason, Timestamp::now());
+            self.webhooks.update(&current).await?;
+            tracing::warn!(webhook_id = %webhook.id, reason, "webhook disabled");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::Deliverer;
+use crate::adapters::http::SsrfGuard;
+use crate::domain::{
+    Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventTypeRegistry, NewWebhook, Page, PageRequest,
+    TenantId, Trigger, Webhook, WebhookId, WebhookInput, WebhookPatch, WebhookRules, WebhookUrl,
+};
+use crate::ports::{DeliveryLog, EventStore, WebhookStore};
+use crate::{Error, Result, Timestamp};
+
+/// A delivery with its attempt log, as the API shows it.
+#[derive(Debug, Clone)]
+pub struct DeliveryWithAttempts {
+    pub delivery: Delivery,
+    pub attempts: Vec<Attempt>,
+}
+
+/// Managing one tenant's webhooks, reading their delivery log, and retrying by hand. Every
+/// call is scoped to a tenant: another tenant's webhook is "not found".
+#[derive(Clone, Debug)]
+pub struct WebhookAdmin {
+    webhooks: Arc<dyn WebhookStore>,
+    deliveries: Arc<dyn DeliveryLog>,
+    events: Arc<dyn EventStore>,
+    deliverer: Deliverer,
+    registry: Arc<EventTypeRegistry>,
+    require_https: bool,
+    guard: Arc<SsrfGuard>,
+}
+
+impl WebhookAdmin {
+    pub fn new(
+        webhooks: Arc<dyn WebhookStore>,
+        deliveries: Arc<dyn DeliveryLog>,
+        events: Arc<dyn EventStore>,
+        deliverer: Deliverer,
+        registry: Arc<EventTypeRegistry>,
+        require_https: bool,
+        guard: Arc<SsrfGuard>,
+    ) -> Self {
+        Self { webhooks, deliveries, events, deliverer, registry, require_https, guard }
+    }
+
+    fn rules(&self) -> WebhookRules<'_> {
+        WebhookRules { registry: &self.registry, require_https: self.require_https }
+    }
+
+    /// A URL whose host is a literal address the guard refuses can never be delivered to:
+    /// say so now rather than at the first delivery.
+    fn check_reachable(&self, url: &WebhookUrl) -> Result<()> {
+        let host = url.as_url().host_str().unwrap_or_default();
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            self.guard.check(ip).map_err(|blocked| Error::validation("url", blocked.to_string()))?;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant))]
+    pub async fn create(&self, tenant: &TenantId, input: WebhookInput) -> Result<Webhook> {
+        let new = NewWebhook::parse(input, self.rules())?;
+        self.check_reachable(&new.url)?;
+        let webhook = Webhook::new(tenant.clone(), new, Timestamp::now());
+        self.webhooks.insert(&webhook).await?;
+        tracing::info!(webhook_id = %webhook.id, "webhook created");
+        Ok(webhook)
+    }
+
+    pub async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Webhook>> {
+        self.webhooks.list(tenant, page).await
+    }
+
+    pub async fn get(&self, tenant: &TenantId, id: &str) -> Result<Webhook> {
+        let id = WebhookId::parse(id)?;
+        match self.webhooks.get(id).await? {
+            Some(webhook) if &webhook.tenant == tenant => Ok(webhook),
+            _ => Err(Error::NotFound("webhook")),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, webhook_id = id))]
+    pub async fn update(&self, tenant: &TenantId, id: &str, input: WebhookInput) -> Result<Webhook> {
+        let mut webhook = self.get(tenant, id).await?;
+        let patch = WebhookPatch::parse(input, self.rules())?;
+        if let Some(url) = &patch.url {
+            self.check_reachable(url)?;
+        }
+        webhook.apply(patch, Timestamp::now());
+        if !self.webhooks.update(&webhook).await? {
+            return Err(Error::NotFound("webhook"));
+        }
+        tracing::info!("webhook updated");
+        Ok(webhook)
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, webhook_id = id))]
+    pub async fn delete(&self, tenant: &TenantId, id: &str) -> Result<()> {
+        let webhook = self.get(tenant, id).await?;
+        if !self.webhooks.delete(webhook.id).await? {
+            return Err(Error::NotFound("webhook"));
+        }
+        tracing::info!("webhook deleted");
+        Ok(())
+    }
+
+    pub async fn deliveries(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        status: Option<DeliveryStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<DeliveryWithAttempts>> {
+        let webhook = self.get(tenant, id).await?;
+        let page = self.deliveries.list(webhook.id, status, page).await?;
+        let keys: Vec<DeliveryKey> = page.items.iter().map(Delivery::key).collect();
+        let mut attempts = self.deliveries.attempts(&keys).await?;
+        Ok(page.map(|delivery| {
+            let attempts = attempts.remove(&delivery.key()).unwrap_or_default();
+            DeliveryWithAttempts { delivery, attempts }
+        }))
+    }
+
+    /// A manual attempt, made now, whatever the delivery's state. It does not change the
+    /// retry schedule of a delivery still retrying.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, webhook_id, event_id))]
+    pub async fn retry(&self, tenant: &TenantId, webhook_id: &str, event_id: &str) -> Result<DeliveryWithAttempts> {
+        let webhook = self.get(tenant, webhook_id).await?;
+        let event_id = EventId::parse(event_id)?;
+        let key = DeliveryKey { event_id, webhook_id: webhook.id };
+        let delivery = self.deliveries.get(key).await?.ok_or(Error::NotFound("delivery"))?;
+        if !webhook.is_active {
+            return Err(Error::Conflict {
+                code: "webhook_disabled",
+                message: "the webhook is disabled; enable it with PUT isActive=true first".into(),
+            });
+        }
+        let event = self.events.get(event_id).await?.ok_or(Error::NotFound("event"))?;
+        let (delivery, _) = self.deliverer.attempt(&event, &webhook, &delivery, Trigger::Manual).await?;
+        let attempts = self.deliveries.attempts(&[key]).await?.remove(&key).unwrap_or_default();
+        Ok(DeliveryWithAttempts { delivery, attempts })
+    }
+}

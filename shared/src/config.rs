@@ -1,0 +1,351 @@
+//! One typed configuration, read from the environment and validated once at start-up.
+//! A bad value stops start-up with a message that names the variable.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Credentials;
+use crate::backoff::{RetryPolicy, MAX_DELAY};
+use crate::domain::{EventTypeRegistry, TenantId};
+
+/// Where the configuration is used: the defaults differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Lambda functions: every credential must be configured; webhook URLs must be https;
+    /// no private address is reachable unless allow-listed.
+    Production,
+    /// relay-local: dev credentials when none are set, http allowed, loopback reachable.
+    Local,
+}
+
+/// A value that must never be printed: credentials and connection strings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted<T>(pub T);
+
+impl<T> fmt::Debug for Redacted<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, message: impl Into<String>) -> Self {
+        Self { var, message: message.into() }
+    }
+}
+
+/// Dev credentials relay-local uses when none are configured.
+pub const DEV_SERVICE_TOKEN: &str = "dev-service-token";
+pub const DEV_TENANT: &str = "dev";
+pub const DEV_API_KEY: &str = "dev-api-key";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub profile: Profile,
+    /// `HOST` (127.0.0.1) and `PORT` (3000): where relay-local serves the API.
+    pub host: IpAddr,
+    pub port: u16,
+    /// `WEBHOOK_TIMEOUT` (ms, 5000): the whole request, connect to last byte.
+    pub webhook_timeout: Duration,
+    /// `WEBHOOK_MAX_RETRIES` (3) and `WEBHOOK_RETRY_DELAY` (ms, 60000).
+    pub retry: RetryPolicy,
+    /// `EVENT_TYPES`: comma-separated; the seed's eleven when unset.
+    pub event_types: EventTypeRegistry,
+    /// `SERVICE_TOKENS` and `API_KEYS`.
+    pub credentials: Credentials,
+    /// True when the credentials are relay-local's built-in dev ones.
+    pub dev_credentials: bool,
+    /// `MAX_PAYLOAD_BYTES` (262144): the largest `POST /api/events` body.
+    pub max_payload_bytes: usize,
+    /// `WEBHOOK_REQUIRE_HTTPS`: true in production, false in relay-local.
+    pub require_https: bool,
+    /// `WEBHOOK_ALLOWED_CIDRS`: private ranges deliveries may reach anyway.
+    /// relay-local allows loopback by default. 169.254.169.254 is refused whatever this says.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// `QUEUE_VISIBILITY_TIMEOUT` (s, 30) and `QUEUE_MAX_RECEIVE_COUNT` (10): the embedded
+    /// queue's settings (the template sets the real queue's).
+    pub queue_visibility_timeout: Duration,
+    pub queue_max_receive_count: u32,
+    /// `WORKER_CONCURRENCY` (4): pollers relay-local runs, each handling batches of up to 10.
+    pub worker_concurrency: usize,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(profile: Profile) -> Result<Self, ConfigError> {
+        Self::from_lookup(profile, |name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map). Empty values count as unset.
+    pub fn from_lookup(profile: Profile, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let local = profile == Profile::Local;
+
+        let host = match get("HOST") {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some(h) => h.parse().map_err(|_| ConfigError::new("HOST", format!("must be an IP address, got {h:?}")))?,
+        };
+        let port = parse_num::<u16>("PORT", get("PORT"), 3000, 0..=u16::MAX)?;
+        let webhook_timeout = millis("WEBHOOK_TIMEOUT", get("WEBHOOK_TIMEOUT"), 5000, 1..=900_000)?;
+        let base_delay = millis("WEBHOOK_RETRY_DELAY", get("WEBHOOK_RETRY_DELAY"), 60_000, 1..=MAX_DELAY.as_millis() as u64)?;
+        let max_retries = parse_num::<u32>("WEBHOOK_MAX_RETRIES", get("WEBHOOK_MAX_RETRIES"), 3, 0..=50)?;
+        let retry = RetryPolicy { base_delay, max_retries, ..RetryPolicy::default() };
+
+        let event_types = match get("EVENT_TYPES") {
+            None => EventTypeRegistry::default(),
+            Some(list) => EventTypeRegistry::from_list(&list).map_err(|m| ConfigError::new("EVENT_TYPES", m))?,
+        };
+
+        let tokens = get("SERVICE_TOKENS");
+        let keys = get("API_KEYS");
+        let dev_credentials = local && tokens.is_none() && keys.is_none();
+        let service_tokens = match tokens {
+            Some(list) => parse_service_tokens(&list)?,
+            None if local => vec![Redacted(sha256(DEV_SERVICE_TOKEN))],
+            None => return Err(ConfigError::new("SERVICE_TOKENS", "is required (comma-separated tokens)")),
+        };
+        let api_keys = match keys {
+            Some(list) => parse_api_keys(&list)?,
+            None if local => vec![(tenant(DEV_TENANT)?, Redacted(sha256(DEV_API_KEY)))],
+            None => return Err(ConfigError::new("API_KEYS", "is required (comma-separated tenant:key)")),
+        };
+
+        let max_payload_bytes = parse_num::<usize>("MAX_PAYLOAD_BYTES", get("MAX_PAYLOAD_BYTES"), 256 * 1024, 1024..=6 * 1024 * 1024)?;
+        let require_https = parse_bool("WEBHOOK_REQUIRE_HTTPS", get("WEBHOOK_REQUIRE_HTTPS"), !local)?;
+        let allowed_cidrs = match get("WEBHOOK_ALLOWED_CIDRS") {
+            Some(list) => parse_cidrs(&list)?,
+            None if local => vec![net("127.0.0.0/8"), net("::1/128")],
+            None => Vec::new(),
+        };
+
+        let queue_visibility_timeout =
+            Duration::from_secs(parse_num::<u64>("QUEUE_VISIBILITY_TIMEOUT", get("QUEUE_VISIBILITY_TIMEOUT"), 30, 1..=43_200)?);
+        let queue_max_receive_count = parse_num::<u32>("QUEUE_MAX_RECEIVE_COUNT", get("QUEUE_MAX_RECEIVE_COUNT"), 10, 1..=1000)?;
+        if queue_max_receive_count <= max_retries + 1 {
+            return Err(ConfigError::new(
+                "QUEUE_MAX_RECEIVE_COUNT",
+                format!(
+                    "must be larger than WEBHOOK_MAX_RETRIES + 1 ({}), or messages reach the DLQ before their retries run out",
+                    max_retries + 1
+                ),
+            ));
+        }
+        let worker_concurrency = parse_num::<usize>("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), 4, 1..=64)?;
+
+        Ok(Self {
+            profile,
+            host,
+            port,
+            webhook_timeout,
+            retry,
+            event_types,
+            credentials: Credentials::new(service_tokens, api_keys),
+            dev_credentials,
+            max_payload_bytes,
+            require_https,
+            allowed_cidrs,
+            queue_visibility_timeout,
+            queue_max_receive_count,
+            worker_concurrency,
+        })
+    }
+}
+
+fn sha256(value: &str) -> [u8; 32] {
+    Sha256::digest(value.as_bytes()).into()
+}
+
+fn tenant(value: &str) -> Result<TenantId, ConfigError> {
+    TenantId::parse(value).map_err(|m| ConfigError::new("API_KEYS", m))
+}
+
+fn net(value: &str) -> IpNet {
+    value.parse().unwrap_or_else(|_| IpNet::from(IpAddr::from([127, 0, 0, 1])))
+}
+
+fn parse_num<T>(var: &'static str, value: Option<String>, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = value else { return Ok(default) };
+    match raw.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ConfigError::new(
+            var,
+            format!("must be a whole number from {} to {}, got {raw:?}", range.start(), range.end()),
+        )),
+    }
+}
+
+fn millis(var: &'static str, value: Option<String>, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<Duration, ConfigError> {
+    parse_num(var, value, default, range).map(Duration::from_millis)
+}
+
+fn parse_bool(var: &'static str, value: Option<String>, default: bool) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(ConfigError::new(var, format!("must be true or false, got {other:?}"))),
+    }
+}
+
+fn parse_service_tokens(list: &str) -> Result<Vec<Redacted<[u8; 32]>>, ConfigError> {
+    let tokens: Vec<_> = list.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+    if tokens.is_empty() {
+        return Err(ConfigError::new("SERVICE_TOKENS", "lists no token"));
+    }
+    tokens
+        .into_iter()
+        .map(|t| {
+            if t.len() < 16 {
+                Err(ConfigError::new("SERVICE_TOKENS", "every token must be at least 16 characters"))
+            } else {
+                Ok(Redacted(sha256(t)))
+            }
+        })
+        .collect()
+}
+
+/// `tenant:key` or `tenant:sha256:<64 hex>`, comma-separated.
+fn parse_api_keys(list: &str) -> Result<Vec<(TenantId, Redacted<[u8; 32]>)>, ConfigError> {
+    let mut keys = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (tenant_part, key) = entry
+            .split_once(':')
+            .ok_or_else(|| ConfigError::new("API_KEYS", "each entry must be tenant:key or tenant:sha256:<hex>"))?;
+        let tenant = tenant(tenant_part)?;
+        let digest = match key.strip_prefix("sha256:") {
+            Some(hex_digest) => {
+                let bytes = hex::decode(hex_digest)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| ConfigError::new("API_KEYS", format!("tenant {tenant}: sha256: must be followed by 64 hex digits")))?;
+                bytes
+            }
+            None if key.len() < 16 => {
+                return Err(ConfigError::new("API_KEYS", format!("tenant {tenant}: keys must be at least 16 characters")));
+            }
+            None => sha256(key),
+        };
+        keys.push((tenant, Redacted(digest)));
+    }
+    if keys.is_empty() {
+        return Err(ConfigError::new("API_KEYS", "lists no key"));
+    }
+    Ok(keys)
+}
+
+fn parse_cidrs(list: &str) -> Result<Vec<IpNet>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<IpNet>()
+                .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::new("WEBHOOK_ALLOWED_CIDRS", format!("{c:?} is not a CIDR range like 10.0.0.0/8")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(profile: Profile, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(profile, |k| map.get(k).cloned())
+    }
+
+    const PROD: [(&str, &str); 2] = [("SERVICE_TOKENS", "a-service-token-0001"), ("API_KEYS", "acme:an-api-key-000001")];
+
+    #[test]
+    fn seed_defaults() {
+        let c = load(Profile::Production, &PROD).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.webhook_timeout, Duration::from_millis(5000));
+        assert_eq!(c.retry.max_retries, 3);
+        assert_eq!(c.retry.base_delay, Duration::from_secs(60));
+        assert_eq!(c.event_types.len(), 11);
+        assert_eq!(c.max_payload_bytes, 262_144);
+        assert!(c.require_https);
+        assert!(c.allowed_cidrs.is_empty());
+    }
+
+    #[test]
+    fn production_requires_credentials() {
+        let err = load(Profile::Production, &[]).unwrap_err();
+        assert_eq!(err.var, "SERVICE_TOKENS");
+        let err = load(Profile::Production, &PROD[..1]).unwrap_err();
+        assert_eq!(err.var, "API_KEYS");
+    }
+
+    #[test]
+    fn local_has_dev_defaults() {
+        let c = load(Profile::Local, &[]).unwrap();
+        assert!(c.dev_credentials);
+        assert!(!c.require_https);
+        assert!(c.credentials.service(DEV_SERVICE_TOKEN));
+        assert_eq!(c.credentials.tenant(DEV_API_KEY).unwrap().as_str(), DEV_TENANT);
+        assert_eq!(c.allowed_cidrs.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("WEBHOOK_TIMEOUT", "abc"),
+            ("WEBHOOK_TIMEOUT", "0"),
+            ("WEBHOOK_MAX_RETRIES", "-1"),
+            ("WEBHOOK_RETRY_DELAY", "1.5"),
+            ("PORT", "70000"),
+            ("HOST", "localhost:1"),
+            ("EVENT_TYPES", "Bad Type"),
+            ("API_KEYS", "no-colon-here-at-all"),
+            ("API_KEYS", "acme:sha256:zz"),
+            ("SERVICE_TOKENS", "short"),
+            ("WEBHOOK_ALLOWED_CIDRS", "10.0.0.0/99"),
+            ("WEBHOOK_REQUIRE_HTTPS", "maybe"),
+            ("QUEUE_MAX_RECEIVE_COUNT", "3"),
+        ] {
+            let mut vars = PROD.to_vec();
+            vars.retain(|(k, _)| *k != var);
+            vars.push((var, value));
+            let err = load(Profile::Production, &vars).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value}: {err}");
+            assert!(err.to_string().starts_with(&format!("invalid {var}: ")));
+        }
+    }
+
+    #[test]
+    fn hashed_api_keys_and_several_tenants() {
+        let digest = hex::encode(sha256("hashed-key-0000001"));
+        let keys = format!("acme:plain-key-00000001, globex:sha256:{digest}");
+        let c = load(Profile::Production, &[("SERVICE_TOKENS", "t-000000000000001,t-000000000000002"), ("API_KEYS", &keys)]).unwrap();
+        assert_eq!(c.credentials.tenant("plain-key-00000001").unwrap().as_str(), "acme");
+        assert_eq!(c.credentials.tenant("hashed-key-0000001").unwrap().as_str(), "globex");
+        assert!(c.credentials.tenant("nope-nope-nope-nope").is_none());
+        assert!(c.credentials.service("t-000000000000002"));
+        assert!(!c.credentials.service(DEV_SERVICE_TOKEN));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = load(Profile::Production, &PROD).unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("a-service-token-0001"));
+        assert!(!printed.contains("an-api-key"));
+    }
+}

@@ -1,0 +1,129 @@
+//! Identifiers. Event, webhook and delivery ids are UUIDv7, so they sort by creation time and
+//! serve directly as paging cursors.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            /// Parses an id from a path or message; anything but a UUID is "not found".
+            pub fn parse(value: &str) -> Result<Self> {
+                Uuid::parse_str(value).map(Self).map_err(|_| Error::NotFound($what))
+            }
+
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(value: Uuid) -> Self {
+                Self(value)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// The id of an accepted event; also the `webhook-id` header of every delivery of it.
+    EventId,
+    "event"
+);
+uuid_id!(
+    /// The id of a registered webhook.
+    WebhookId,
+    "webhook"
+);
+
+/// The owner of API keys and webhooks: letters, digits, `-` and `_`, 1 to 64 characters.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn parse(value: &str) -> std::result::Result<Self, String> {
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(format!("tenant id {value:?} must be 1-64 letters, digits, '-' or '_'"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_creation() {
+        let first = EventId::new();
+        let second = EventId::new();
+        assert!(first < second);
+    }
+
+    #[test]
+    fn a_non_uuid_is_not_found() {
+        assert!(matches!(EventId::parse("nope"), Err(Error::NotFound("event"))));
+        let id = WebhookId::new();
+        assert_eq!(WebhookId::parse(&id.to_string()).unwrap(), id);
+    }
+
+    #[test]
+    fn tenant_ids_are_restricted() {
+        assert!(TenantId::parse("acme-corp_1").is_ok());
+        assert!(TenantId::parse("").is_err());
+        assert!(TenantId::parse("a:b").is_err());
+        assert!(TenantId::parse(&"x".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! Domain types. Each identifier and each value that arrives from outside has a `parse`
+//! constructor, so an invalid one cannot exist past the edge.
+
+mod delivery;
+mod event;
+mod event_type;
+mod ids;
+mod page;
+mod webhook;
+
+pub use delivery::{Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Trigger};
+pub use event::{Event, EventInput, NewEvent};
+pub use event_type::{EventType, EventTypeRegistry};
+pub use ids::{EventId, TenantId, WebhookId};
+pub use page::{Page, PageRequest};
+pub use webhook::{NewWebhook, Webhook, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret, WebhookUrl};
+
+/// Trims `value` and checks it is non-empty and at most `max` characters long.
+pub(crate) fn required_text(field: &str, value: &str, max: usize) -> Result<String, crate::FieldError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(crate::FieldError::new(field, "must not be empty"));
+    }
+    if trimmed.chars().count() > max {
+        return Err(crate::FieldError::new(field, format!("must be at most {max} characters")));
+    }
+    Ok(trimmed.to_owned())
+}

@@ -1,0 +1,343 @@
+//! Webhooks: an endpoint a tenant registered, the event types it wants, and its secret.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rand::RngCore;
+use serde::Deserialize;
+use url::Url;
+
+use super::{required_text, EventType, EventTypeRegistry, TenantId, WebhookId};
+use crate::{Error, FieldError, Result, Timestamp};
+
+/// Where deliveries go: an absolute http(s) URL with a host and no credentials. Whether the
+/// host may be reached is decided when delivering (see `adapters::http::ssrf`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl(Url);
+
+impl WebhookUrl {
+    pub fn parse(value: &str, require_https: bool) -> Result<Self, String> {
+        if value.len() > 2048 {
+            return Err("must be at most 2048 characters".into());
+        }
+        let url = Url::parse(value.trim()).map_err(|e| format!("is not a valid URL ({e})"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if !require_https => {}
+            "http" => return Err("must use https".into()),
+            other => return Err(format!("scheme {other:?} is not allowed; use https")),
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("must have a host".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain credentials".into());
+        }
+        if url.fragment().is_some() {
+            return Err("must not contain a fragment".into());
+        }
+        Ok(Self(url))
+    }
+
+    pub fn as_url(&self) -> &Url {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// A webhook's signing secret: `whsec_` + base64 of random bytes. Never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret {
+    text: String,
+    key: Vec<u8>,
+}
+
+impl WebhookSecret {
+    pub const PREFIX: &'static str = "whsec_";
+
+    /// A new secret from 32 bytes of the operating system's randomness (via a CSPRNG).
+    pub fn generate() -> Self {
+        let mut key = vec![0u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        Self { text: format!("{}{}", Self::PREFIX, BASE64.encode(&key)), key }
+    }
+
+    /// A secret in the Standard Webhooks form, with 24 to 64 key bytes.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let encoded = value.strip_prefix(Self::PREFIX).ok_or("must start with whsec_")?;
+        let key = BASE64.decode(encoded).map_err(|_| "must be whsec_ followed by base64")?;
+        if !(24..=64).contains(&key.len()) {
+            return Err("must encode 24 to 64 bytes".into());
+        }
+        Ok(Self { text: value.to_owned(), key })
+    }
+
+    /// The whole secret string, as the receiver stores it (the seed's HMAC key).
+    pub fn expose(&self) -> &str {
+        &self.text
+    }
+
+    /// The decoded key bytes (the Standard Webhooks HMAC key).
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+impl fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("whsec_[redacted]")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub id: WebhookId,
+    pub tenant: TenantId,
+    pub name: String,
+    pub url: WebhookUrl,
+    pub event_types: Vec<EventType>,
+    pub is_active: bool,
+    /// Why the relay disabled it (e.g. the endpoint answered 410 Gone).
+    pub disabled_reason: Option<String>,
+    pub secret: WebhookSecret,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Webhook {
+    pub fn new(tenant: TenantId, new: NewWebhook, now: Timestamp) -> Self {
+        Self {
+            id: WebhookId::new(),
+            tenant,
+            name: new.name,
+            url: new.url,
+            event_types: new.event_types,
+            is_active: new.is_active,
+            disabled_reason: None,
+            secret: WebhookSecret::generate(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn wants(&self, event_type: &EventType) -> bool {
+        self.is_active && self.event_types.contains(event_type)
+    }
+
+    /// Applies a checked `PUT`. Re-enabling clears the reason it was disabled.
+    pub fn apply(&mut self, patch: WebhookPatch, now: Timestamp) {
+        if let Some(name) = patch.name {
+            self.name = name;
+        }
+        if let Some(url) = patch.url {
+            self.url = url;
+        }
+        if let Some(types) = patch.event_types {
+            self.event_types = types;
+        }
+        if let Some(active) = patch.is_active {
+            self.is_active = active;
+            if active {
+                self.disabled_reason = None;
+            }
+        }
+        self.updated_at = now;
+    }
+
+    pub fn disable(&mut self, reason: impl Into<String>, now: Timestamp) {
+        self.is_active = false;
+        self.disabled_reason = Some(reason.into());
+        self.updated_at = now;
+    }
+}
+
+/// The body of `POST /api/webhooks` and `PUT /api/webhooks/:id`, as sent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookInput {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub is_active: Option<bool>,
+}
+
+/// A checked webhook registration.
+#[derive(Debug, Clone)]
+pub struct NewWebhook {
+    pub name: String,
+    pub url: WebhookUrl,
+    pub event_types: Vec<EventType>,
+    pub is_active: bool,
+}
+
+/// A checked partial update: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub name: Option<String>,
+    pub url: Option<WebhookUrl>,
+    pub event_types: Option<Vec<EventType>>,
+    pub is_active: Option<bool>,
+}
+
+/// The rules a webhook's fields follow.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookRules<'a> {
+    pub registry: &'a EventTypeRegistry,
+    pub require_https: bool,
+}
+
+impl WebhookPatch {
+    pub fn parse(input: WebhookInput, rules: WebhookRules<'_>) -> Result<Self> {
+        let mut problems = Vec::new();
+        let name = input.name.and_then(|n| required_text("name", &n, 255).map_err(|e| problems.push(e)).ok());
+        let url = input.url.and_then(|u| {
+            WebhookUrl::parse(&u, rules.require_https).map_err(|m| problems.push(FieldError::new("url", m))).ok()
+        });
+        let event_types = input.event_types.and_then(|names| parse_event_types(&names, rules.registry, &mut problems));
+        if problems.is_empty() {
+            Ok(Self { name, url, event_types, is_active: input.is_active })
+        } else {
+            Err(Error::invalid(problems))
+        }
+    }
+}
+
+impl NewWebhook {
+    pub fn parse(input: WebhookInput, rules: WebhookRules<'_>) -> Result<Self> {
+        let mut problems = Vec::new();
+        for (field, missing) in
+            [("name", input.name.is_none()), ("url", input.url.is_none()), ("eventTypes", input.event_types.is_none())]
+        {
+            if missing {
+                problems.push(FieldError::new(field, "is required"));
+            }
+        }
+        let patch = WebhookPatch::parse(input, rules);
+        match patch {
+            Ok(WebhookPatch { name: Some(name), url: Some(url), event_types: Some(event_types), is_active })
+                if problems.is_empty() =>
+            {
+                Ok(Self { name, url, event_types, is_active: is_active.unwrap_or(true) })
+            }
+            Ok(_) => Err(Error::invalid(problems)),
+            Err(Error::Validation { details, .. }) => {
+                problems.extend(details);
+                Err(Error::invalid(problems))
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+fn parse_event_types(
+    names: &[String],
+    registry: &EventTypeRegistry,
+    problems: &mut Vec<FieldError>,
+) -> Option<Vec<EventType>> {
+    if names.is_empty() {
+        problems.push(FieldError::new("eventTypes", "must list at least one event type"));
+        return None;
+    }
+    let mut types: Vec<EventType> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        match registry.parse(name) {
+            Ok(t) if !types.contains(&t) => types.push(t),
+            Ok(_) => {}
+            Err(m) => problems.push(FieldError::new(format!("eventTypes[{i}]"), m)),
+        }
+    }
+    Some(types)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES_HTTP: fn(&EventTypeRegistry) -> WebhookRules<'_> =
+        |registry| WebhookRules { registry, require_https: false };
+
+    #[test]
+    fn urls_follow_the_rules() {
+        assert!(WebhookUrl::parse("https://hrms.example.com/webhooks", true).is_ok());
+        assert!(WebhookUrl::parse("http://127.0.0.1:8080/hook", false).is_ok());
+        assert_eq!(WebhookUrl::parse("http://hrms.example.com/", true).unwrap_err(), "must use https");
+        for bad in ["not a url", "ftp://x.example/", "https://user:pw@x.example/", "https://x.example/#frag", "/relative"] {
+            assert!(WebhookUrl::parse(bad, false).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn generated_secrets_have_the_standard_form() {
+        let secret = WebhookSecret::generate();
+        assert!(secret.expose().starts_with("whsec_"));
+        assert_eq!(secret.key().len(), 32);
+        assert_eq!(WebhookSecret::parse(secret.expose()).unwrap(), secret);
+        assert_ne!(WebhookSecret::generate(), secret);
+        assert_eq!(format!("{secret:?}"), "whsec_[redacted]");
+    }
+
+    #[test]
+    fn malformed_secrets_are_rejected() {
+        assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(WebhookSecret::parse("whsec_!!!").is_err());
+        assert!(WebhookSecret::parse("whsec_c2hvcnQ=").is_err());
+    }
+
+    #[test]
+    fn registration_needs_name_url_and_known_types() {
+        let registry = EventTypeRegistry::default();
+        let err = NewWebhook::parse(
+            WebhookInput { url: Some("https://x.example/".into()), event_types: Some(vec!["nope.x".into()]), ..Default::default() },
+            RULES_HTTP(&registry),
+        )
+        .unwrap_err();
+        let Error::Validation { details, .. } = err else { panic!() };
+        let fields: Vec<_> = details.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["name", "eventTypes[0]"]);
+
+        let ok = NewWebhook::parse(
+            WebhookInput {
+                name: Some(" HRMS ".into()),
+                url: Some("https://x.example/".into()),
+                event_types: Some(vec!["job.created".into(), "job.created".into()]),
+                is_active: None,
+            },
+            RULES_HTTP(&registry),
+        )
+        .unwrap();
+        assert_eq!(ok.name, "HRMS");
+        assert_eq!(ok.event_types.len(), 1);
+        assert!(ok.is_active);
+    }
+
+    #[test]
+    fn reenabling_clears_the_disabled_reason() {
+        let registry = EventTypeRegistry::default();
+        let new = NewWebhook::parse(
+            WebhookInput {
+                name: Some("n".into()),
+                url: Some("https://x.example/".into()),
+                event_types: Some(vec!["job.created".into()]),
+                is_active: None,
+            },
+            RULES_HTTP(&registry),
+        )
+        .unwrap();
+        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, Timestamp::now());
+        hook.disable("endpoint answered 410 Gone", Timestamp::now());
+        assert!(!hook.wants(&registry.parse("job.created").unwrap()));
+        hook.apply(WebhookPatch { is_active: Some(true), ..Default::default() }, Timestamp::now());
+        assert!(hook.is_active);
+        assert_eq!(hook.disabled_reason, None);
+    }
+}

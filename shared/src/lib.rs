@@ -1,0 +1,36 @@
+//! webhook-relay's core: everything but the thin `main`s of the functions.
+//!
+//! Internal services post events; the relay stores them, signs them and delivers them to the
+//! webhooks external systems registered, retrying with backoff and logging every attempt.
+//!
+//! # Layout
+//! - [`domain`]: events, event types, webhooks, deliveries, attempts and paging, each value
+//!   from outside behind a `parse` constructor.
+//! - [`signing`]: `X-Relay-Signature` and the Standard Webhooks headers.
+//! - [`backoff`]: the retry schedule and `Retry-After`.
+//! - [`config`]: the one typed configuration, read from the environment.
+//! - [`auth`]: service tokens and per-tenant API keys, compared in constant time.
+//! - [`ports`]: the traits the use cases depend on (stores, queue, webhook sender).
+//! - [`adapters`]: their implementations (`memory`, `http` with the SSRF guard).
+//! - [`app`]: the use cases: ingest, webhook administration, dispatch and delivery.
+//! - [`worker`]: the SQS batch handler and relay-local's poller.
+//! - [`api`]: the axum routers and the error envelope.
+//! - [`local`]: the whole relay in one process, and its demo.
+//! - [`error`], [`time`]: the error type and millisecond timestamps.
+
+pub mod adapters;
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod backoff;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod local;
+pub mod ports;
+pub mod signing;
+pub mod time;
+pub mod worker;
+
+pub use error::{Error, FieldError, Result};
+pub use time::Timestamp;

@@ -1,0 +1,39 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+/// A message as a receive returns it, with what SQS says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    /// Valid until the message is received again; needed to delete it or change its visibility.
+    pub receipt_handle: String,
+    pub body: String,
+    /// `ApproximateReceiveCount`: 1 on the first receive.
+    pub receive_count: u32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+}
+
+/// A queue with SQS semantics: at-least-once, visibility timeout, receive count, and (set on
+/// the queue) redrive to a dead-letter queue after `maxReceiveCount` receives.
+#[async_trait]
+pub trait Queue: std::fmt::Debug + Send + Sync + 'static {
+    /// Sends one message, invisible for `delay` (SQS: at most 15 minutes).
+    async fn send(&self, body: &str, delay: Duration) -> Result<()>;
+    /// Sends many (in batches of 10 on SQS). Fails unless every message was accepted.
+    async fn send_batch(&self, bodies: &[String]) -> Result<()>;
+    /// Up to `max` (at most 10) messages, waiting up to `wait` for the first one.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>>;
+    async fn delete(&self, receipt_handle: &str) -> Result<()>;
+    /// Makes a received message invisible for `timeout` from now (at most 12 hours).
+    async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<()>;
+    async fn depth(&self) -> Result<QueueDepth>;
+}

@@ -1,1 +1,10 @@
+//! Integration tests: the relay started on port 0 with a real receiver, the SQS-shaped batch
+//! handler with event fixtures, and the port contract suites.
 
+mod api_events;
+mod api_webhooks;
+mod batch;
+mod contract;
+mod delivery;
+mod helpers;
+mod tools;

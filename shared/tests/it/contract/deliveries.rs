@@ -1,0 +1,96 @@
+use std::sync::Arc;
+
+use relay::Timestamp;
+use relay::domain::{Attempt, DeliveryStatus, PageRequest, Trigger};
+use relay::ports::DeliveryLog;
+
+use super::{delivery, event, webhook};
+
+fn attempt(number: u32, status: Option<u16>) -> Attempt {
+    Attempt {
+        number,
+        status_code: status,
+        duration_ms: 12,
+        error: status.filter(|s| *s >= 300).map(|s| format!("HTTP {s}")),
+        response_body: Some("ok".into()),
+        trigger: Trigger::Scheduled,
+        created_at: Timestamp::now(),
+    }
+}
+
+pub async fn ensure_keeps_what_exists(log: Arc<dyn DeliveryLog>) {
+    let e = event("job.created", None);
+    let (w1, w2) = (webhook("acme", &["job.created"], true), webhook("acme", &["job.created"], true));
+    let first = delivery(&e, &w1);
+    let stored = log.ensure(&[first.clone()]).await.unwrap();
+    assert_eq!(stored, [first.clone()]);
+
+    let mut progressed = first.clone();
+    progressed.status = DeliveryStatus::Succeeded;
+    progressed.attempt_count = 1;
+    log.record(&progressed, Some(&attempt(1, Some(200)))).await.unwrap();
+
+    let second = delivery(&e, &w2);
+    let stored = log.ensure(&[delivery(&e, &w1), second.clone()]).await.unwrap();
+    assert_eq!(stored[0].status, DeliveryStatus::Succeeded, "ensure must not reset an existing delivery");
+    assert_eq!(stored[1], second);
+    assert_eq!(log.get(second.key()).await.unwrap(), Some(second));
+    assert!(log.ensure(&[]).await.unwrap().is_empty());
+}
+
+pub async fn record_appends_attempts_in_order(log: Arc<dyn DeliveryLog>) {
+    let e = event("job.created", None);
+    let w = webhook("acme", &["job.created"], true);
+    let mut d = delivery(&e, &w);
+    log.ensure(&[d.clone()]).await.unwrap();
+    for (n, status) in [(1, Some(500)), (2, None), (3, Some(200))] {
+        d.attempt_count = n;
+        d.last_status_code = status;
+        d.status = if status == Some(200) { DeliveryStatus::Succeeded } else { DeliveryStatus::Retrying };
+        log.record(&d, Some(&attempt(n, status))).await.unwrap();
+    }
+    let stored = log.get(d.key()).await.unwrap().unwrap();
+    assert_eq!(stored.attempt_count, 3);
+    assert_eq!(stored.status, DeliveryStatus::Succeeded);
+    let attempts = log.attempts(&[d.key()]).await.unwrap().remove(&d.key()).unwrap();
+    assert_eq!(attempts.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(attempts[0].error.as_deref(), Some("HTTP 500"));
+    assert_eq!(attempts[1].status_code, None);
+
+    d.status = DeliveryStatus::Failed;
+    d.last_error = Some("webhook was deleted".into());
+    log.record(&d, None).await.unwrap();
+    assert_eq!(log.attempts(&[d.key()]).await.unwrap()[&d.key()].len(), 3, "no attempt, none appended");
+    assert_eq!(log.get(d.key()).await.unwrap().unwrap().status, DeliveryStatus::Failed);
+}
+
+pub async fn lists_by_webhook_and_status(log: Arc<dyn DeliveryLog>) {
+    let w = webhook("acme", &["job.created"], true);
+    let other = webhook("acme", &["job.created"], true);
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        let e = event("job.created", None);
+        let mut d = delivery(&e, &w);
+        log.ensure(&[d.clone(), delivery(&e, &other)]).await.unwrap();
+        if i % 2 == 0 {
+            d.status = DeliveryStatus::Failed;
+            log.record(&d, None).await.unwrap();
+        }
+        mine.push(d.event_id);
+    }
+    mine.reverse();
+    let all = log.list(w.id, None, &PageRequest::default()).await.unwrap();
+    assert_eq!(all.items.iter().map(|d| d.event_id).collect::<Vec<_>>(), mine);
+    let failed = log.list(w.id, Some(DeliveryStatus::Failed), &PageRequest::default()).await.unwrap();
+    assert_eq!(failed.items.iter().map(|d| d.event_id).collect::<Vec<_>>(), [mine[0], mine[2], mine[4]]);
+
+    let mut seen = Vec::new();
+    let mut request = PageRequest { limit: 2, ..PageRequest::default() };
+    loop {
+        let page = log.list(w.id, None, &request).await.unwrap();
+        seen.extend(page.items.iter().map(|d| d.event_id));
+        let Some(cursor) = page.next_cursor else { break };
+        request = PageRequest::parse(Some("2"), None, Some(&cursor), 500).unwrap();
+    }
+    assert_eq!(seen, mine);
+}

@@ -1,0 +1,73 @@
+use std::sync::Arc;
+
+use relay::Timestamp;
+use relay::domain::{EventTypeRegistry, PageRequest, TenantId, WebhookId};
+use relay::ports::WebhookStore;
+
+use super::webhook;
+
+pub async fn crud_by_tenant(store: Arc<dyn WebhookStore>) {
+    let acme = TenantId::parse("acme").unwrap();
+    let mut hook = webhook("acme", &["job.created"], true);
+    store.insert(&hook).await.unwrap();
+    store.insert(&webhook("globex", &["job.created"], true)).await.unwrap();
+
+    let got = store.get(hook.id).await.unwrap().unwrap();
+    assert_eq!(got.name, hook.name);
+    assert_eq!(got.secret, hook.secret);
+    assert_eq!(got.url, hook.url);
+    assert_eq!(got.event_types, hook.event_types);
+
+    let listed = store.list(&acme, &PageRequest::default()).await.unwrap();
+    assert_eq!(listed.items.iter().map(|w| w.id).collect::<Vec<_>>(), [hook.id]);
+
+    hook.disable("gone", Timestamp::now());
+    assert!(store.update(&hook).await.unwrap());
+    let got = store.get(hook.id).await.unwrap().unwrap();
+    assert!(!got.is_active);
+    assert_eq!(got.disabled_reason.as_deref(), Some("gone"));
+
+    assert!(store.delete(hook.id).await.unwrap());
+    assert!(!store.delete(hook.id).await.unwrap());
+    assert!(store.get(hook.id).await.unwrap().is_none());
+    assert!(!store.update(&hook).await.unwrap(), "updating a deleted webhook must not recreate it");
+    assert!(store.get(WebhookId::new()).await.unwrap().is_none());
+}
+
+pub async fn subscribed_is_active_and_by_type_across_tenants(store: Arc<dyn WebhookStore>) {
+    let registry = EventTypeRegistry::default();
+    let a = webhook("acme", &["job.created", "job.updated"], true);
+    let b = webhook("globex", &["job.created"], true);
+    let inactive = webhook("acme", &["job.created"], false);
+    let other = webhook("acme", &["candidate.created"], true);
+    for w in [&a, &b, &inactive, &other] {
+        store.insert(w).await.unwrap();
+    }
+    let mut ids: Vec<WebhookId> =
+        store.subscribed(&registry.parse("job.created").unwrap()).await.unwrap().iter().map(|w| w.id).collect();
+    ids.sort();
+    let mut expected = vec![a.id, b.id];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(store.subscribed(&registry.parse("interview.scheduled").unwrap()).await.unwrap().is_empty());
+}
+
+pub async fn lists_page_through(store: Arc<dyn WebhookStore>) {
+    let acme = TenantId::parse("acme").unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let w = webhook("acme", &["job.created"], true);
+        store.insert(&w).await.unwrap();
+        ids.push(w.id);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut request = PageRequest { limit: 2, ..PageRequest::default() };
+    loop {
+        let page = store.list(&acme, &request).await.unwrap();
+        seen.extend(page.items.iter().map(|w| w.id));
+        let Some(cursor) = page.next_cursor else { break };
+        request = PageRequest::parse(Some("2"), None, Some(&cursor), 500).unwrap();
+    }
+    assert_eq!(seen, ids);
+}

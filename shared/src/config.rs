@@ -73,8 +73,9 @@ pub struct Config {
     /// `WEBHOOK_ALLOWED_CIDRS`: private ranges deliveries may reach anyway.
     /// relay-local allows loopback by default. 169.254.169.254 is refused whatever this says.
     pub allowed_cidrs: Vec<IpNet>,
-    /// `QUEUE_VISIBILITY_TIMEOUT` (s, 30) and `QUEUE_MAX_RECEIVE_COUNT` (10): the embedded
-    /// queue's settings (the template sets the real queue's).
+    /// `QUEUE_VISIBILITY_TIMEOUT` (s, 30; longer than `WEBHOOK_TIMEOUT`) and
+    /// `QUEUE_MAX_RECEIVE_COUNT` (the larger of 10 and `WEBHOOK_MAX_RETRIES` + 6; more than
+    /// `WEBHOOK_MAX_RETRIES` + 1): the embedded queue's settings (the template sets the real queue's).
     pub queue_visibility_timeout: Duration,
     pub queue_max_receive_count: u32,
     /// `WORKER_CONCURRENCY` (4): pollers relay-local runs, each handling batches of up to 10.
@@ -107,17 +108,19 @@ impl Config {
             Some(list) => EventTypeRegistry::from_list(&list).map_err(|m| ConfigError::new("EVENT_TYPES", m))?,
         };
 
+        // relay-local falls back to dev credentials only when neither variable is set: setting
+        // one means real credentials are wanted, and a dev key must not slip in beside them.
         let tokens = get("SERVICE_TOKENS");
         let keys = get("API_KEYS");
         let dev_credentials = local && tokens.is_none() && keys.is_none();
         let service_tokens = match tokens {
             Some(list) => parse_service_tokens(&list)?,
-            None if local => vec![Redacted(sha256(DEV_SERVICE_TOKEN))],
+            None if dev_credentials => vec![Redacted(sha256(DEV_SERVICE_TOKEN))],
             None => return Err(ConfigError::new("SERVICE_TOKENS", "is required (comma-separated tokens)")),
         };
         let api_keys = match keys {
             Some(list) => parse_api_keys(&list)?,
-            None if local => vec![(tenant(DEV_TENANT)?, Redacted(sha256(DEV_API_KEY)))],
+            None if dev_credentials => vec![(tenant(DEV_TENANT)?, Redacted(sha256(DEV_API_KEY)))],
             None => return Err(ConfigError::new("API_KEYS", "is required (comma-separated tenant:key)")),
         };
 
@@ -131,7 +134,19 @@ impl Config {
 
         let queue_visibility_timeout =
             Duration::from_secs(parse_num::<u64>("QUEUE_VISIBILITY_TIMEOUT", get("QUEUE_VISIBILITY_TIMEOUT"), 30, 1..=43_200)?);
-        let queue_max_receive_count = parse_num::<u32>("QUEUE_MAX_RECEIVE_COUNT", get("QUEUE_MAX_RECEIVE_COUNT"), 10, 1..=1000)?;
+        if queue_visibility_timeout <= webhook_timeout {
+            return Err(ConfigError::new(
+                "QUEUE_VISIBILITY_TIMEOUT",
+                format!(
+                    "must be longer than WEBHOOK_TIMEOUT ({} ms), or a message comes back while its delivery is still in progress",
+                    webhook_timeout.as_millis()
+                ),
+            ));
+        }
+        // Room for every scheduled attempt plus a few receives lost to crashes.
+        let default_receive_count = (max_retries + 6).max(10);
+        let queue_max_receive_count =
+            parse_num::<u32>("QUEUE_MAX_RECEIVE_COUNT", get("QUEUE_MAX_RECEIVE_COUNT"), default_receive_count, 1..=1000)?;
         if queue_max_receive_count <= max_retries + 1 {
             return Err(ConfigError::new(
                 "QUEUE_MAX_RECEIVE_COUNT",
@@ -161,6 +176,9 @@ impl Config {
         })
     }
 }
+
+/// A tenant and the SHA-256 digest of one of its API keys.
+type TenantKey = (TenantId, Redacted<[u8; 32]>);
 
 fn sha256(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
@@ -219,7 +237,7 @@ fn parse_service_tokens(list: &str) -> Result<Vec<Redacted<[u8; 32]>>, ConfigErr
 }
 
 /// `tenant:key` or `tenant:sha256:<64 hex>`, comma-separated.
-fn parse_api_keys(list: &str) -> Result<Vec<(TenantId, Redacted<[u8; 32]>)>, ConfigError> {
+fn parse_api_keys(list: &str) -> Result<Vec<TenantKey>, ConfigError> {
     let mut keys = Vec::new();
     for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (tenant_part, key) = entry
@@ -228,11 +246,10 @@ fn parse_api_keys(list: &str) -> Result<Vec<(TenantId, Redacted<[u8; 32]>)>, Con
         let tenant = tenant(tenant_part)?;
         let digest = match key.strip_prefix("sha256:") {
             Some(hex_digest) => {
-                let bytes = hex::decode(hex_digest)
+                hex::decode(hex_digest)
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| ConfigError::new("API_KEYS", format!("tenant {tenant}: sha256: must be followed by 64 hex digits")))?;
-                bytes
+                    .ok_or_else(|| ConfigError::new("API_KEYS", format!("tenant {tenant}: sha256: must be followed by 64 hex digits")))?
             }
             None if key.len() < 16 => {
                 return Err(ConfigError::new("API_KEYS", format!("tenant {tenant}: keys must be at least 16 characters")));
@@ -291,6 +308,27 @@ mod tests {
         assert_eq!(err.var, "SERVICE_TOKENS");
         let err = load(Profile::Production, &PROD[..1]).unwrap_err();
         assert_eq!(err.var, "API_KEYS");
+    }
+
+    #[test]
+    fn local_uses_dev_credentials_only_when_none_are_set() {
+        let err = load(Profile::Local, &PROD[..1]).unwrap_err();
+        assert_eq!(err.var, "API_KEYS");
+        let err = load(Profile::Local, &PROD[1..]).unwrap_err();
+        assert_eq!(err.var, "SERVICE_TOKENS");
+        let c = load(Profile::Local, &PROD).unwrap();
+        assert!(!c.dev_credentials);
+        assert!(c.credentials.tenant(DEV_API_KEY).is_none());
+    }
+
+    #[test]
+    fn receive_count_leaves_room_for_every_retry() {
+        assert_eq!(load(Profile::Production, &PROD).unwrap().queue_max_receive_count, 10);
+        let mut vars = PROD.to_vec();
+        vars.push(("WEBHOOK_MAX_RETRIES", "12"));
+        assert_eq!(load(Profile::Production, &vars).unwrap().queue_max_receive_count, 18);
+        vars.push(("WEBHOOK_TIMEOUT", "30000"));
+        assert_eq!(load(Profile::Production, &vars).unwrap_err().var, "QUEUE_VISIBILITY_TIMEOUT");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`Timestamp`]: UTC time at millisecond precision, written as `2025-10-26T10:00:00.000Z` like the seed.
 
 use std::fmt;
+use std::ops::{Add, Sub};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
@@ -30,14 +31,6 @@ impl Timestamp {
         self.0
     }
 
-    pub fn add(self, duration: Duration) -> Self {
-        Self::from_millis(self.as_millis().saturating_add(duration_millis(duration)))
-    }
-
-    pub fn sub(self, duration: Duration) -> Self {
-        Self::from_millis(self.as_millis().saturating_sub(duration_millis(duration)))
-    }
-
     /// How long from `self` until `later`; zero when `later` is not after `self`.
     pub fn until(self, later: Timestamp) -> Duration {
         Duration::from_millis(u64::try_from(later.as_millis() - self.as_millis()).unwrap_or(0))
@@ -46,6 +39,22 @@ impl Timestamp {
 
 fn duration_millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Add<Duration> for Timestamp {
+    type Output = Self;
+
+    fn add(self, duration: Duration) -> Self {
+        Self::from_millis(self.as_millis().saturating_add(duration_millis(duration)))
+    }
+}
+
+impl Sub<Duration> for Timestamp {
+    type Output = Self;
+
+    fn sub(self, duration: Duration) -> Self {
+        Self::from_millis(self.as_millis().saturating_sub(duration_millis(duration)))
+    }
 }
 
 impl From<DateTime<Utc>> for Timestamp {

@@ -89,7 +89,7 @@ impl Deliverer {
         }
         let now = Timestamp::now();
         if let Some(due) = delivery.next_attempt_at {
-            if due > now.add(EARLY_TOLERANCE) {
+            if due > now + EARLY_TOLERANCE {
                 return Ok(Next::RetryIn(now.until(due)));
             }
         }

@@ -46,7 +46,7 @@ impl Ingest {
             key,
             fingerprint: fingerprint.clone(),
             event_id: event.id,
-            expires_at: now.add(IDEMPOTENCY_TTL),
+            expires_at: now + IDEMPOTENCY_TTL,
         });
         match self.events.insert(&event, record.as_ref()).await? {
             Insert::Created => {

@@ -171,7 +171,7 @@ impl Delivery {
                         None => policy.delay(scheduled),
                     };
                     next.status = DeliveryStatus::Retrying;
-                    next.next_attempt_at = Some(now.add(delay));
+                    next.next_attempt_at = Some(now + delay);
                     retry_in = Some(delay);
                 } else {
                     next.status = DeliveryStatus::Failed;

@@ -9,7 +9,7 @@ use relay::ports::{EventFilter, EventStore, IdempotencyRecord, Insert};
 use super::event;
 
 fn record(key: &str, fingerprint: &str, event: &relay::domain::Event, ttl: Duration) -> IdempotencyRecord {
-    IdempotencyRecord { key: key.into(), fingerprint: fingerprint.into(), event_id: event.id, expires_at: Timestamp::now().add(ttl) }
+    IdempotencyRecord { key: key.into(), fingerprint: fingerprint.into(), event_id: event.id, expires_at: Timestamp::now() + ttl }
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -108,7 +108,7 @@ pub async fn concurrent_duplicates_create_one_event(store: Arc<dyn EventStore>) 
 pub async fn an_expired_key_can_be_reused(store: Arc<dyn EventStore>) {
     let old = event("job.created", None);
     let mut expired = record("reuse", "fp-a", &old, DAY);
-    expired.expires_at = Timestamp::now().sub(Duration::from_secs(1));
+    expired.expires_at = Timestamp::now() - Duration::from_secs(1);
     assert_eq!(store.insert(&old, Some(&expired)).await.unwrap(), Insert::Created);
     let new = event("job.created", None);
     assert_eq!(store.insert(&new, Some(&record("reuse", "fp-b", &new, DAY))).await.unwrap(), Insert::Created);

@@ -3,6 +3,7 @@
 
 mod api_events;
 mod api_webhooks;
+mod aws;
 mod batch;
 mod contract;
 mod delivery;

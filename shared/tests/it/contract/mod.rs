@@ -8,6 +8,7 @@ pub mod queue;
 pub mod webhooks;
 
 mod memory;
+mod sqs;
 
 use relay::Timestamp;
 use relay::domain::{

@@ -1,0 +1,60 @@
+//! Creating the relay queue and its dead-letter queue, with the attributes `template.yaml`
+//! declares. Used by the LocalStack bootstrap and by tests (with random names).
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::{Error, Result};
+
+/// What distinguishes a deployment's queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub visibility_timeout: Duration,
+    pub max_receive_count: u32,
+    /// How long a message is kept: longer than the whole retry schedule.
+    pub retention: Duration,
+}
+
+/// Creates (or finds) `{name}-dlq` and `{name}` with a redrive policy to it; returns their URLs.
+pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(String, String)> {
+    let fail = |e: &dyn std::fmt::Display| Error::unavailable("queue", e.to_string());
+    let retention = spec.retention.as_secs().to_string();
+    let dlq_url = client
+        .create_queue()
+        .queue_name(format!("{}-dlq", spec.name))
+        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+        .send()
+        .await
+        .map_err(|e| fail(&DisplayErrorContext(e)))?
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| fail(&DisplayErrorContext(e)))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or_else(|| Error::unavailable("queue", "the dead-letter queue has no ARN"))?;
+    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count }).to_string();
+    let url = client
+        .create_queue()
+        .queue_name(&spec.name)
+        .attributes(QueueAttributeName::VisibilityTimeout, spec.visibility_timeout.as_secs().to_string())
+        .attributes(QueueAttributeName::MessageRetentionPeriod, retention)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .send()
+        .await
+        .map_err(|e| fail(&DisplayErrorContext(e)))?
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((url, dlq_url))
+}

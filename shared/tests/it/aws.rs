@@ -1,0 +1,34 @@
+//! Reaching the local AWS emulators (LocalStack for SQS, moto for DynamoDB) through the SDK's
+//! standard endpoint variables. Under CI a missing emulator fails the test; elsewhere the test
+//! says why it did nothing. `localstack/start-local-aws.sh` starts both.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+fn configured(service_var: &str) -> bool {
+    std::env::var_os(service_var).is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+}
+
+async fn sdk_config(service_var: &str, emulator: &str) -> Option<SdkConfig> {
+    if !configured(service_var) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{service_var} is not set: CI must run the {emulator} tests (.ci/run starts it)"
+        );
+        eprintln!("SKIPPED: {service_var} is not set; run localstack/start-local-aws.sh and export it");
+        return None;
+    }
+    Some(aws_config::defaults(BehaviorVersion::latest()).load().await)
+}
+
+pub async fn sqs() -> Option<aws_sdk_sqs::Client> {
+    sdk_config("AWS_ENDPOINT_URL_SQS", "LocalStack").await.map(|c| aws_sdk_sqs::Client::new(&c))
+}
+
+pub async fn dynamodb() -> Option<aws_sdk_dynamodb::Client> {
+    sdk_config("AWS_ENDPOINT_URL_DYNAMODB", "moto").await.map(|c| aws_sdk_dynamodb::Client::new(&c))
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}

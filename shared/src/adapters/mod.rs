@@ -2,6 +2,7 @@
 //! reference for every contract test), `sqs` and `dynamodb` (the AWS path), and `http`
 //! (outbound webhook requests).
 
+pub mod dynamodb;
 pub mod http;
 pub mod memory;
 pub mod sqs;

@@ -43,6 +43,11 @@ impl EventType {
         }
     }
 
+    /// A type read back from a store: well-formed, but perhaps no longer configured.
+    pub fn from_store(value: &str) -> Result<Self, String> {
+        Self::parse_name(value)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -171,6 +171,10 @@ pub struct WebhookInput {
     pub is_active: Option<bool>,
 }
 
+/// The most event types one webhook subscribes to (a DynamoDB transaction rewrites its
+/// subscriptions in one go, and holds at most 100 items).
+pub const MAX_EVENT_TYPES: usize = 40;
+
 /// A checked webhook registration.
 #[derive(Debug, Clone)]
 pub struct NewWebhook {
@@ -246,6 +250,10 @@ fn parse_event_types(
 ) -> Option<Vec<EventType>> {
     if names.is_empty() {
         problems.push(FieldError::new("eventTypes", "must list at least one event type"));
+        return None;
+    }
+    if names.len() > MAX_EVENT_TYPES {
+        problems.push(FieldError::new("eventTypes", format!("must list at most {MAX_EVENT_TYPES} event types")));
         return None;
     }
     let mut types: Vec<EventType> = Vec::with_capacity(names.len());

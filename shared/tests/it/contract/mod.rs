@@ -7,6 +7,7 @@ pub mod events;
 pub mod queue;
 pub mod webhooks;
 
+mod dynamodb;
 mod memory;
 mod sqs;
 

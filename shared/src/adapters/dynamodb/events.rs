@@ -1,0 +1,264 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::query::{Item, NewestFirst};
+use super::schema::{TableNames, index};
+use super::{corrupt, unavailable};
+use crate::domain::{Event, EventId, EventType, Page, PageRequest};
+use crate::ports::{EventFilter, EventStore, IdempotencyRecord, Insert};
+use crate::{Error, Result, Timestamp};
+
+/// The `feed` of every event: the by-time index's one partition.
+const FEED: &str = "events";
+const PENDING: &str = "1";
+
+#[derive(Debug, Clone)]
+pub struct DynamoEventStore {
+    client: Client,
+    events: String,
+    idempotency: String,
+    /// How long an event is kept (its TTL).
+    retention: Duration,
+}
+
+impl DynamoEventStore {
+    pub fn new(client: Client, tables: &TableNames, retention: Duration) -> Self {
+        Self { client, events: tables.events.clone(), idempotency: tables.idempotency.clone(), retention }
+    }
+
+    async fn idempotency_record(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.idempotency)
+            .key("key", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .item()
+            .map(|item| serde_dynamo::from_item::<_, IdempotencyItem>(item.clone()).map_err(|e| corrupt("idempotency", e))?.into_record())
+            .transpose()
+    }
+
+    fn event_put(&self, event: &Event) -> Result<Put> {
+        Put::builder()
+            .table_name(&self.events)
+            .set_item(Some(to_item(&EventItem::new(event, self.retention))?))
+            .condition_expression("attribute_not_exists(id)")
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+fn to_item<T: Serialize>(value: &T) -> Result<Item> {
+    serde_dynamo::to_item(value).map_err(|e| Error::Internal(format!("cannot encode an item: {e}")))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventItem {
+    id: String,
+    feed: String,
+    event_type: String,
+    event_name: String,
+    /// The payload as JSON text: numbers and nesting survive exactly.
+    payload: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enqueued_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_dispatch: Option<String>,
+    expires_at: i64,
+}
+
+impl EventItem {
+    fn new(event: &Event, retention: Duration) -> Self {
+        Self {
+            id: event.id.to_string(),
+            feed: FEED.into(),
+            event_type: event.event_type.as_str().into(),
+            event_name: event.event_name.clone(),
+            payload: Value::Object(event.payload.clone()).to_string(),
+            source: event.source.clone(),
+            created_at: event.created_at.as_millis(),
+            enqueued_at: event.enqueued_at.map(Timestamp::as_millis),
+            pending_dispatch: event.enqueued_at.is_none().then(|| PENDING.into()),
+            expires_at: (event.created_at + retention).as_secs(),
+        }
+    }
+
+    fn into_event(self) -> Result<Event> {
+        let payload: Map<String, Value> = serde_json::from_str(&self.payload).map_err(|e| corrupt("event", e))?;
+        Ok(Event {
+            id: EventId::parse(&self.id).map_err(|e| corrupt("event", e))?,
+            event_type: EventType::from_store(&self.event_type).map_err(|e| corrupt("event", e))?,
+            event_name: self.event_name,
+            payload,
+            source: self.source,
+            created_at: Timestamp::from_millis(self.created_at),
+            enqueued_at: self.enqueued_at.map(Timestamp::from_millis),
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdempotencyItem {
+    key: String,
+    fingerprint: String,
+    event_id: String,
+    expires_at: i64,
+}
+
+impl IdempotencyItem {
+    fn into_record(self) -> Result<IdempotencyRecord> {
+        Ok(IdempotencyRecord {
+            key: self.key,
+            fingerprint: self.fingerprint,
+            event_id: EventId::parse(&self.event_id).map_err(|e| corrupt("idempotency", e))?,
+            expires_at: Timestamp::from_millis(self.expires_at.saturating_mul(1000)),
+        })
+    }
+}
+
+/// The reasons a transaction was cancelled, one per item.
+fn cancellation_codes(err: &SdkError<TransactWriteItemsError>) -> Vec<String> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[async_trait]
+impl EventStore for DynamoEventStore {
+    async fn insert(&self, event: &Event, idempotency: Option<&IdempotencyRecord>) -> Result<Insert> {
+        let Some(record) = idempotency else {
+            let put = self.event_put(event)?;
+            self.client
+                .put_item()
+                .table_name(put.table_name())
+                .set_item(Some(put.item().clone()))
+                .condition_expression("attribute_not_exists(id)")
+                .send()
+                .await
+                .map_err(unavailable)?;
+            return Ok(Insert::Created);
+        };
+        let key_item = to_item(&IdempotencyItem {
+            key: record.key.clone(),
+            fingerprint: record.fingerprint.clone(),
+            event_id: record.event_id.to_string(),
+            expires_at: record.expires_at.as_secs(),
+        })?;
+        for attempt in 0..5u64 {
+            let now = Timestamp::now().as_secs();
+            let key_put = Put::builder()
+                .table_name(&self.idempotency)
+                .set_item(Some(key_item.clone()))
+                // Taken unless the record there has expired (TTL deletes lazily).
+                .condition_expression("attribute_not_exists(#k) OR #exp <= :now")
+                .expression_attribute_names("#k", "key")
+                .expression_attribute_names("#exp", "expiresAt")
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                .build()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(key_put).build())
+                .transact_items(TransactWriteItem::builder().put(self.event_put(event)?).build())
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(Insert::Created),
+                Err(err) => err,
+            };
+            let codes = cancellation_codes(&err);
+            if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
+                if let Some(existing) = self.idempotency_record(&record.key).await? {
+                    if existing.expires_at.as_secs() > now {
+                        return Ok(Insert::Duplicate(existing));
+                    }
+                }
+            } else if !codes.iter().any(|c| c == "TransactionConflict") {
+                return Err(unavailable(err));
+            }
+            // A concurrent writer of the same key, or a record that expired meanwhile: again.
+            tokio::time::sleep(Duration::from_millis(10 * (attempt + 1))).await;
+        }
+        Err(Error::unavailable("database", "the idempotency key is contended; try again"))
+    }
+
+    async fn get(&self, id: EventId) -> Result<Option<Event>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.events)
+            .key("id", AttributeValue::S(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .item()
+            .map(|item| serde_dynamo::from_item::<_, EventItem>(item.clone()).map_err(|e| corrupt("event", e))?.into_event())
+            .transpose()
+    }
+
+    async fn list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<Event>> {
+        let source = filter.source.as_deref();
+        let (index, partition, extra) = match (&filter.event_type, source) {
+            (Some(t), s) => (index::EVENTS_BY_TYPE, ("eventType", t.as_str()), s.map(|s| ("source", s))),
+            (None, Some(s)) => (index::EVENTS_BY_SOURCE, ("source", s), None),
+            (None, None) => (index::EVENTS_BY_TIME, ("feed", FEED), None),
+        };
+        let items = NewestFirst {
+            table: &self.events,
+            index: Some(index),
+            partition,
+            sort_key: "id",
+            before: page.before.map(|b| b.to_string()),
+            filter: extra,
+            want: page.offset + page.limit + 1,
+        }
+        .run(&self.client)
+        .await?;
+        let events = items
+            .into_iter()
+            .map(|item| serde_dynamo::from_item::<_, EventItem>(item).map_err(|e| corrupt("event", e))?.into_event())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(page.apply(events.into_iter(), |e| e.id.as_uuid()))
+    }
+
+    async fn mark_enqueued(&self, id: EventId, at: Timestamp) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.events)
+            .key("id", AttributeValue::S(id.to_string()))
+            .update_expression("SET enqueuedAt = :at REMOVE pendingDispatch")
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_values(":at", AttributeValue::N(at.as_millis().to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if matches!(err.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => Ok(()),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+}

@@ -18,6 +18,14 @@ impl Credentials {
         Self { service_tokens, api_keys }
     }
 
+    pub fn has_service_tokens(&self) -> bool {
+        !self.service_tokens.is_empty()
+    }
+
+    pub fn has_api_keys(&self) -> bool {
+        !self.api_keys.is_empty()
+    }
+
     /// Whether `token` is one of the service tokens. Every digest is compared, so the time
     /// taken does not tell which one matched.
     pub fn service(&self, token: &str) -> bool {

@@ -80,6 +80,16 @@ pub struct Config {
     pub queue_max_receive_count: u32,
     /// `WORKER_CONCURRENCY` (4): pollers relay-local runs, each handling batches of up to 10.
     pub worker_concurrency: usize,
+    /// `RELAY_BACKEND`: `memory` or `aws`; relay-local picks `aws` when any AWS name is set.
+    pub backend: Backend,
+    /// Where the AWS backends are.
+    pub aws: AwsSettings,
+    /// `EVENT_RETENTION_DAYS` (30): how long events are kept (DynamoDB TTL).
+    pub event_retention: Duration,
+    /// `DATABASE_URL`: the PostgreSQL delivery log; unset, relay-local keeps it in memory.
+    pub database_url: Option<Redacted<String>>,
+    /// `MAINTENANCE_INTERVAL` (s, 60): how often relay-local runs maintenance.
+    pub maintenance_interval: Duration,
 }
 
 impl Config {
@@ -113,15 +123,18 @@ impl Config {
         let tokens = get("SERVICE_TOKENS");
         let keys = get("API_KEYS");
         let dev_credentials = local && tokens.is_none() && keys.is_none();
+        // In production a function that takes requests says it needs them (`Config::require`).
         let service_tokens = match tokens {
             Some(list) => parse_service_tokens(&list)?,
             None if dev_credentials => vec![Redacted(sha256(DEV_SERVICE_TOKEN))],
-            None => return Err(ConfigError::new("SERVICE_TOKENS", "is required (comma-separated tokens)")),
+            None if local => return Err(ConfigError::new("SERVICE_TOKENS", "is required when API_KEYS is set")),
+            None => Vec::new(),
         };
         let api_keys = match keys {
             Some(list) => parse_api_keys(&list)?,
             None if dev_credentials => vec![(tenant(DEV_TENANT)?, Redacted(sha256(DEV_API_KEY)))],
-            None => return Err(ConfigError::new("API_KEYS", "is required (comma-separated tenant:key)")),
+            None if local => return Err(ConfigError::new("API_KEYS", "is required when SERVICE_TOKENS is set")),
+            None => Vec::new(),
         };
 
         let max_payload_bytes = parse_num::<usize>("MAX_PAYLOAD_BYTES", get("MAX_PAYLOAD_BYTES"), 256 * 1024, 1024..=6 * 1024 * 1024)?;
@@ -158,6 +171,27 @@ impl Config {
         }
         let worker_concurrency = parse_num::<usize>("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), 4, 1..=64)?;
 
+        let aws = AwsSettings {
+            events_table: get("EVENTS_TABLE"),
+            idempotency_table: get("IDEMPOTENCY_TABLE"),
+            webhooks_table: get("WEBHOOKS_TABLE"),
+            queue_url: get("QUEUE_URL"),
+            dead_letter_queue_url: get("DLQ_URL"),
+        };
+        let backend = match get("RELAY_BACKEND").as_deref() {
+            Some("aws") => Backend::Aws,
+            Some("memory") if local => Backend::Memory,
+            Some("memory") => return Err(ConfigError::new("RELAY_BACKEND", "memory is for relay-local only")),
+            Some(other) => return Err(ConfigError::new("RELAY_BACKEND", format!("must be aws or memory, got {other:?}"))),
+            None if !local || aws.any_set() => Backend::Aws,
+            None => Backend::Memory,
+        };
+        let event_retention =
+            Duration::from_secs(86_400 * parse_num::<u64>("EVENT_RETENTION_DAYS", get("EVENT_RETENTION_DAYS"), 30, 1..=3650)?);
+        let database_url = get("DATABASE_URL").map(Redacted);
+        let maintenance_interval =
+            Duration::from_secs(parse_num::<u64>("MAINTENANCE_INTERVAL", get("MAINTENANCE_INTERVAL"), 60, 1..=86_400)?);
+
         Ok(Self {
             profile,
             host,
@@ -173,7 +207,71 @@ impl Config {
             queue_visibility_timeout,
             queue_max_receive_count,
             worker_concurrency,
+            backend,
+            aws,
+            event_retention,
+            database_url,
+            maintenance_interval,
         })
+    }
+
+    /// Checks that what a function needs is configured; the error names the first missing
+    /// variable. Call it once at start-up, after loading.
+    pub fn require(&self, needs: &[Need]) -> Result<(), ConfigError> {
+        for need in needs {
+            let (var, present, what) = match need {
+                Need::ServiceTokens => ("SERVICE_TOKENS", self.credentials.has_service_tokens(), "comma-separated tokens"),
+                Need::ApiKeys => ("API_KEYS", self.credentials.has_api_keys(), "comma-separated tenant:key"),
+                Need::EventsTable => ("EVENTS_TABLE", self.aws.events_table.is_some(), "the events table's name"),
+                Need::IdempotencyTable => ("IDEMPOTENCY_TABLE", self.aws.idempotency_table.is_some(), "the idempotency table's name"),
+                Need::WebhooksTable => ("WEBHOOKS_TABLE", self.aws.webhooks_table.is_some(), "the webhooks table's name"),
+                Need::QueueUrl => ("QUEUE_URL", self.aws.queue_url.is_some(), "the relay queue's URL"),
+                Need::DeadLetterQueueUrl => ("DLQ_URL", self.aws.dead_letter_queue_url.is_some(), "the dead-letter queue's URL"),
+                Need::DatabaseUrl => ("DATABASE_URL", self.database_url.is_some(), "a postgres:// URL"),
+            };
+            if !present {
+                return Err(ConfigError::new(var, format!("is required ({what})")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Something a function cannot run without; see [`Config::require`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    ServiceTokens,
+    ApiKeys,
+    EventsTable,
+    IdempotencyTable,
+    WebhooksTable,
+    QueueUrl,
+    DeadLetterQueueUrl,
+    DatabaseUrl,
+}
+
+/// Which backends relay-local runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded, in memory: relay-local's default.
+    Memory,
+    /// DynamoDB and SQS (real, or emulated through `AWS_ENDPOINT_URL*`).
+    Aws,
+}
+
+/// `EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL`, `DLQ_URL`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub events_table: Option<String>,
+    pub idempotency_table: Option<String>,
+    pub webhooks_table: Option<String>,
+    pub queue_url: Option<String>,
+    pub dead_letter_queue_url: Option<String>,
+}
+
+impl AwsSettings {
+    fn any_set(&self) -> bool {
+        *self != Self::default()
     }
 }
 
@@ -303,11 +401,36 @@ mod tests {
     }
 
     #[test]
-    fn production_requires_credentials() {
-        let err = load(Profile::Production, &[]).unwrap_err();
-        assert_eq!(err.var, "SERVICE_TOKENS");
-        let err = load(Profile::Production, &PROD[..1]).unwrap_err();
-        assert_eq!(err.var, "API_KEYS");
+    fn functions_require_what_they_need() {
+        let bare = load(Profile::Production, &[]).unwrap();
+        assert_eq!(bare.backend, Backend::Aws);
+        assert_eq!(bare.require(&[Need::ServiceTokens]).unwrap_err().var, "SERVICE_TOKENS");
+        let tokens_only = load(Profile::Production, &PROD[..1]).unwrap();
+        assert!(tokens_only.require(&[Need::ServiceTokens]).is_ok());
+        assert_eq!(tokens_only.require(&[Need::ServiceTokens, Need::ApiKeys]).unwrap_err().var, "API_KEYS");
+        for (need, var) in [
+            (Need::EventsTable, "EVENTS_TABLE"),
+            (Need::IdempotencyTable, "IDEMPOTENCY_TABLE"),
+            (Need::WebhooksTable, "WEBHOOKS_TABLE"),
+            (Need::QueueUrl, "QUEUE_URL"),
+            (Need::DeadLetterQueueUrl, "DLQ_URL"),
+            (Need::DatabaseUrl, "DATABASE_URL"),
+        ] {
+            let err = bare.require(&[need]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().starts_with(&format!("invalid {var}: is required")));
+            let mut vars = PROD.to_vec();
+            vars.push((var, "x"));
+            assert!(load(Profile::Production, &vars).unwrap().require(&[need]).is_ok());
+        }
+    }
+
+    #[test]
+    fn relay_local_picks_aws_when_aws_names_are_set() {
+        assert_eq!(load(Profile::Local, &[]).unwrap().backend, Backend::Memory);
+        assert_eq!(load(Profile::Local, &[("QUEUE_URL", "http://q")]).unwrap().backend, Backend::Aws);
+        assert_eq!(load(Profile::Local, &[("RELAY_BACKEND", "aws")]).unwrap().backend, Backend::Aws);
+        assert_eq!(load(Profile::Production, &[("RELAY_BACKEND", "memory")]).unwrap_err().var, "RELAY_BACKEND");
     }
 
     #[test]
@@ -357,6 +480,8 @@ mod tests {
             ("WEBHOOK_ALLOWED_CIDRS", "10.0.0.0/99"),
             ("WEBHOOK_REQUIRE_HTTPS", "maybe"),
             ("QUEUE_MAX_RECEIVE_COUNT", "3"),
+            ("RELAY_BACKEND", "dynamo"),
+            ("EVENT_RETENTION_DAYS", "0"),
         ] {
             let mut vars = PROD.to_vec();
             vars.retain(|(k, _)| *k != var);
@@ -381,9 +506,12 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let c = load(Profile::Production, &PROD).unwrap();
+        let mut vars = PROD.to_vec();
+        vars.push(("DATABASE_URL", "postgres://relay:hunter2@db/relay"));
+        let c = load(Profile::Production, &vars).unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("a-service-token-0001"));
         assert!(!printed.contains("an-api-key"));
+        assert!(!printed.contains("hunter2"));
     }
 }

@@ -2,11 +2,16 @@
 
 pub const USAGE: &str = "\
 usage: relay-local [--demo | --no-demo] [--exit-after-demo]
+       relay-local bootstrap [--prefix NAME]
 
   --demo             run the demo (default when no credentials are configured)
   --no-demo          do not run the demo
   --exit-after-demo  stop once the demo delivery has been verified (exit 0), or failed (exit 1)
   -h, --help         this text
+
+bootstrap creates the DynamoDB tables and SQS queues of template.yaml, named NAME-...
+(default webhook-relay), through the AWS_ENDPOINT_URL* settings (LocalStack, moto), and
+prints the variables that point relay-local at them.
 
 Configuration comes from environment variables; see the README.";
 
@@ -16,13 +21,20 @@ pub struct Args {
     pub demo: Option<bool>,
     pub exit_after_demo: bool,
     pub help: bool,
+    /// `bootstrap`: create the AWS resources with this name prefix, then exit.
+    pub bootstrap: Option<String>,
 }
 
 impl Args {
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
         let mut parsed = Self::default();
-        for arg in args {
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
             match arg.as_str() {
+                "bootstrap" => parsed.bootstrap = Some("webhook-relay".into()),
+                "--prefix" if parsed.bootstrap.is_some() => {
+                    parsed.bootstrap = Some(args.next().ok_or("--prefix needs a name")?);
+                }
                 "--demo" => parsed.demo = Some(true),
                 "--no-demo" => parsed.demo = Some(false),
                 "--exit-after-demo" => {
@@ -52,5 +64,8 @@ mod tests {
         let exit = parse(&["--exit-after-demo"]).unwrap();
         assert_eq!((exit.demo, exit.exit_after_demo), (Some(true), true));
         assert!(parse(&["--bogus"]).is_err());
+        assert_eq!(parse(&["bootstrap"]).unwrap().bootstrap.as_deref(), Some("webhook-relay"));
+        assert_eq!(parse(&["bootstrap", "--prefix", "dev"]).unwrap().bootstrap.as_deref(), Some("dev"));
+        assert!(parse(&["--prefix", "dev"]).is_err());
     }
 }

@@ -7,7 +7,7 @@ mod args;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use relay::config::{Config, DEV_API_KEY, DEV_SERVICE_TOKEN, Profile};
+use relay::config::{Backend, Config, DEV_API_KEY, DEV_SERVICE_TOKEN, Profile};
 use relay::local::{self, Backends, demo};
 use tokio::net::TcpListener;
 
@@ -36,7 +36,10 @@ async fn run() -> anyhow::Result<()> {
     init_tracing();
 
     let config = Config::from_env(Profile::Local).context("configuration")?;
-    let backends = Backends::in_memory(&config);
+    if let Some(prefix) = &args.bootstrap {
+        return bootstrap(&config, prefix).await;
+    }
+    let backends = Backends::from_config(&config).await.context("configuration")?;
     let listener = TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
@@ -83,8 +86,24 @@ fn init_tracing() {
     }
 }
 
+async fn bootstrap(config: &Config, prefix: &str) -> anyhow::Result<()> {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let created = local::bootstrap_aws(&sdk, prefix, config).await.context("creating the AWS resources")?;
+    let show = |value: Option<String>| value.unwrap_or_default();
+    println!("export EVENTS_TABLE={}", show(created.events_table));
+    println!("export IDEMPOTENCY_TABLE={}", show(created.idempotency_table));
+    println!("export WEBHOOKS_TABLE={}", show(created.webhooks_table));
+    println!("export QUEUE_URL={}", show(created.queue_url));
+    println!("export DLQ_URL={}", show(created.dead_letter_queue_url));
+    Ok(())
+}
+
 fn print_banner(config: &Config, base_url: &str) {
-    println!("\nwebhook-relay (relay-local) serving on {base_url}, in-memory backends");
+    let backends = match config.backend {
+        Backend::Memory => "in-memory backends",
+        Backend::Aws => "DynamoDB and SQS backends",
+    };
+    println!("\nwebhook-relay (relay-local) serving on {base_url}, {backends}");
     if config.dev_credentials {
         println!("dev credentials (set SERVICE_TOKENS and API_KEYS to replace them):");
         println!("  X-Service-Token: {DEV_SERVICE_TOKEN}");

@@ -8,7 +8,7 @@ use crate::domain::{
 };
 use crate::ports::{DeliveryLog, EventStore, OutboundRequest, Queue, WebhookSender, WebhookStore};
 use crate::signing::SignatureHeaders;
-use crate::{Result, Timestamp};
+use crate::{Error, Result, Timestamp};
 
 /// A message that comes back this much before its delivery's `nextAttemptAt` is on time
 /// (clocks of different workers differ a little).
@@ -80,8 +80,10 @@ impl Deliverer {
     #[tracing::instrument(skip_all, fields(event_id = %key.event_id, webhook_id = %key.webhook_id))]
     pub async fn deliver(&self, key: DeliveryKey) -> Result<Next> {
         let Some(delivery) = self.deliveries.get(key).await? else {
-            tracing::warn!("no delivery record for this message; dropping it");
-            return Ok(Next::Done);
+            // Dispatch records every delivery before enqueueing it, so the log lost it. The
+            // message comes back until it is dead-lettered, and maintenance records the
+            // delivery as failed, where a manual retry can still send it.
+            return Err(Error::Internal("no delivery record for this message".into()));
         };
         if delivery.status.is_final() {
             tracing::debug!(status = delivery.status.as_str(), "delivery is final; duplicate message dropped");
@@ -105,14 +107,19 @@ impl Deliverer {
         Ok(retry_in.map_or(Next::Done, Next::RetryIn))
     }
 
-    async fn give_up(&self, mut delivery: Delivery, reason: &str) -> Result<Next> {
+    async fn give_up(&self, delivery: Delivery, reason: &str) -> Result<Next> {
         tracing::info!(reason, "delivery failed without an attempt");
+        self.fail_without_attempt(delivery, reason).await?;
+        Ok(Next::Done)
+    }
+
+    /// Marks a delivery `failed` for a reason other than an attempt's response.
+    pub async fn fail_without_attempt(&self, mut delivery: Delivery, reason: &str) -> Result<()> {
         delivery.status = DeliveryStatus::Failed;
         delivery.last_error = Some(reason.to_owned());
         delivery.next_attempt_at = None;
         delivery.updated_at = Timestamp::now();
-        self.deliveries.record(&delivery, None).await?;
-        Ok(Next::Done)
+        self.deliveries.record(&delivery, None).await
     }
 
     /// Signs and POSTs the event to the webhook once, logs the attempt with the delivery's new

@@ -1,12 +1,15 @@
 //! Use cases, each over the narrow ports it needs: `Ingest` (accept events), `WebhookAdmin`
-//! (manage webhooks, read the delivery log, retry by hand) and `Deliverer` (dispatch and deliver).
+//! (manage webhooks, read the delivery log, retry by hand), `Deliverer` (dispatch and deliver)
+//! and `Maintenance` (re-dispatch what was never enqueued, drain the dead-letter queue).
 
 mod delivery;
 mod ingest;
+mod maintenance;
 mod message;
 mod webhooks;
 
 pub use delivery::{Deliverer, Next};
 pub use ingest::{Accepted, Ingest, IDEMPOTENCY_TTL};
+pub use maintenance::{Maintenance, MaintenanceReport, REDISPATCH_AFTER};
 pub use message::RelayMessage;
 pub use webhooks::{DeliveryWithAttempts, WebhookAdmin};

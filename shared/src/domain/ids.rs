@@ -61,6 +61,19 @@ uuid_id!(
     EventId,
     "event"
 );
+
+impl EventId {
+    /// The smallest id an event created at `at` can have: every event created earlier has a
+    /// smaller id.
+    pub fn first_at(at: crate::Timestamp) -> Self {
+        let millis = u64::try_from(at.as_millis()).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+        bytes[6] = 0x70;
+        bytes[8] = 0x80;
+        Self(Uuid::from_bytes(bytes))
+    }
+}
 uuid_id!(
     /// The id of a registered webhook.
     WebhookId,
@@ -110,6 +123,16 @@ mod tests {
         let first = EventId::new();
         let second = EventId::new();
         assert!(first < second);
+    }
+
+    #[test]
+    fn first_at_bounds_ids_by_time() {
+        let before = EventId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let bound = EventId::first_at(crate::Timestamp::now());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = EventId::new();
+        assert!(before < bound && bound < after, "{before} {bound} {after}");
     }
 
     #[test]

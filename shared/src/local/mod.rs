@@ -1,5 +1,6 @@
-//! The whole relay in one process: the API on a TCP listener and the delivery worker's
-//! pollers, over whatever backends it is given (in memory by default). relay-local and the
+//! The whole relay in one process: the API on a TCP listener, the delivery worker's pollers
+//! and a maintenance timer, over whatever backends it is given (in memory by default, or
+//! DynamoDB and SQS). relay-local and the
 //! integration tests both start it through [`start`].
 
 pub mod demo;
@@ -11,11 +12,15 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::adapters::dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames, create_tables};
 use crate::adapters::http::{HttpSender, SsrfGuard};
 use crate::adapters::memory::{MemoryDeliveryLog, MemoryEventStore, MemoryQueue, MemoryWebhookStore};
+use crate::adapters::sqs::{QueueSpec, SqsQueue, create_queue_pair};
 use crate::api::{self, EventsState, ManagementState};
-use crate::app::{Deliverer, Ingest, WebhookAdmin};
-use crate::config::Config;
+use crate::app::{Deliverer, Ingest, Maintenance, WebhookAdmin};
+use crate::config::{AwsSettings, Backend, Config, ConfigError, Need};
 use crate::ports::{DeliveryLog, EventStore, Queue, WebhookStore};
 use crate::worker::{BatchHandler, Poller};
 use crate::{Error, Result};
@@ -45,6 +50,56 @@ impl Backends {
             dead_letter,
         }
     }
+
+    /// DynamoDB and SQS as configured (`EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `WEBHOOKS_TABLE`,
+    /// `QUEUE_URL`, `DLQ_URL`); the delivery log stays in memory.
+    pub fn aws(config: &Config, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        config.require(&[Need::EventsTable, Need::IdempotencyTable, Need::WebhooksTable, Need::QueueUrl, Need::DeadLetterQueueUrl])?;
+        let aws = &config.aws;
+        let tables = TableNames {
+            events: aws.events_table.clone().unwrap_or_default(),
+            idempotency: aws.idempotency_table.clone().unwrap_or_default(),
+            webhooks: aws.webhooks_table.clone().unwrap_or_default(),
+        };
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        Ok(Self {
+            events: Arc::new(DynamoEventStore::new(dynamodb.clone(), &tables, config.event_retention)),
+            webhooks: Arc::new(DynamoWebhookStore::new(dynamodb, &tables)),
+            deliveries: Arc::new(MemoryDeliveryLog::new()),
+            queue: Arc::new(SqsQueue::new(sqs.clone(), aws.queue_url.clone().unwrap_or_default())),
+            dead_letter: Arc::new(SqsQueue::new(sqs, aws.dead_letter_queue_url.clone().unwrap_or_default())),
+        })
+    }
+
+    /// The backends `config.backend` names, with the SDK's standard configuration for AWS.
+    pub async fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        match config.backend {
+            Backend::Memory => Ok(Self::in_memory(config)),
+            Backend::Aws => Self::aws(config, &aws_config::defaults(BehaviorVersion::latest()).load().await),
+        }
+    }
+}
+
+/// Creates the tables and queues `template.yaml` declares, named `{prefix}-...`, and returns
+/// their settings. For LocalStack and moto (`localstack/bootstrap.sh`) and tests.
+pub async fn bootstrap_aws(sdk: &SdkConfig, prefix: &str, config: &Config) -> Result<AwsSettings> {
+    let tables = TableNames::with_prefix(prefix);
+    create_tables(&aws_sdk_dynamodb::Client::new(sdk), &tables).await?;
+    let spec = QueueSpec {
+        name: format!("{prefix}-queue"),
+        visibility_timeout: config.queue_visibility_timeout,
+        max_receive_count: config.queue_max_receive_count,
+        retention: std::time::Duration::from_secs(14 * 86_400),
+    };
+    let (queue_url, dlq_url) = create_queue_pair(&aws_sdk_sqs::Client::new(sdk), &spec).await?;
+    Ok(AwsSettings {
+        events_table: Some(tables.events),
+        idempotency_table: Some(tables.idempotency),
+        webhooks_table: Some(tables.webhooks),
+        queue_url: Some(queue_url),
+        dead_letter_queue_url: Some(dlq_url),
+    })
 }
 
 /// The use cases, built once over the backends.
@@ -54,6 +109,7 @@ pub struct Relay {
     pub admin: WebhookAdmin,
     pub deliverer: Deliverer,
     pub handler: BatchHandler,
+    pub maintenance: Maintenance,
     pub backends: Backends,
     config: Arc<Config>,
 }
@@ -83,7 +139,15 @@ impl Relay {
         );
         let ingest = Ingest::new(b.events.clone(), b.queue.clone(), registry);
         let handler = BatchHandler::new(deliverer.clone(), b.queue.clone());
-        Ok(Self { ingest, admin, deliverer, handler, backends, config: Arc::new(config.clone()) })
+        let maintenance = Maintenance::new(
+            b.events.clone(),
+            b.webhooks.clone(),
+            b.deliveries.clone(),
+            b.queue.clone(),
+            b.dead_letter.clone(),
+            deliverer.clone(),
+        );
+        Ok(Self { ingest, admin, deliverer, handler, maintenance, backends, config: Arc::new(config.clone()) })
     }
 
     /// The whole API as one router.
@@ -129,6 +193,24 @@ pub async fn start(config: &Config, backends: Backends, listener: TcpListener) -
         let poller = Poller::new(relay.backends.queue.clone(), relay.handler.clone());
         tasks.spawn(poller.run(stopped.clone()));
     }
+    // What EventBridge does for relay-maintenance in AWS.
+    let maintenance = relay.maintenance.clone();
+    let interval = config.maintenance_interval;
+    let mut maintenance_stop = stopped.clone();
+    tasks.spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if let Err(err) = maintenance.run().await {
+                        tracing::warn!(error = %err, "maintenance failed; next run retries");
+                    }
+                }
+                _ = maintenance_stop.changed() => break,
+            }
+        }
+    });
     Ok(RunningRelay { addr, stop, tasks })
 }
 

@@ -42,6 +42,9 @@ pub trait EventStore: std::fmt::Debug + Send + Sync + 'static {
     async fn list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<Event>>;
     /// Records that the event's dispatch message is on the queue.
     async fn mark_enqueued(&self, id: EventId, at: Timestamp) -> Result<()>;
+    /// Up to `limit` events created before `created_before` and never marked enqueued,
+    /// oldest first.
+    async fn undispatched(&self, created_before: Timestamp, limit: usize) -> Result<Vec<EventId>>;
 }
 
 #[async_trait]

@@ -36,28 +36,17 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
-    /// Starts the relay with test defaults (retries every ~20 ms, 2 retries, loopback
-    /// allowed), overridden by `vars`.
+    /// Starts the relay over in-memory backends with test defaults (retries every ~20 ms,
+    /// 2 retries, loopback allowed), overridden by `vars`.
     pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
-        let mut env: HashMap<String, String> = [
-            ("SERVICE_TOKENS", SERVICE_TOKEN),
-            ("API_KEYS", &format!("acme:{ACME_KEY},globex:{GLOBEX_KEY}")),
-            ("WEBHOOK_RETRY_DELAY", "20"),
-            ("WEBHOOK_MAX_RETRIES", "2"),
-            ("WEBHOOK_TIMEOUT", "2000"),
-            ("QUEUE_VISIBILITY_TIMEOUT", "5"),
-            ("WORKER_CONCURRENCY", "2"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        for (k, v) in vars {
-            env.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let config = Config::from_lookup(Profile::Local, |k| env.get(k).cloned()).expect("test config");
+        let config = test_config(vars);
         let backends = Backends::in_memory(&config);
+        Self::start(&config, backends).await
+    }
+
+    pub async fn start(config: &Config, backends: Backends) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let relay = local::start(&config, backends.clone(), listener).await.expect("start relay");
+        let relay = local::start(config, backends.clone(), listener).await.expect("start relay");
         let base = relay.base_url();
         Self { relay: Some(relay), base, http: reqwest::Client::builder().no_proxy().build().unwrap(), backends }
     }
@@ -134,6 +123,26 @@ impl TestApp {
             relay.shutdown().await;
         }
     }
+}
+
+/// The test configuration: two tenants, fast retries, loopback allowed; `vars` override.
+pub fn test_config(vars: &[(&str, &str)]) -> Config {
+    let mut env: HashMap<String, String> = [
+        ("SERVICE_TOKENS", SERVICE_TOKEN),
+        ("API_KEYS", &format!("acme:{ACME_KEY},globex:{GLOBEX_KEY}")),
+        ("WEBHOOK_RETRY_DELAY", "20"),
+        ("WEBHOOK_MAX_RETRIES", "2"),
+        ("WEBHOOK_TIMEOUT", "2000"),
+        ("QUEUE_VISIBILITY_TIMEOUT", "5"),
+        ("WORKER_CONCURRENCY", "2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    for (k, v) in vars {
+        env.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Config::from_lookup(Profile::Local, |k| env.get(k).cloned()).expect("test config")
 }
 
 /// Polls `check` every 10 ms until it returns `Some`, or `timeout` passes.

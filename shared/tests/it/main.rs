@@ -4,8 +4,10 @@
 mod api_events;
 mod api_webhooks;
 mod aws;
+mod aws_end_to_end;
 mod batch;
 mod contract;
 mod delivery;
 mod helpers;
+mod pg;
 mod tools;

@@ -244,6 +244,28 @@ impl EventStore for DynamoEventStore {
         Ok(page.apply(events.into_iter(), |e| e.id.as_uuid()))
     }
 
+    async fn undispatched(&self, created_before: Timestamp, limit: usize) -> Result<Vec<EventId>> {
+        let bound = EventId::first_at(created_before).to_string();
+        let output = self
+            .client
+            .query()
+            .table_name(&self.events)
+            .index_name(index::EVENTS_PENDING_DISPATCH)
+            .key_condition_expression("pendingDispatch = :p AND id < :bound")
+            .expression_attribute_values(":p", AttributeValue::S(PENDING.into()))
+            .expression_attribute_values(":bound", AttributeValue::S(bound))
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .items()
+            .iter()
+            .filter_map(|item| item.get("id")?.as_s().ok())
+            .map(|id| EventId::parse(id).map_err(|e| corrupt("event", e)))
+            .collect()
+    }
+
     async fn mark_enqueued(&self, id: EventId, at: Timestamp) -> Result<()> {
         let result = self
             .client

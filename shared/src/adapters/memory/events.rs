@@ -54,6 +54,17 @@ impl EventStore for MemoryEventStore {
         Ok(page.apply(matching, |e| e.id.as_uuid()).map(Event::clone))
     }
 
+    async fn undispatched(&self, created_before: Timestamp, limit: usize) -> Result<Vec<EventId>> {
+        let state = lock(&self.state);
+        Ok(state
+            .events
+            .values()
+            .filter(|e| e.enqueued_at.is_none() && e.created_at < created_before)
+            .take(limit)
+            .map(|e| e.id)
+            .collect())
+    }
+
     async fn mark_enqueued(&self, id: EventId, at: Timestamp) -> Result<()> {
         if let Some(event) = lock(&self.state).events.get_mut(&id) {
             event.enqueued_at = Some(at);

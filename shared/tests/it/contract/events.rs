@@ -113,3 +113,22 @@ pub async fn an_expired_key_can_be_reused(store: Arc<dyn EventStore>) {
     let new = event("job.created", None);
     assert_eq!(store.insert(&new, Some(&record("reuse", "fp-b", &new, DAY))).await.unwrap(), Insert::Created);
 }
+
+pub async fn undispatched_lists_old_events_not_yet_enqueued(store: Arc<dyn EventStore>) {
+    let old_pending = event("job.created", None);
+    let old_enqueued = event("job.created", None);
+    store.insert(&old_pending, None).await.unwrap();
+    store.insert(&old_enqueued, None).await.unwrap();
+    store.mark_enqueued(old_enqueued.id, Timestamp::now()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let recent = event("job.created", None);
+    store.insert(&recent, None).await.unwrap();
+
+    assert_eq!(store.undispatched(cutoff, 10).await.unwrap(), [old_pending.id]);
+    assert_eq!(store.undispatched(Timestamp::now() + DAY, 10).await.unwrap(), [old_pending.id, recent.id]);
+    assert_eq!(store.undispatched(Timestamp::now() + DAY, 1).await.unwrap(), [old_pending.id]);
+    store.mark_enqueued(old_pending.id, Timestamp::now()).await.unwrap();
+    assert!(store.undispatched(cutoff, 10).await.unwrap().is_empty());
+}

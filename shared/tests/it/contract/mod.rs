@@ -9,6 +9,7 @@ pub mod webhooks;
 
 mod dynamodb;
 mod memory;
+mod postgres;
 mod sqs;
 
 use relay::Timestamp;

@@ -1,0 +1,97 @@
+//! The delivery log on PostgreSQL (sqlx, runtime queries), in the two tables of
+//! `infra/migrations`: `deliveries`, one row per (event, webhook), and `delivery_attempts`, one
+//! row per HTTP attempt.
+//!
+//! - this module: [`PostgresDeliveryLog`], its pool and migrations, and how errors map.
+//! - `deliveries`: the [`DeliveryLog`](crate::ports::DeliveryLog) queries.
+//! - `rows`: rows as PostgreSQL returns them, and their conversion to and from domain types.
+//!
+//! TLS: the URL's `sslmode` decides, with rustls. For RDS use
+//! `sslmode=verify-full&sslrootcert=<the RDS CA bundle>`; `require` encrypts without
+//! checking who answers.
+
+/// The `deliveries` columns, in [`rows::DeliveryRow`]'s order.
+macro_rules! delivery_columns {
+    () => {
+        "event_id, webhook_id, tenant, event_type, status, attempt_count, last_status_code, last_error, \
+         next_attempt_at, created_at, updated_at"
+    };
+}
+
+/// The `delivery_attempts` columns, in [`rows::AttemptRow`]'s order (all but `id`).
+macro_rules! attempt_columns {
+    () => {
+        "event_id, webhook_id, number, status_code, duration_ms, error, response_body, trigger, created_at"
+    };
+}
+
+mod deliveries;
+mod rows;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::{Error, Result};
+
+/// How long to wait for a connection, new or pooled, before the database counts as unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct PostgresDeliveryLog {
+    pool: PgPool,
+}
+
+impl PostgresDeliveryLog {
+    /// Builds the pool and opens its first connection, so a wrong URL or an unreachable server
+    /// fails here, within [`CONNECT_TIMEOUT`]. Build it once per process and share it.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::unavailable("database", format!("the database URL is not usable: {e}")))?
+            .application_name("webhook-relay");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::PoolTimedOut => {
+                    Error::unavailable("database", format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()))
+                }
+                other => database(other),
+            })?;
+        Ok(Self::from_pool(pool))
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies the migrations of `infra/migrations` not applied yet (they are compiled in).
+    pub async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../infra/migrations")
+            .run(&self.pool)
+            .await
+            .map_err(|e| Error::unavailable("database", format!("migration failed: {e}")))
+    }
+}
+
+/// A failed query: a row that does not decode is a bug; anything else means the database is
+/// unavailable.
+fn database(err: sqlx::Error) -> Error {
+    match err {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. } => Error::Internal(format!("unreadable database row: {err}")),
+        other => Error::unavailable("database", other),
+    }
+}
+
+/// A row that decoded but holds a value the domain rejects.
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("unreadable {what} row: {detail}"))
+}

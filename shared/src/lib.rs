@@ -15,7 +15,8 @@
 //! - [`app`]: the use cases: ingest, webhook administration, dispatch and delivery.
 //! - [`worker`]: the SQS batch handler and relay-local's poller.
 //! - [`api`]: the axum routers and the error envelope.
-//! - [`local`]: the whole relay in one process, and its demo.
+//! - [`runtime`]: building backends and use cases from the configuration, once per process.
+//! - [`local`]: the whole relay in one process (relay-local), its demo and AWS bootstrap.
 //! - [`error`], [`time`]: the error type and millisecond timestamps.
 
 pub mod adapters;
@@ -28,6 +29,7 @@ pub mod domain;
 pub mod error;
 pub mod local;
 pub mod ports;
+pub mod runtime;
 pub mod signing;
 pub mod time;
 pub mod worker;

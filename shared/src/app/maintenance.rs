@@ -17,7 +17,8 @@ use crate::{Result, Timestamp};
 /// An event younger than this may still be on its way to the queue.
 pub const REDISPATCH_AFTER: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MaintenanceReport {
     pub redispatched: usize,
     pub dead_letters: usize,

@@ -44,7 +44,7 @@ async fn aws_relay() -> Option<(TestApp, Config)> {
     let mut vars: Vec<(&str, &str)> = base.to_vec();
     vars.extend(names.iter().map(|(k, v)| (*k, v.as_str())));
     let config = test_config(&vars);
-    let backends = Backends::aws(&config, &sdk).expect("aws backends");
+    let backends = Backends::aws(&config, &sdk);
     Some((TestApp::start(&config, backends).await, config))
 }
 

@@ -9,5 +9,6 @@ mod batch;
 mod contract;
 mod delivery;
 mod helpers;
+mod lambda_http;
 mod pg;
 mod tools;

@@ -95,7 +95,8 @@ impl DeliveryLog for PostgresDeliveryLog {
             .iter()
             .map(|d| {
                 stored.get(&d.key()).cloned().ok_or_else(|| {
-                    Error::Internal(format!("delivery of event {} to webhook {} vanished after insert", d.event_id, d.webhook_id))
+                    let (event, webhook) = (d.event_id, d.webhook_id);
+                    Error::Internal(format!("delivery of event {event} to webhook {webhook} vanished after insert"))
                 })
             })
             .collect()
@@ -125,7 +126,8 @@ impl DeliveryLog for PostgresDeliveryLog {
     }
 
     async fn list(&self, webhook: WebhookId, status: Option<DeliveryStatus>, page: &PageRequest) -> Result<Page<Delivery>> {
-        let mut query = QueryBuilder::new(concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE webhook_id = "));
+        let mut query =
+            QueryBuilder::new(concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE webhook_id = "));
         query.push_bind(webhook.as_uuid());
         if let Some(status) = status {
             query.push(" AND status = ").push_bind(status.as_str());

@@ -37,7 +37,8 @@ impl DeliveryRow {
             tenant: TenantId::parse(&self.tenant).map_err(bad)?,
             event_type: EventType::from_store(&self.event_type).map_err(bad)?,
             status: DeliveryStatus::parse(&self.status).ok_or_else(|| bad(format!("status {:?}", self.status)))?,
-            attempt_count: u32::try_from(self.attempt_count).map_err(|_| bad(format!("attempt_count {}", self.attempt_count)))?,
+            attempt_count: u32::try_from(self.attempt_count)
+                .map_err(|_| bad(format!("attempt_count {}", self.attempt_count)))?,
             last_status_code: self.last_status_code.map(|c| status_code(c).map_err(bad)).transpose()?,
             last_error: self.last_error,
             next_attempt_at: self.next_attempt_at.map(Timestamp::from),
@@ -198,7 +199,8 @@ pub struct AttemptValues {
 impl AttemptValues {
     pub fn new(a: &Attempt) -> Result<Self> {
         Ok(Self {
-            number: i32::try_from(a.number).map_err(|_| Error::Internal(format!("attempt number {} is out of range", a.number)))?,
+            number: i32::try_from(a.number)
+                .map_err(|_| Error::Internal(format!("attempt number {} is out of range", a.number)))?,
             status_code: a.status_code.map(i32::from),
             duration_ms: i64::try_from(a.duration_ms).unwrap_or(i64::MAX),
             error: storable(a.error.as_deref()),

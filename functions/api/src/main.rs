@@ -1,0 +1,18 @@
+//! relay-api: the management API behind API Gateway: webhooks, their delivery log and manual
+//! retries, for external clients with an API key.
+
+use aws_config::BehaviorVersion;
+use lambda_http::{Error, run, tracing};
+use relay::config::{Config, Need, Profile};
+use relay::runtime::{Backends, Relay};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let config = Config::from_env(Profile::Production)?;
+    config.require(&[Need::ApiKeys, Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let backends = Backends::aws(&config, &sdk).with_database(&config).await?;
+    let relay = Relay::new(&config, backends)?;
+    run(relay::api::management_app(relay.management_state())).await
+}

@@ -1,0 +1,24 @@
+//! relay-delivery: the relay queue's consumer. Lambda's event source mapping hands it batches
+//! (`SqsEvent`); it returns the ids of the messages to retry (`SqsBatchResponse`,
+//! `ReportBatchItemFailures`), having set each one's visibility to its backoff delay.
+
+use aws_config::BehaviorVersion;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
+use relay::config::{Config, Need, Profile};
+use relay::runtime::{Backends, Relay};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let config = Config::from_env(Profile::Production)?;
+    config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let backends = Backends::aws(&config, &sdk).with_database(&config).await?;
+    let handler = Relay::new(&config, backends)?.handler;
+    run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        let handler = handler.clone();
+        async move { Ok::<SqsBatchResponse, Error>(handler.handle(event.payload).await) }
+    }))
+    .await
+}

@@ -1,0 +1,17 @@
+//! relay-ingest: the events API behind API Gateway. It touches only DynamoDB and SQS: no VPC,
+//! no connection pool, a fast cold start.
+
+use aws_config::BehaviorVersion;
+use lambda_http::{Error, run, tracing};
+use relay::config::{Config, Need, Profile};
+use relay::runtime::{Backends, Relay};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let config = Config::from_env(Profile::Production)?;
+    config.require(&[Need::ServiceTokens, Need::EventsTable, Need::IdempotencyTable, Need::QueueUrl])?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let relay = Relay::new(&config, Backends::aws(&config, &sdk))?;
+    run(relay::api::ingest_app(relay.events_state())).await
+}

@@ -1,0 +1,171 @@
+//! Building the relay from its configuration, once per process: the backends (in memory, or
+//! DynamoDB, SQS and PostgreSQL) and the use cases over them. relay-local and every Lambda
+//! function start through here, so they run the very same code.
+
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::adapters::dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames};
+use crate::adapters::http::{HttpSender, SsrfGuard};
+use crate::adapters::memory::{MemoryDeliveryLog, MemoryEventStore, MemoryQueue, MemoryWebhookStore};
+use crate::adapters::postgres::PostgresDeliveryLog;
+use crate::adapters::sqs::SqsQueue;
+use crate::api::{self, EventsState, ManagementState};
+use crate::app::{Deliverer, Ingest, Maintenance, WebhookAdmin};
+use crate::config::{Backend, Config, ConfigError, Need};
+use crate::ports::{DeliveryLog, EventStore, Queue, WebhookStore};
+use crate::worker::BatchHandler;
+use crate::Result;
+
+/// Connections per process: a Lambda handles one request at a time; relay-local a few.
+const DATABASE_POOL_SIZE: u32 = 5;
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Dependency(#[from] crate::Error),
+}
+
+/// The stores and queues the relay runs on.
+#[derive(Clone, Debug)]
+pub struct Backends {
+    pub events: Arc<dyn EventStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub deliveries: Arc<dyn DeliveryLog>,
+    pub queue: Arc<dyn Queue>,
+    /// Where the queue moves poison messages.
+    pub dead_letter: Arc<dyn Queue>,
+}
+
+impl Backends {
+    /// Everything in memory: the relay-local default.
+    pub fn in_memory(config: &Config) -> Self {
+        let dead_letter = Arc::new(MemoryQueue::new(config.queue_visibility_timeout));
+        let queue = MemoryQueue::new(config.queue_visibility_timeout)
+            .with_dead_letter(dead_letter.clone(), config.queue_max_receive_count);
+        Self {
+            events: Arc::new(MemoryEventStore::new()),
+            webhooks: Arc::new(MemoryWebhookStore::new()),
+            deliveries: Arc::new(MemoryDeliveryLog::new()),
+            queue: Arc::new(queue),
+            dead_letter,
+        }
+    }
+
+    /// DynamoDB and SQS as configured (`EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `WEBHOOKS_TABLE`,
+    /// `QUEUE_URL`, `DLQ_URL`), with the delivery log in memory; see [`Backends::with_database`].
+    ///
+    /// Names left unset are left empty: each function first requires what it uses
+    /// ([`Config::require`]), so relay-ingest runs without a webhooks table.
+    pub fn aws(config: &Config, sdk: &SdkConfig) -> Self {
+        let aws = &config.aws;
+        let tables = TableNames {
+            events: aws.events_table.clone().unwrap_or_default(),
+            idempotency: aws.idempotency_table.clone().unwrap_or_default(),
+            webhooks: aws.webhooks_table.clone().unwrap_or_default(),
+        };
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        Self {
+            events: Arc::new(DynamoEventStore::new(dynamodb.clone(), &tables, config.event_retention)),
+            webhooks: Arc::new(DynamoWebhookStore::new(dynamodb, &tables)),
+            deliveries: Arc::new(MemoryDeliveryLog::new()),
+            queue: Arc::new(SqsQueue::new(sqs.clone(), aws.queue_url.clone().unwrap_or_default())),
+            dead_letter: Arc::new(SqsQueue::new(sqs, aws.dead_letter_queue_url.clone().unwrap_or_default())),
+        }
+    }
+
+    /// Keeps the delivery log in PostgreSQL at `DATABASE_URL` (migrated first), if it is set.
+    pub async fn with_database(mut self, config: &Config) -> Result<Self, StartupError> {
+        if let Some(url) = &config.database_url {
+            let log = PostgresDeliveryLog::connect(&url.0, DATABASE_POOL_SIZE).await?;
+            log.migrate().await?;
+            self.deliveries = Arc::new(log);
+        }
+        Ok(self)
+    }
+
+    /// The backends `config.backend` names (the SDK's standard configuration for AWS), with
+    /// the PostgreSQL delivery log when `DATABASE_URL` is set.
+    pub async fn from_config(config: &Config) -> Result<Self, StartupError> {
+        let backends = match config.backend {
+            Backend::Memory => Self::in_memory(config),
+            Backend::Aws => {
+                config.require(&[Need::EventsTable, Need::IdempotencyTable, Need::WebhooksTable, Need::QueueUrl, Need::DeadLetterQueueUrl])?;
+                Self::aws(config, &aws_config::defaults(BehaviorVersion::latest()).load().await)
+            }
+        };
+        backends.with_database(config).await
+    }
+}
+
+/// The use cases, built once over the backends.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    pub ingest: Ingest,
+    pub admin: WebhookAdmin,
+    pub deliverer: Deliverer,
+    pub handler: BatchHandler,
+    pub maintenance: Maintenance,
+    pub backends: Backends,
+    config: Arc<Config>,
+}
+
+impl Relay {
+    pub fn new(config: &Config, backends: Backends) -> Result<Self> {
+        let guard = SsrfGuard::new(config.allowed_cidrs.clone());
+        let sender = Arc::new(HttpSender::new(config.webhook_timeout, guard.clone())?);
+        let registry = Arc::new(config.event_types.clone());
+        let b = &backends;
+        let deliverer = Deliverer::new(
+            b.events.clone(),
+            b.webhooks.clone(),
+            b.deliveries.clone(),
+            b.queue.clone(),
+            sender,
+            config.retry,
+        );
+        let admin = WebhookAdmin::new(
+            b.webhooks.clone(),
+            b.deliveries.clone(),
+            b.events.clone(),
+            deliverer.clone(),
+            registry.clone(),
+            config.require_https,
+            Arc::new(guard),
+        );
+        let ingest = Ingest::new(b.events.clone(), b.queue.clone(), registry);
+        let handler = BatchHandler::new(deliverer.clone(), b.queue.clone());
+        let maintenance = Maintenance::new(
+            b.events.clone(),
+            b.webhooks.clone(),
+            b.deliveries.clone(),
+            b.queue.clone(),
+            b.dead_letter.clone(),
+            deliverer.clone(),
+        );
+        Ok(Self { ingest, admin, deliverer, handler, maintenance, backends, config: Arc::new(config.clone()) })
+    }
+
+    pub fn events_state(&self) -> EventsState {
+        EventsState {
+            ingest: self.ingest.clone(),
+            credentials: Arc::new(self.config.credentials.clone()),
+            max_payload_bytes: self.config.max_payload_bytes,
+        }
+    }
+
+    pub fn management_state(&self) -> ManagementState {
+        ManagementState { admin: self.admin.clone(), credentials: Arc::new(self.config.credentials.clone()) }
+    }
+
+    /// The whole API as one router (relay-local).
+    pub fn router(&self) -> axum::Router {
+        api::local_app(self.events_state(), self.management_state())
+    }
+}
+

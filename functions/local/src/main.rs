@@ -37,7 +37,7 @@ async fn run() -> anyhow::Result<()> {
 
     let config = Config::from_env(Profile::Local).context("configuration")?;
     if let Some(prefix) = &args.bootstrap {
-        return bootstrap(&config, prefix).await;
+        return bootstrap(prefix).await;
     }
     let backends = Backends::from_config(&config).await.context("configuration")?;
     let listener = TcpListener::bind((config.host, config.port))
@@ -86,9 +86,10 @@ fn init_tracing() {
     }
 }
 
-async fn bootstrap(config: &Config, prefix: &str) -> anyhow::Result<()> {
+async fn bootstrap(prefix: &str) -> anyhow::Result<()> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    let created = local::bootstrap_aws(&sdk, prefix, config).await.context("creating the AWS resources")?;
+    let queues = relay::adapters::sqs::QueueSpec::deployed(prefix);
+    let created = local::bootstrap_aws(&sdk, prefix, &queues).await.context("creating the AWS resources")?;
     let show = |value: Option<String>| value.unwrap_or_default();
     println!("export EVENTS_TABLE={}", show(created.events_table));
     println!("export IDEMPOTENCY_TABLE={}", show(created.idempotency_table));

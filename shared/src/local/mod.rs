@@ -21,17 +21,13 @@ use crate::{Error, Result};
 
 pub use crate::runtime::{Backends, Relay};
 
-/// Creates the tables and queues `template.yaml` declares, named `{prefix}-...`, and returns
-/// their settings. For LocalStack and moto (`localstack/bootstrap.sh`) and tests.
-pub async fn bootstrap_aws(sdk: &SdkConfig, prefix: &str, config: &Config) -> Result<AwsSettings> {
+/// Creates the tables `template.yaml` declares and a queue pair as `queue` says, named
+/// `{prefix}-...`, and returns their settings. For LocalStack and moto (`relay-local
+/// bootstrap`, with [`QueueSpec::deployed`]) and tests.
+pub async fn bootstrap_aws(sdk: &SdkConfig, prefix: &str, queue: &QueueSpec) -> Result<AwsSettings> {
     let tables = TableNames::with_prefix(prefix);
     create_tables(&aws_sdk_dynamodb::Client::new(sdk), &tables).await?;
-    let spec = QueueSpec {
-        name: format!("{prefix}-queue"),
-        visibility_timeout: config.queue_visibility_timeout,
-        max_receive_count: config.queue_max_receive_count,
-        retention: std::time::Duration::from_secs(14 * 86_400),
-    };
+    let spec = QueueSpec { name: format!("{prefix}-queue"), ..queue.clone() };
     let (queue_url, dlq_url) = create_queue_pair(&aws_sdk_sqs::Client::new(sdk), &spec).await?;
     Ok(AwsSettings {
         events_table: Some(tables.events),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use relay::Timestamp;
-use relay::adapters::sqs::SqsQueue;
+use relay::adapters::sqs::{QueueSpec, SqsQueue};
 use relay::app::{Ingest, RelayMessage};
 use relay::config::Config;
 use relay::domain::{EventId, EventInput, WebhookId};
@@ -33,7 +33,14 @@ async fn aws_relay() -> Option<(TestApp, Config)> {
         ("QUEUE_MAX_RECEIVE_COUNT", "3"),
     ];
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let created = bootstrap_aws(&sdk, &aws::unique("e2e"), &test_config(&base)).await.expect("bootstrap");
+    let short = test_config(&base);
+    let queues = QueueSpec {
+        name: String::new(),
+        visibility_timeout: short.queue_visibility_timeout,
+        max_receive_count: short.queue_max_receive_count,
+        retention: Duration::from_secs(86_400),
+    };
+    let created = bootstrap_aws(&sdk, &aws::unique("e2e"), &queues).await.expect("bootstrap");
     let names = [
         ("EVENTS_TABLE", created.events_table.unwrap()),
         ("IDEMPOTENCY_TABLE", created.idempotency_table.unwrap()),

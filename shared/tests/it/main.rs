@@ -10,5 +10,6 @@ mod contract;
 mod delivery;
 mod helpers;
 mod lambda_http;
+mod template;
 mod pg;
 mod tools;

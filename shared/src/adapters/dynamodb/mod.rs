@@ -16,7 +16,7 @@ mod schema;
 mod webhooks;
 
 pub use events::DynamoEventStore;
-pub use schema::{TableNames, create_tables, index};
+pub use schema::{EVENTS, IDEMPOTENCY, IndexDef, TABLES, TTL_ATTRIBUTE, TableDef, TableNames, WEBHOOKS, create_tables, index};
 pub use webhooks::DynamoWebhookStore;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;

@@ -1,5 +1,5 @@
-//! The tables: names, keys and indexes, and creating them (for LocalStack, moto and tests).
-//! `template.yaml` declares the same; a test checks the two agree.
+//! The tables as data: keys, indexes, TTL. `create_tables` builds them from this (LocalStack,
+//! moto, tests), and a test checks `template.yaml` declares exactly the same.
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
@@ -27,6 +27,66 @@ pub mod index {
 /// The attribute DynamoDB's TTL deletes expired items by (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
 
+/// One global secondary index. Every key attribute is a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexDef {
+    pub name: &'static str,
+    pub hash: &'static str,
+    pub range: &'static str,
+    /// `ALL` or `KEYS_ONLY`.
+    pub projection: &'static str,
+}
+
+/// One table, under its logical id in `template.yaml`. Every key attribute is a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableDef {
+    pub logical_id: &'static str,
+    pub hash: &'static str,
+    pub range: Option<&'static str>,
+    pub indexes: &'static [IndexDef],
+    pub ttl: bool,
+}
+
+pub const EVENTS: TableDef = TableDef {
+    logical_id: "EventsTable",
+    hash: "id",
+    range: None,
+    indexes: &[
+        IndexDef { name: index::EVENTS_BY_TIME, hash: "feed", range: "id", projection: "ALL" },
+        IndexDef { name: index::EVENTS_BY_TYPE, hash: "eventType", range: "id", projection: "ALL" },
+        IndexDef { name: index::EVENTS_BY_SOURCE, hash: "source", range: "id", projection: "ALL" },
+        IndexDef { name: index::EVENTS_PENDING_DISPATCH, hash: "pendingDispatch", range: "id", projection: "KEYS_ONLY" },
+    ],
+    ttl: true,
+};
+
+pub const IDEMPOTENCY: TableDef =
+    TableDef { logical_id: "IdempotencyTable", hash: "key", range: None, indexes: &[], ttl: true };
+
+pub const WEBHOOKS: TableDef = TableDef {
+    logical_id: "WebhooksTable",
+    hash: "pk",
+    range: Some("sk"),
+    indexes: &[IndexDef { name: index::WEBHOOKS_BY_TENANT, hash: "tenant", range: "webhookId", projection: "ALL" }],
+    ttl: false,
+};
+
+pub const TABLES: [TableDef; 3] = [EVENTS, IDEMPOTENCY, WEBHOOKS];
+
+impl TableDef {
+    /// Every attribute a key of the table or of an index names, once.
+    pub fn key_attributes(&self) -> Vec<&'static str> {
+        let mut names = vec![self.hash];
+        names.extend(self.range);
+        for index in self.indexes {
+            names.extend([index.hash, index.range]);
+        }
+        let mut seen = Vec::new();
+        names.retain(|n| if seen.contains(n) { false } else { seen.push(*n); true });
+        names
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     pub events: String,
@@ -45,83 +105,54 @@ impl TableNames {
     }
 }
 
-fn attr(name: &str) -> Result<AttributeDefinition> {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(|e| Error::Internal(e.to_string()))
+fn build_error(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
 }
 
 fn key(name: &str, key_type: KeyType) -> Result<KeySchemaElement> {
-    KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().map_err(|e| Error::Internal(e.to_string()))
+    KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().map_err(build_error)
 }
 
-fn gsi(name: &str, hash: &str, range: &str, projection: ProjectionType) -> Result<GlobalSecondaryIndex> {
-    GlobalSecondaryIndex::builder()
-        .index_name(name)
-        .key_schema(key(hash, KeyType::Hash)?)
-        .key_schema(key(range, KeyType::Range)?)
-        .projection(Projection::builder().projection_type(projection).build())
-        .build()
-        .map_err(|e| Error::Internal(e.to_string()))
-}
-
-async fn enable_ttl(client: &Client, table: &str) -> Result<()> {
-    let spec = TimeToLiveSpecification::builder()
-        .enabled(true)
-        .attribute_name(TTL_ATTRIBUTE)
-        .build()
-        .map_err(|e| Error::Internal(e.to_string()))?;
-    client.update_time_to_live().table_name(table).time_to_live_specification(spec).send().await.map_err(unavailable)?;
+async fn create(client: &Client, name: &str, def: &TableDef) -> Result<()> {
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key(def.hash, KeyType::Hash)?);
+    if let Some(range) = def.range {
+        request = request.key_schema(key(range, KeyType::Range)?);
+    }
+    for attribute in def.key_attributes() {
+        request = request.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build_error)?,
+        );
+    }
+    for index in def.indexes {
+        request = request.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .key_schema(key(index.hash, KeyType::Hash)?)
+                .key_schema(key(index.range, KeyType::Range)?)
+                .projection(Projection::builder().projection_type(ProjectionType::from(index.projection)).build())
+                .build()
+                .map_err(build_error)?,
+        );
+    }
+    request.send().await.map_err(unavailable)?;
+    if def.ttl {
+        let spec = TimeToLiveSpecification::builder().enabled(true).attribute_name(TTL_ATTRIBUTE).build().map_err(build_error)?;
+        client.update_time_to_live().table_name(name).time_to_live_specification(spec).send().await.map_err(unavailable)?;
+    }
     Ok(())
 }
 
 /// Creates the three tables, on demand, with their indexes and TTL.
 pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
-    client
-        .create_table()
-        .table_name(&names.events)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("id", KeyType::Hash)?)
-        .attribute_definitions(attr("id")?)
-        .attribute_definitions(attr("feed")?)
-        .attribute_definitions(attr("eventType")?)
-        .attribute_definitions(attr("source")?)
-        .attribute_definitions(attr("pendingDispatch")?)
-        .global_secondary_indexes(gsi(index::EVENTS_BY_TIME, "feed", "id", ProjectionType::All)?)
-        .global_secondary_indexes(gsi(index::EVENTS_BY_TYPE, "eventType", "id", ProjectionType::All)?)
-        .global_secondary_indexes(gsi(index::EVENTS_BY_SOURCE, "source", "id", ProjectionType::All)?)
-        .global_secondary_indexes(gsi(index::EVENTS_PENDING_DISPATCH, "pendingDispatch", "id", ProjectionType::KeysOnly)?)
-        .send()
-        .await
-        .map_err(unavailable)?;
-    enable_ttl(client, &names.events).await?;
-
-    client
-        .create_table()
-        .table_name(&names.idempotency)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("key", KeyType::Hash)?)
-        .attribute_definitions(attr("key")?)
-        .send()
-        .await
-        .map_err(unavailable)?;
-    enable_ttl(client, &names.idempotency).await?;
-
-    client
-        .create_table()
-        .table_name(&names.webhooks)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash)?)
-        .key_schema(key("sk", KeyType::Range)?)
-        .attribute_definitions(attr("pk")?)
-        .attribute_definitions(attr("sk")?)
-        .attribute_definitions(attr("tenant")?)
-        .attribute_definitions(attr("webhookId")?)
-        .global_secondary_indexes(gsi(index::WEBHOOKS_BY_TENANT, "tenant", "webhookId", ProjectionType::All)?)
-        .send()
-        .await
-        .map_err(unavailable)?;
-    Ok(())
+    create(client, &names.events, &EVENTS).await?;
+    create(client, &names.idempotency, &IDEMPOTENCY).await?;
+    create(client, &names.webhooks, &WEBHOOKS).await
 }

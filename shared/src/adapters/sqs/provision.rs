@@ -19,6 +19,20 @@ pub struct QueueSpec {
     pub retention: Duration,
 }
 
+impl QueueSpec {
+    /// The queues `template.yaml` declares: a visibility timeout of 6x the delivery function's
+    /// 30 s timeout, 10 receives before the DLQ (more than the default schedule's 4 attempts),
+    /// and 14 days' retention, longer than any retry schedule.
+    pub fn deployed(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            visibility_timeout: Duration::from_secs(180),
+            max_receive_count: 10,
+            retention: Duration::from_secs(14 * 86_400),
+        }
+    }
+}
+
 /// Creates (or finds) `{name}-dlq` and `{name}` with a redrive policy to it; returns their URLs.
 pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(String, String)> {
     let fail = |e: &dyn std::fmt::Display| Error::unavailable("queue", e.to_string());

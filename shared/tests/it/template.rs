@@ -1,0 +1,95 @@
+//! `template.yaml` declares exactly the tables and queues the code creates (schema.rs,
+//! `QueueSpec::deployed`) and queries.
+
+use relay::adapters::dynamodb::{TABLES, TTL_ATTRIBUTE, TableDef};
+use relay::adapters::sqs::QueueSpec;
+use serde_norway::Value;
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    serde_norway::from_str(&text).expect("template.yaml is YAML")
+}
+
+fn resource<'a>(template: &'a Value, logical_id: &str) -> &'a Value {
+    let resource = &template["Resources"][logical_id];
+    assert!(!resource.is_null(), "template.yaml has no {logical_id}");
+    &resource["Properties"]
+}
+
+fn keys(schema: &Value) -> Vec<(String, String)> {
+    schema
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|k| (k["AttributeName"].as_str().unwrap().to_owned(), k["KeyType"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn expected_keys(hash: &str, range: Option<&str>) -> Vec<(String, String)> {
+    let mut keys = vec![(hash.to_owned(), "HASH".to_owned())];
+    keys.extend(range.map(|r| (r.to_owned(), "RANGE".to_owned())));
+    keys
+}
+
+fn check_table(template: &Value, def: &TableDef) {
+    let table = resource(template, def.logical_id);
+    assert_eq!(table["BillingMode"], "PAY_PER_REQUEST", "{}", def.logical_id);
+    assert_eq!(table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true, "{}", def.logical_id);
+    assert_eq!(keys(&table["KeySchema"]), expected_keys(def.hash, def.range), "{} keys", def.logical_id);
+
+    let mut attributes: Vec<(String, String)> = table["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| (a["AttributeName"].as_str().unwrap().to_owned(), a["AttributeType"].as_str().unwrap().to_owned()))
+        .collect();
+    attributes.sort();
+    let mut expected: Vec<(String, String)> = def.key_attributes().iter().map(|a| ((*a).to_owned(), "S".to_owned())).collect();
+    expected.sort();
+    assert_eq!(attributes, expected, "{} attribute definitions", def.logical_id);
+
+    let declared = table["GlobalSecondaryIndexes"].as_sequence().cloned().unwrap_or_default();
+    assert_eq!(declared.len(), def.indexes.len(), "{} index count", def.logical_id);
+    for index in def.indexes {
+        let found = declared
+            .iter()
+            .find(|i| i["IndexName"] == index.name)
+            .unwrap_or_else(|| panic!("{} lacks index {}", def.logical_id, index.name));
+        assert_eq!(keys(&found["KeySchema"]), expected_keys(index.hash, Some(index.range)), "{}", index.name);
+        assert_eq!(found["Projection"]["ProjectionType"], index.projection, "{}", index.name);
+    }
+
+    let ttl = &table["TimeToLiveSpecification"];
+    if def.ttl {
+        assert_eq!(ttl["AttributeName"], TTL_ATTRIBUTE, "{}", def.logical_id);
+        assert_eq!(ttl["Enabled"], true, "{}", def.logical_id);
+    } else {
+        assert!(ttl.is_null(), "{} has an unexpected TTL", def.logical_id);
+    }
+}
+
+#[test]
+fn tables_match_the_code() {
+    let template = template();
+    for def in &TABLES {
+        check_table(&template, def);
+    }
+}
+
+#[test]
+fn queues_match_the_bootstrap() {
+    let template = template();
+    let spec = QueueSpec::deployed("x");
+    let queue = resource(&template, "RelayQueue");
+    assert_eq!(queue["VisibilityTimeout"].as_u64(), Some(spec.visibility_timeout.as_secs()));
+    assert_eq!(queue["MessageRetentionPeriod"].as_u64(), Some(spec.retention.as_secs()));
+    assert_eq!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64(), Some(u64::from(spec.max_receive_count)));
+    let target = &queue["RedrivePolicy"]["deadLetterTargetArn"];
+    let Value::Tagged(tagged) = target else { panic!("deadLetterTargetArn is not !GetAtt: {target:?}") };
+    assert_eq!(tagged.tag, "!GetAtt");
+    assert_eq!(tagged.value, "RelayDeadLetterQueue.Arn");
+    assert!(!resource(&template, "RelayDeadLetterQueue").is_null());
+
+    // The default schedule (WEBHOOK_MAX_RETRIES=3: 4 attempts) leaves room before the DLQ.
+    assert!(spec.max_receive_count > relay::backoff::RetryPolicy::default().max_retries + 1);
+}

@@ -49,7 +49,10 @@ impl BatchHandler {
     }
 
     /// True when the message is done with (Lambda deletes it); false to have it come back.
-    #[tracing::instrument(skip_all, fields(message_id = record.message_id.as_deref().unwrap_or("")))]
+    #[tracing::instrument(skip_all, fields(
+        message_id = record.message_id.as_deref().unwrap_or(""),
+        receive_count = record.attributes.get("ApproximateReceiveCount").map(String::as_str).unwrap_or(""),
+    ))]
     async fn handle_message(&self, record: SqsMessage) -> bool {
         let body = record.body.as_deref().unwrap_or_default();
         let message = match RelayMessage::parse(body) {

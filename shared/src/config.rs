@@ -90,6 +90,11 @@ pub struct Config {
     pub database_url: Option<Redacted<String>>,
     /// `MAINTENANCE_INTERVAL` (s, 60): how often relay-local runs maintenance.
     pub maintenance_interval: Duration,
+    /// `REDIS_URL`: delivery locks, rate limits and the webhook cache; unset, relay-local keeps
+    /// locks and limits in memory and caches nothing.
+    pub redis_url: Option<Redacted<String>>,
+    /// `RATE_LIMIT_PER_MINUTE` (600; 0 turns it off): requests per credential per minute.
+    pub rate_limit_per_minute: u32,
 }
 
 impl Config {
@@ -189,6 +194,8 @@ impl Config {
         let event_retention =
             Duration::from_secs(86_400 * parse_num::<u64>("EVENT_RETENTION_DAYS", get("EVENT_RETENTION_DAYS"), 30, 1..=3650)?);
         let database_url = get("DATABASE_URL").map(Redacted);
+        let redis_url = get("REDIS_URL").map(Redacted);
+        let rate_limit_per_minute = parse_num::<u32>("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), 600, 0..=1_000_000)?;
         let maintenance_interval =
             Duration::from_secs(parse_num::<u64>("MAINTENANCE_INTERVAL", get("MAINTENANCE_INTERVAL"), 60, 1..=86_400)?);
 
@@ -212,6 +219,8 @@ impl Config {
             event_retention,
             database_url,
             maintenance_interval,
+            redis_url,
+            rate_limit_per_minute,
         })
     }
 
@@ -482,6 +491,7 @@ mod tests {
             ("QUEUE_MAX_RECEIVE_COUNT", "3"),
             ("RELAY_BACKEND", "dynamo"),
             ("EVENT_RETENTION_DAYS", "0"),
+            ("RATE_LIMIT_PER_MINUTE", "lots"),
         ] {
             let mut vars = PROD.to_vec();
             vars.retain(|(k, _)| *k != var);
@@ -508,10 +518,12 @@ mod tests {
     fn secrets_do_not_print() {
         let mut vars = PROD.to_vec();
         vars.push(("DATABASE_URL", "postgres://relay:hunter2@db/relay"));
+        vars.push(("REDIS_URL", "rediss://:swordfish@cache:6379"));
         let c = load(Profile::Production, &vars).unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("a-service-token-0001"));
         assert!(!printed.contains("an-api-key"));
         assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("swordfish"));
     }
 }

@@ -8,18 +8,24 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::adapters::dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames};
 use crate::adapters::http::{HttpSender, SsrfGuard};
-use crate::adapters::memory::{MemoryDeliveryLog, MemoryEventStore, MemoryQueue, MemoryWebhookStore};
+use crate::adapters::cached::CachedWebhookStore;
+use crate::adapters::memory::{
+    MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter, MemoryWebhookStore,
+};
 use crate::adapters::postgres::PostgresDeliveryLog;
+use crate::adapters::redis::RedisStore;
 use crate::adapters::sqs::SqsQueue;
-use crate::api::{self, EventsState, ManagementState};
-use crate::app::{Deliverer, Ingest, Maintenance, WebhookAdmin};
+use crate::api::{self, Access, EventsState, Health, ManagementState};
+use crate::app::{Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
 use crate::config::{Backend, Config, ConfigError, Need};
-use crate::ports::{DeliveryLog, EventStore, Queue, WebhookStore};
+use crate::ports::{DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookStore};
 use crate::worker::BatchHandler;
 use crate::Result;
 
 /// Connections per process: a Lambda handles one request at a time; relay-local a few.
 const DATABASE_POOL_SIZE: u32 = 5;
+/// How long a cached list of subscribed webhooks may live (changes invalidate it at once).
+const WEBHOOK_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,10 @@ pub struct Backends {
     pub queue: Arc<dyn Queue>,
     /// Where the queue moves poison messages.
     pub dead_letter: Arc<dyn Queue>,
+    pub locks: Arc<dyn Locks>,
+    pub limiter: Arc<dyn RateLimiter>,
+    /// What the health endpoint checks.
+    pub probes: Vec<Arc<dyn Probe>>,
 }
 
 impl Backends {
@@ -53,6 +63,9 @@ impl Backends {
             deliveries: Arc::new(MemoryDeliveryLog::new()),
             queue: Arc::new(queue),
             dead_letter,
+            locks: Arc::new(MemoryLocks::new()),
+            limiter: Arc::new(MemoryRateLimiter::new()),
+            probes: Vec::new(),
         }
     }
 
@@ -76,6 +89,9 @@ impl Backends {
             deliveries: Arc::new(MemoryDeliveryLog::new()),
             queue: Arc::new(SqsQueue::new(sqs.clone(), aws.queue_url.clone().unwrap_or_default())),
             dead_letter: Arc::new(SqsQueue::new(sqs, aws.dead_letter_queue_url.clone().unwrap_or_default())),
+            locks: Arc::new(MemoryLocks::new()),
+            limiter: Arc::new(MemoryRateLimiter::new()),
+            probes: Vec::new(),
         }
     }
 
@@ -84,7 +100,22 @@ impl Backends {
         if let Some(url) = &config.database_url {
             let log = PostgresDeliveryLog::connect(&url.0, DATABASE_POOL_SIZE).await?;
             log.migrate().await?;
-            self.deliveries = Arc::new(log);
+            let log = Arc::new(log);
+            self.probes.push(log.clone());
+            self.deliveries = log;
+        }
+        Ok(self)
+    }
+
+    /// Puts locks, rate limits and the webhook cache in Redis at `REDIS_URL`, if it is set.
+    /// It connects on first use, so an unreachable Redis does not stop start-up.
+    pub fn with_redis(mut self, config: &Config) -> Result<Self, StartupError> {
+        if let Some(url) = &config.redis_url {
+            let redis = Arc::new(RedisStore::new(&url.0, "relay")?);
+            self.locks = redis.clone();
+            self.limiter = redis.clone();
+            self.webhooks = Arc::new(CachedWebhookStore::new(self.webhooks.clone(), redis.clone(), WEBHOOK_CACHE_TTL));
+            self.probes.push(redis);
         }
         Ok(self)
     }
@@ -99,7 +130,7 @@ impl Backends {
                 Self::aws(config, &aws_config::defaults(BehaviorVersion::latest()).load().await)
             }
         };
-        backends.with_database(config).await
+        backends.with_database(config).await?.with_redis(config)
     }
 }
 
@@ -121,14 +152,15 @@ impl Relay {
         let sender = Arc::new(HttpSender::new(config.webhook_timeout, guard.clone())?);
         let registry = Arc::new(config.event_types.clone());
         let b = &backends;
-        let deliverer = Deliverer::new(
-            b.events.clone(),
-            b.webhooks.clone(),
-            b.deliveries.clone(),
-            b.queue.clone(),
+        let ports = DelivererPorts {
+            events: b.events.clone(),
+            webhooks: b.webhooks.clone(),
+            deliveries: b.deliveries.clone(),
+            queue: b.queue.clone(),
             sender,
-            config.retry,
-        );
+            locks: b.locks.clone(),
+        };
+        let deliverer = Deliverer::new(ports, config.retry, config.webhook_timeout);
         let admin = WebhookAdmin::new(
             b.webhooks.clone(),
             b.deliveries.clone(),
@@ -151,21 +183,29 @@ impl Relay {
         Ok(Self { ingest, admin, deliverer, handler, maintenance, backends, config: Arc::new(config.clone()) })
     }
 
-    pub fn events_state(&self) -> EventsState {
-        EventsState {
-            ingest: self.ingest.clone(),
+    fn access(&self) -> Access {
+        Access {
             credentials: Arc::new(self.config.credentials.clone()),
-            max_payload_bytes: self.config.max_payload_bytes,
+            limiter: self.backends.limiter.clone(),
+            per_minute: self.config.rate_limit_per_minute,
         }
     }
 
+    pub fn events_state(&self) -> EventsState {
+        EventsState { ingest: self.ingest.clone(), access: self.access(), max_payload_bytes: self.config.max_payload_bytes }
+    }
+
     pub fn management_state(&self) -> ManagementState {
-        ManagementState { admin: self.admin.clone(), credentials: Arc::new(self.config.credentials.clone()) }
+        ManagementState { admin: self.admin.clone(), access: self.access() }
+    }
+
+    pub fn health(&self) -> Health {
+        Health::new(self.backends.probes.clone())
     }
 
     /// The whole API as one router (relay-local).
     pub fn router(&self) -> axum::Router {
-        api::local_app(self.events_state(), self.management_state())
+        api::local_app(self.events_state(), self.management_state(), self.health())
     }
 }
 

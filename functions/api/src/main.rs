@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(Profile::Production)?;
     config.require(&[Need::ApiKeys, Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let backends = Backends::aws(&config, &sdk).with_database(&config).await?;
+    let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
     let relay = Relay::new(&config, backends)?;
-    run(relay::api::management_app(relay.management_state())).await
+    run(relay::api::management_app(relay.management_state(), relay.health())).await
 }

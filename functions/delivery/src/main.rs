@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(Profile::Production)?;
     config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let backends = Backends::aws(&config, &sdk).with_database(&config).await?;
+    let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
     let handler = Relay::new(&config, backends)?.handler;
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let handler = handler.clone();

@@ -1,5 +1,6 @@
 //! relay-ingest: the events API behind API Gateway. It touches only DynamoDB and SQS: no VPC,
-//! no connection pool, a fast cold start.
+//! no connection pool, a fast cold start (Redis, if configured, only counts rate limits and
+//! connects on first use).
 
 use aws_config::BehaviorVersion;
 use lambda_http::{Error, run, tracing};
@@ -12,6 +13,6 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(Profile::Production)?;
     config.require(&[Need::ServiceTokens, Need::EventsTable, Need::IdempotencyTable, Need::QueueUrl])?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let relay = Relay::new(&config, Backends::aws(&config, &sdk))?;
-    run(relay::api::ingest_app(relay.events_state())).await
+    let relay = Relay::new(&config, Backends::aws(&config, &sdk).with_redis(&config)?)?;
+    run(relay::api::ingest_app(relay.events_state(), relay.health())).await
 }

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env(Profile::Production)?;
     config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DeadLetterQueueUrl, Need::DatabaseUrl])?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let backends = Backends::aws(&config, &sdk).with_database(&config).await?;
+    let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
     let maintenance = Relay::new(&config, backends)?.maintenance;
     run(service_fn(|_: LambdaEvent<Value>| {
         let maintenance = maintenance.clone();

@@ -6,9 +6,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::SharedCredentials;
 use super::envelope::{IDEMPOTENT_REPLAYED, list, ok};
-use super::extract::{ApiJson, BodyLimit, Params, ServiceCaller};
+use super::extract::{Access, ApiJson, BodyLimit, Params, ServiceCaller};
 use crate::app::Ingest;
 use crate::domain::{EventInput, PageRequest};
 use crate::Error;
@@ -16,13 +15,13 @@ use crate::Error;
 #[derive(Clone, Debug)]
 pub struct EventsState {
     pub ingest: Ingest,
-    pub credentials: SharedCredentials,
+    pub access: Access,
     pub max_payload_bytes: usize,
 }
 
-impl FromRef<EventsState> for SharedCredentials {
+impl FromRef<EventsState> for Access {
     fn from_ref(state: &EventsState) -> Self {
-        state.credentials.clone()
+        state.access.clone()
     }
 }
 

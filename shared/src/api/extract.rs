@@ -10,9 +10,14 @@ use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use super::SharedCredentials;
-use crate::domain::{PageRequest, TenantId};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
 use crate::Error;
+use crate::auth::Credentials;
+use crate::domain::{PageRequest, TenantId};
+use crate::ports::{RateDecision, RateLimiter};
 
 pub const SERVICE_TOKEN: &str = "x-service-token";
 pub const API_KEY: &str = "x-api-key";
@@ -76,6 +81,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     }
 }
 
+/// Who may call, and how often: the credentials, and the per-credential rate limit.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub credentials: Arc<Credentials>,
+    pub limiter: Arc<dyn RateLimiter>,
+    /// Requests per credential per minute; 0 turns limiting off.
+    pub per_minute: u32,
+}
+
+impl Access {
+    /// Counts a request of `caller`; 429 past the limit. A limiter that fails lets the request
+    /// through: rate limits protect the relay, they must not take it down with Redis.
+    async fn admit(&self, caller: &str) -> Result<(), Error> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        match self.limiter.hit(caller, self.per_minute).await {
+            Ok(RateDecision::Allowed) => Ok(()),
+            Ok(RateDecision::Limited { retry_after }) => Err(Error::RateLimited { retry_after }),
+            Err(err) => {
+                tracing::warn!(error = %err, "rate limiter unavailable; request let through");
+                Ok(())
+            }
+        }
+    }
+}
+
 fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
     parts.headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
 }
@@ -87,14 +119,19 @@ pub struct ServiceCaller;
 impl<S> FromRequestParts<S> for ServiceCaller
 where
     S: Send + Sync,
-    SharedCredentials: FromRef<S>,
+    Access: FromRef<S>,
 {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let credentials = SharedCredentials::from_ref(state);
+        let access = Access::from_ref(state);
         match header(parts, SERVICE_TOKEN) {
-            Some(token) if credentials.service(token) => Ok(Self),
+            Some(token) if access.credentials.service(token) => {
+                // Each token is counted apart, by a digest that does not reveal it.
+                let id = hex::encode(&Sha256::digest(token.as_bytes())[..8]);
+                access.admit(&format!("service:{id}")).await?;
+                Ok(Self)
+            }
             Some(_) => Err(Error::Unauthorized("invalid service token")),
             None if header(parts, API_KEY).is_some() => {
                 Err(Error::Forbidden("the events API is for internal services: send X-Service-Token"))
@@ -111,14 +148,18 @@ pub struct TenantCaller(pub TenantId);
 impl<S> FromRequestParts<S> for TenantCaller
 where
     S: Send + Sync,
-    SharedCredentials: FromRef<S>,
+    Access: FromRef<S>,
 {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let credentials = SharedCredentials::from_ref(state);
+        let access = Access::from_ref(state);
         match header(parts, API_KEY) {
-            Some(key) => credentials.tenant(key).map(Self).ok_or(Error::Unauthorized("invalid API key")),
+            Some(key) => {
+                let tenant = access.credentials.tenant(key).ok_or(Error::Unauthorized("invalid API key"))?;
+                access.admit(&format!("tenant:{tenant}")).await?;
+                Ok(Self(tenant))
+            }
             None if header(parts, SERVICE_TOKEN).is_some() => {
                 Err(Error::Forbidden("this API belongs to a tenant: send X-Api-Key"))
             }

@@ -11,13 +11,13 @@ mod health;
 mod views;
 mod webhooks;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
 pub use envelope::IDEMPOTENT_REPLAYED;
 pub use events::EventsState;
+pub use extract::Access;
+pub use health::Health;
 pub use webhooks::ManagementState;
 
 use crate::Error;
@@ -26,18 +26,18 @@ use crate::Error;
 const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
 
 /// relay-ingest's app: the events API and `/health`.
-pub fn ingest_app(state: EventsState) -> Router {
-    finish(events_routes(state))
+pub fn ingest_app(state: EventsState, health: Health) -> Router {
+    finish(events_routes(state), health)
 }
 
 /// relay-api's app: the management API and `/health`.
-pub fn management_app(state: ManagementState) -> Router {
-    finish(management_routes(state))
+pub fn management_app(state: ManagementState, health: Health) -> Router {
+    finish(management_routes(state), health)
 }
 
 /// relay-local's app: everything.
-pub fn local_app(events: EventsState, management: ManagementState) -> Router {
-    finish(events_routes(events).merge(management_routes(management)))
+pub fn local_app(events: EventsState, management: ManagementState, health: Health) -> Router {
+    finish(events_routes(events).merge(management_routes(management)), health)
 }
 
 fn events_routes(state: EventsState) -> Router {
@@ -49,9 +49,9 @@ fn management_routes(state: ManagementState) -> Router {
     webhooks::routes().layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT)).with_state(state)
 }
 
-fn finish(router: Router) -> Router {
+fn finish(router: Router, health: Health) -> Router {
     router
-        .merge(health::routes())
+        .merge(health::routes(health))
         .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             Error::RouteNotFound(format!("no route for {method} {}", uri.path()))
         })
@@ -60,6 +60,3 @@ fn finish(router: Router) -> Router {
         })
         .layer(axum::middleware::from_fn(envelope::access_log))
 }
-
-/// What both APIs need to authenticate callers.
-pub type SharedCredentials = Arc<crate::auth::Credentials>;

@@ -10,9 +10,9 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::envelope::{list, ok};
-use super::extract::{ApiJson, BodyLimit, Params, TenantCaller};
+use super::extract::{Access, ApiJson, BodyLimit, Params, TenantCaller};
 use super::views::{DeliveryView, WebhookView};
-use super::{MANAGEMENT_BODY_LIMIT, SharedCredentials};
+use super::MANAGEMENT_BODY_LIMIT;
 use crate::app::WebhookAdmin;
 use crate::domain::{DeliveryStatus, PageRequest, WebhookInput};
 use crate::Error;
@@ -20,12 +20,12 @@ use crate::Error;
 #[derive(Clone, Debug)]
 pub struct ManagementState {
     pub admin: WebhookAdmin,
-    pub credentials: SharedCredentials,
+    pub access: Access,
 }
 
-impl FromRef<ManagementState> for SharedCredentials {
+impl FromRef<ManagementState> for Access {
     fn from_ref(state: &ManagementState) -> Self {
-        state.credentials.clone()
+        state.access.clone()
     }
 }
 

@@ -6,7 +6,7 @@ use crate::backoff::{RetryPolicy, parse_retry_after};
 use crate::domain::{
     Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, Trigger, Webhook,
 };
-use crate::ports::{DeliveryLog, EventStore, OutboundRequest, Queue, WebhookSender, WebhookStore};
+use crate::ports::{DeliveryLog, EventStore, Locks, OutboundRequest, Queue, WebhookSender, WebhookStore};
 use crate::signing::SignatureHeaders;
 use crate::{Error, Result, Timestamp};
 
@@ -31,19 +31,29 @@ pub struct Deliverer {
     deliveries: Arc<dyn DeliveryLog>,
     queue: Arc<dyn Queue>,
     sender: Arc<dyn WebhookSender>,
+    locks: Arc<dyn Locks>,
     policy: RetryPolicy,
+    /// How long a delivery lock is held at most: longer than an attempt and its logging.
+    lock_ttl: Duration,
+}
+
+/// The ports a [`Deliverer`] works over.
+#[derive(Debug, Clone)]
+pub struct DelivererPorts {
+    pub events: Arc<dyn EventStore>,
+    pub webhooks: Arc<dyn WebhookStore>,
+    pub deliveries: Arc<dyn DeliveryLog>,
+    pub queue: Arc<dyn Queue>,
+    pub sender: Arc<dyn WebhookSender>,
+    pub locks: Arc<dyn Locks>,
 }
 
 impl Deliverer {
-    pub fn new(
-        events: Arc<dyn EventStore>,
-        webhooks: Arc<dyn WebhookStore>,
-        deliveries: Arc<dyn DeliveryLog>,
-        queue: Arc<dyn Queue>,
-        sender: Arc<dyn WebhookSender>,
-        policy: RetryPolicy,
-    ) -> Self {
-        Self { events, webhooks, deliveries, queue, sender, policy }
+    /// `webhook_timeout` bounds one attempt; the delivery lock outlives it.
+    pub fn new(ports: DelivererPorts, policy: RetryPolicy, webhook_timeout: Duration) -> Self {
+        let DelivererPorts { events, webhooks, deliveries, queue, sender, locks } = ports;
+        let lock_ttl = webhook_timeout * 2 + Duration::from_secs(5);
+        Self { events, webhooks, deliveries, queue, sender, locks, policy, lock_ttl }
     }
 
     pub fn policy(&self) -> &RetryPolicy {
@@ -76,24 +86,61 @@ impl Deliverer {
     }
 
     /// Makes the scheduled attempt of one delivery, unless it is final already (a duplicate
-    /// message) or not yet due (an early copy).
+    /// message) or not yet due (an early copy). Copies of one message arriving together are
+    /// serialised by a lock on (event, webhook, attempt number): one delivers, the others see
+    /// its result. Without the lock service (Redis down) it delivers anyway: at least once.
     #[tracing::instrument(skip_all, fields(event_id = %key.event_id, webhook_id = %key.webhook_id))]
     pub async fn deliver(&self, key: DeliveryKey) -> Result<Next> {
-        let Some(delivery) = self.deliveries.get(key).await? else {
-            // Dispatch records every delivery before enqueueing it, so the log lost it. The
-            // message comes back until it is dead-lettered, and maintenance records the
-            // delivery as failed, where a manual retry can still send it.
-            return Err(Error::Internal("no delivery record for this message".into()));
+        let delivery = self.current(key).await?;
+        if let Some(next) = self.settled(&delivery) {
+            return Ok(next);
+        }
+        let lock_key = format!("delivery:{}:{}:{}", key.event_id, key.webhook_id, delivery.attempt_count + 1);
+        let token = match self.locks.try_lock(&lock_key, self.lock_ttl).await {
+            Ok(Some(token)) => Some(token),
+            Ok(None) => {
+                tracing::debug!("another copy of this message is delivering it");
+                return Ok(Next::RetryIn(self.lock_ttl));
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "delivery locks unavailable; delivering without one");
+                None
+            }
         };
+        let result = self.deliver_locked(key).await;
+        if let Some(token) = token {
+            if let Err(err) = self.locks.unlock(&lock_key, &token).await {
+                tracing::debug!(error = %err, "could not release the delivery lock; it expires");
+            }
+        }
+        result
+    }
+
+    async fn current(&self, key: DeliveryKey) -> Result<Delivery> {
+        // Dispatch records every delivery before enqueueing it, so the log lost it. The
+        // message comes back until it is dead-lettered, and maintenance records the delivery
+        // as failed, where a manual retry can still send it.
+        self.deliveries.get(key).await?.ok_or_else(|| Error::Internal("no delivery record for this message".into()))
+    }
+
+    /// What to do without an attempt: done when final, wait when not yet due.
+    fn settled(&self, delivery: &Delivery) -> Option<Next> {
         if delivery.status.is_final() {
             tracing::debug!(status = delivery.status.as_str(), "delivery is final; duplicate message dropped");
-            return Ok(Next::Done);
+            return Some(Next::Done);
         }
         let now = Timestamp::now();
-        if let Some(due) = delivery.next_attempt_at {
-            if due > now + EARLY_TOLERANCE {
-                return Ok(Next::RetryIn(now.until(due)));
-            }
+        match delivery.next_attempt_at {
+            Some(due) if due > now + EARLY_TOLERANCE => Some(Next::RetryIn(now.until(due))),
+            _ => None,
+        }
+    }
+
+    async fn deliver_locked(&self, key: DeliveryKey) -> Result<Next> {
+        // Read again under the lock: a copy that held it before may have delivered.
+        let delivery = self.current(key).await?;
+        if let Some(next) = self.settled(&delivery) {
+            return Ok(next);
         }
         let webhook = match self.webhooks.get(key.webhook_id).await? {
             Some(webhook) if webhook.is_active => webhook,

@@ -8,7 +8,7 @@ mod maintenance;
 mod message;
 mod webhooks;
 
-pub use delivery::{Deliverer, Next};
+pub use delivery::{Deliverer, DelivererPorts, Next};
 pub use ingest::{Accepted, Ingest, IDEMPOTENCY_TTL};
 pub use maintenance::{Maintenance, MaintenanceReport, REDISPATCH_AFTER};
 pub use message::RelayMessage;

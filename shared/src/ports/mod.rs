@@ -1,10 +1,12 @@
 //! Ports: the narrow interfaces the use cases depend on. Each has an in-memory
 //! implementation (`adapters::memory`) and real ones (DynamoDB, SQS, PostgreSQL, HTTP).
 
+mod coordination;
 mod queue;
 mod sender;
 mod stores;
 
+pub use coordination::{Cache, Locks, Probe, RateDecision, RateLimiter};
 pub use queue::{Queue, QueueDepth, ReceivedMessage};
 pub use sender::{OutboundRequest, SendResult, WebhookSender};
 pub use stores::{DeliveryLog, EventFilter, EventStore, IdempotencyRecord, Insert, WebhookStore};

@@ -36,11 +36,11 @@ impl TestApp {
         Self::spawn_with(&[]).await
     }
 
-    /// Starts the relay over in-memory backends with test defaults (retries every ~20 ms,
-    /// 2 retries, loopback allowed), overridden by `vars`.
+    /// Starts the relay with test defaults (in-memory backends, retries every ~20 ms, 2
+    /// retries, loopback allowed), overridden by `vars` (`REDIS_URL`, `DATABASE_URL`, ...).
     pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
         let config = test_config(vars);
-        let backends = Backends::in_memory(&config);
+        let backends = Backends::from_config(&config).await.expect("backends");
         Self::start(&config, backends).await
     }
 

@@ -7,9 +7,16 @@ mod aws;
 mod aws_end_to_end;
 mod batch;
 mod contract;
+mod degradation;
 mod delivery;
 mod helpers;
 mod lambda_http;
+mod redis_server;
 mod template;
 mod pg;
 mod tools;
+
+/// The SQS event Lambda would hand the delivery function for these messages.
+fn worker_event(messages: &[relay::ports::ReceivedMessage]) -> aws_lambda_events::event::sqs::SqsEvent {
+    relay::worker::to_sqs_event(messages)
+}

@@ -43,6 +43,11 @@ fn unreachable(err: &dyn std::fmt::Display) -> Option<TestDatabase> {
 
 impl TestDatabase {
     /// The delivery log on this database, connected as the relay connects and migrated.
+    /// The database's URL, for `DATABASE_URL`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub async fn log(&self, max_connections: u32) -> PostgresDeliveryLog {
         let log = PostgresDeliveryLog::connect(&self.url, max_connections).await.expect("connect to the test database");
         log.migrate().await.expect("migrate the test database");

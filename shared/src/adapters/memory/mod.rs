@@ -2,11 +2,13 @@
 //! backends (the contract tests run against both), so relay-local on them behaves like the
 //! deployed relay, minus durability.
 
+mod coordination;
 mod deliveries;
 mod events;
 mod queue;
 mod webhooks;
 
+pub use coordination::{MemoryCache, MemoryLocks, MemoryRateLimiter, minute_window};
 pub use deliveries::MemoryDeliveryLog;
 pub use events::MemoryEventStore;
 pub use queue::MemoryQueue;

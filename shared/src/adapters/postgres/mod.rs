@@ -95,3 +95,15 @@ fn database(err: sqlx::Error) -> Error {
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
     Error::Internal(format!("unreadable {what} row: {detail}"))
 }
+
+#[async_trait::async_trait]
+impl crate::ports::Probe for PostgresDeliveryLog {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn check(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(database)?;
+        Ok(())
+    }
+}

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay::adapters::memory::{MemoryDeliveryLog, MemoryEventStore, MemoryQueue, MemoryWebhookStore};
+use relay::adapters::memory::{
+    MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter, MemoryWebhookStore,
+};
 use relay::ports::Queue;
 
 fn queues(visibility: Duration, max_receive_count: u32) -> (Arc<dyn Queue>, Arc<dyn Queue>) {
@@ -36,6 +38,11 @@ suite! {
     deliveries::ensure_keeps_what_exists => Arc::new(MemoryDeliveryLog::new());
     deliveries::record_appends_attempts_in_order => Arc::new(MemoryDeliveryLog::new());
     deliveries::lists_by_webhook_and_status => Arc::new(MemoryDeliveryLog::new());
+    coordination::a_lock_has_one_holder_until_released => Arc::new(MemoryLocks::new());
+    coordination::a_lock_expires => Arc::new(MemoryLocks::new());
+    coordination::concurrent_lockers_get_one_lock => Arc::new(MemoryLocks::new());
+    coordination::the_limit_counts_per_key => Arc::new(MemoryRateLimiter::new());
+    coordination::the_cache_keeps_values_until_they_expire => Arc::new(MemoryCache::new());
     queue::send_receive_delete => |v, m| async move { queues(v, m) };
     queue::visibility_timeout_and_change => |v, m| async move { queues(v, m) };
     queue::batches_of_ten => |v, m| async move { queues(v, m) };

@@ -2,6 +2,7 @@
 //! is a set of async functions over a port instance; `memory` runs them against the
 //! in-memory adapters, and each real backend adds a module that runs the same functions.
 
+pub mod coordination;
 pub mod deliveries;
 pub mod events;
 pub mod queue;
@@ -10,6 +11,7 @@ pub mod webhooks;
 mod dynamodb;
 mod memory;
 mod postgres;
+mod redis;
 mod sqs;
 
 use relay::Timestamp;

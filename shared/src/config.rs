@@ -95,6 +95,8 @@ pub struct Config {
     pub redis_url: Option<Redacted<String>>,
     /// `RATE_LIMIT_PER_MINUTE` (600; 0 turns it off): requests per credential per minute.
     pub rate_limit_per_minute: u32,
+    /// `CORS_ORIGINS`: browser origins allowed to call the API (none by default).
+    pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl Config {
@@ -196,6 +198,10 @@ impl Config {
         let database_url = get("DATABASE_URL").map(Redacted);
         let redis_url = get("REDIS_URL").map(Redacted);
         let rate_limit_per_minute = parse_num::<u32>("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), 600, 0..=1_000_000)?;
+        let cors_origins = match get("CORS_ORIGINS") {
+            None => Vec::new(),
+            Some(list) => parse_origins(&list)?,
+        };
         let maintenance_interval =
             Duration::from_secs(parse_num::<u64>("MAINTENANCE_INTERVAL", get("MAINTENANCE_INTERVAL"), 60, 1..=86_400)?);
 
@@ -221,6 +227,7 @@ impl Config {
             maintenance_interval,
             redis_url,
             rate_limit_per_minute,
+            cors_origins,
         })
     }
 
@@ -371,6 +378,23 @@ fn parse_api_keys(list: &str) -> Result<Vec<TenantKey>, ConfigError> {
     Ok(keys)
 }
 
+/// `scheme://host[:port]`, comma-separated.
+fn parse_origins(list: &str) -> Result<Vec<axum::http::HeaderValue>, ConfigError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let bad = || ConfigError::new("CORS_ORIGINS", format!("{origin:?} is not an origin like https://app.example.com"));
+            let url = url::Url::parse(origin).map_err(|_| bad())?;
+            let canonical = url.origin().ascii_serialization();
+            if !matches!(url.scheme(), "http" | "https") || canonical != origin.trim_end_matches('/') {
+                return Err(bad());
+            }
+            axum::http::HeaderValue::from_str(&canonical).map_err(|_| bad())
+        })
+        .collect()
+}
+
 fn parse_cidrs(list: &str) -> Result<Vec<IpNet>, ConfigError> {
     list.split(',')
         .map(str::trim)
@@ -492,6 +516,8 @@ mod tests {
             ("RELAY_BACKEND", "dynamo"),
             ("EVENT_RETENTION_DAYS", "0"),
             ("RATE_LIMIT_PER_MINUTE", "lots"),
+            ("CORS_ORIGINS", "https://app.example.com/path"),
+            ("CORS_ORIGINS", "*"),
         ] {
             let mut vars = PROD.to_vec();
             vars.retain(|(k, _)| *k != var);

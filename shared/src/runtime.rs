@@ -15,7 +15,7 @@ use crate::adapters::memory::{
 use crate::adapters::postgres::PostgresDeliveryLog;
 use crate::adapters::redis::RedisStore;
 use crate::adapters::sqs::SqsQueue;
-use crate::api::{self, Access, EventsState, Health, ManagementState};
+use crate::api::{self, Access, Common, EventsState, Health, ManagementState};
 use crate::app::{Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
 use crate::config::{Backend, Config, ConfigError, Need};
 use crate::ports::{DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookStore};
@@ -199,13 +199,14 @@ impl Relay {
         ManagementState { admin: self.admin.clone(), access: self.access() }
     }
 
-    pub fn health(&self) -> Health {
-        Health::new(self.backends.probes.clone())
+    /// `/health` and CORS, for every app.
+    pub fn common(&self) -> Common {
+        Common { health: Health::new(self.backends.probes.clone()), cors_origins: self.config.cors_origins.clone() }
     }
 
     /// The whole API as one router (relay-local).
     pub fn router(&self) -> axum::Router {
-        api::local_app(self.events_state(), self.management_state(), self.health())
+        api::local_app(self.events_state(), self.management_state(), self.common())
     }
 }
 

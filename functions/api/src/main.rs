@@ -14,5 +14,5 @@ async fn main() -> Result<(), Error> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
     let relay = Relay::new(&config, backends)?;
-    run(relay::api::management_app(relay.management_state(), relay.health())).await
+    run(relay::api::management_app(relay.management_state(), relay.common())).await
 }

@@ -14,5 +14,5 @@ async fn main() -> Result<(), Error> {
     config.require(&[Need::ServiceTokens, Need::EventsTable, Need::IdempotencyTable, Need::QueueUrl])?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let relay = Relay::new(&config, Backends::aws(&config, &sdk).with_redis(&config)?)?;
-    run(relay::api::ingest_app(relay.events_state(), relay.health())).await
+    run(relay::api::ingest_app(relay.events_state(), relay.common())).await
 }

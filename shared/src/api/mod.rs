@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod extract;
 mod health;
+mod hygiene;
 mod views;
 mod webhooks;
 
@@ -18,6 +19,7 @@ pub use envelope::IDEMPOTENT_REPLAYED;
 pub use events::EventsState;
 pub use extract::Access;
 pub use health::Health;
+pub use hygiene::REQUEST_ID;
 pub use webhooks::ManagementState;
 
 use crate::Error;
@@ -25,19 +27,26 @@ use crate::Error;
 /// The largest body the management API accepts.
 const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
 
+/// What every app has besides its routes: `/health`, and the allowed CORS origins.
+#[derive(Debug, Clone, Default)]
+pub struct Common {
+    pub health: Health,
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+}
+
 /// relay-ingest's app: the events API and `/health`.
-pub fn ingest_app(state: EventsState, health: Health) -> Router {
-    finish(events_routes(state), health)
+pub fn ingest_app(state: EventsState, common: Common) -> Router {
+    finish(events_routes(state), common)
 }
 
 /// relay-api's app: the management API and `/health`.
-pub fn management_app(state: ManagementState, health: Health) -> Router {
-    finish(management_routes(state), health)
+pub fn management_app(state: ManagementState, common: Common) -> Router {
+    finish(management_routes(state), common)
 }
 
 /// relay-local's app: everything.
-pub fn local_app(events: EventsState, management: ManagementState, health: Health) -> Router {
-    finish(events_routes(events).merge(management_routes(management)), health)
+pub fn local_app(events: EventsState, management: ManagementState, common: Common) -> Router {
+    finish(events_routes(events).merge(management_routes(management)), common)
 }
 
 fn events_routes(state: EventsState) -> Router {
@@ -49,14 +58,14 @@ fn management_routes(state: ManagementState) -> Router {
     webhooks::routes().layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT)).with_state(state)
 }
 
-fn finish(router: Router, health: Health) -> Router {
-    router
-        .merge(health::routes(health))
+fn finish(router: Router, common: Common) -> Router {
+    let router = router
+        .merge(health::routes(common.health))
         .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             Error::RouteNotFound(format!("no route for {method} {}", uri.path()))
         })
         .method_not_allowed_fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             Error::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
-        })
-        .layer(axum::middleware::from_fn(envelope::access_log))
+        });
+    hygiene::wrap(router, &common.cors_origins)
 }

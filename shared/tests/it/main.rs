@@ -10,6 +10,7 @@ mod contract;
 mod degradation;
 mod delivery;
 mod helpers;
+mod hygiene;
 mod lambda_http;
 mod redis_server;
 mod template;

@@ -95,6 +95,8 @@ pub struct Config {
     pub redis_url: Option<Redacted<String>>,
     /// `RATE_LIMIT_PER_MINUTE` (600; 0 turns it off): requests per credential per minute.
     pub rate_limit_per_minute: u32,
+    /// `WEBHOOK_SECRET_GRACE` (s, 86400): how long a rotated-out secret keeps signing.
+    pub secret_grace: Duration,
     /// `CORS_ORIGINS`: browser origins allowed to call the API (none by default).
     pub cors_origins: Vec<axum::http::HeaderValue>,
 }
@@ -198,6 +200,8 @@ impl Config {
         let database_url = get("DATABASE_URL").map(Redacted);
         let redis_url = get("REDIS_URL").map(Redacted);
         let rate_limit_per_minute = parse_num::<u32>("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), 600, 0..=1_000_000)?;
+        let secret_grace =
+            Duration::from_secs(parse_num::<u64>("WEBHOOK_SECRET_GRACE", get("WEBHOOK_SECRET_GRACE"), 86_400, 0..=30 * 86_400)?);
         let cors_origins = match get("CORS_ORIGINS") {
             None => Vec::new(),
             Some(list) => parse_origins(&list)?,
@@ -227,6 +231,7 @@ impl Config {
             maintenance_interval,
             redis_url,
             rate_limit_per_minute,
+            secret_grace,
             cors_origins,
         })
     }
@@ -518,6 +523,7 @@ mod tests {
             ("RATE_LIMIT_PER_MINUTE", "lots"),
             ("CORS_ORIGINS", "https://app.example.com/path"),
             ("CORS_ORIGINS", "*"),
+            ("WEBHOOK_SECRET_GRACE", "-5"),
         ] {
             let mut vars = PROD.to_vec();
             vars.retain(|(k, _)| *k != var);

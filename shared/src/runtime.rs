@@ -169,6 +169,7 @@ impl Relay {
             registry.clone(),
             config.require_https,
             Arc::new(guard),
+            config.secret_grace,
         );
         let ingest = Ingest::new(b.events.clone(), b.queue.clone(), registry);
         let handler = BatchHandler::new(deliverer.clone(), b.queue.clone());

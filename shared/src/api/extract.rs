@@ -47,11 +47,43 @@ where
                 Error::BadJson(rejection.body_text())
             }
         })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::BadJson(e.to_string()))?;
-        if !value.is_object() {
-            return Err(Error::validation("body", "must be a JSON object"));
+        parse_object(&bytes).map(ApiJson)
+    }
+}
+
+/// A JSON object: 400 when the bytes are not JSON, 422 when the shape is wrong.
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::BadJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(Error::validation("body", "must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| Error::validation("body", e.to_string()))
+}
+
+/// Like [`ApiJson`], but an empty body is `None`.
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    BodyLimit: FromRef<S>,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::PayloadTooLarge { limit: BodyLimit::from_ref(state).0 }
+            } else {
+                Error::BadJson(rejection.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
         }
-        serde_json::from_value(value).map(ApiJson).map_err(|e| Error::validation("body", e.to_string()))
+        parse_object(&bytes).map(|value| Self(Some(value)))
     }
 }
 

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use super::envelope::{list, ok};
-use super::extract::{Access, ApiJson, BodyLimit, Params, TenantCaller};
+use super::extract::{Access, ApiJson, BodyLimit, OptionalJson, Params, TenantCaller};
 use super::views::{DeliveryView, WebhookView};
 use super::MANAGEMENT_BODY_LIMIT;
 use crate::app::WebhookAdmin;
@@ -41,6 +41,42 @@ pub fn routes() -> Router<ManagementState> {
         .route("/api/webhooks/{id}", get(get_webhook).put(update_webhook).delete(delete_webhook))
         .route("/api/webhooks/{id}/deliveries", get(list_deliveries))
         .route("/api/webhooks/{id}/retry/{event_id}", post(retry_delivery))
+        .route("/api/webhooks/{id}/secret", get(get_secret))
+        .route("/api/webhooks/{id}/secret/rotate", post(rotate_secret))
+}
+
+/// The body of `POST /api/webhooks/{id}/secret/rotate` (optional).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateInput {
+    secret: Option<String>,
+}
+
+fn secret_view(webhook: &crate::domain::Webhook) -> serde_json::Value {
+    json!({
+        "secret": webhook.secret.expose(),
+        "previousSecretExpiresAt": webhook.previous_secret.as_ref().and(webhook.previous_secret_expires_at),
+    })
+}
+
+async fn get_secret(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let webhook = state.admin.get(&tenant, &id).await?;
+    Ok(ok(StatusCode::OK, secret_view(&webhook)))
+}
+
+async fn rotate_secret(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+    OptionalJson(input): OptionalJson<RotateInput>,
+) -> Result<Response, Error> {
+    let secret = input.and_then(|i| i.secret);
+    let webhook = state.admin.rotate_secret(&tenant, &id, secret.as_deref()).await?;
+    Ok(ok(StatusCode::OK, secret_view(&webhook)))
 }
 
 async fn create_webhook(

@@ -181,7 +181,8 @@ impl Deliverer {
     ) -> Result<(Delivery, Option<Duration>)> {
         let body = event.delivery_body();
         let started_at = Timestamp::now();
-        let headers = SignatureHeaders::sign(&[&webhook.secret], &event.id.to_string(), started_at.as_secs(), &body);
+        let secrets = webhook.signing_secrets(started_at);
+        let headers = SignatureHeaders::sign(&secrets, &event.id.to_string(), started_at.as_secs(), &body);
         let pairs = headers.to_pairs();
         let sent = self.sender.send(OutboundRequest { url: webhook.url.as_url(), headers: &pairs, body }).await;
 

@@ -1,11 +1,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Deliverer;
 use crate::adapters::http::SsrfGuard;
 use crate::domain::{
     Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventTypeRegistry, NewWebhook, Page, PageRequest,
-    TenantId, Trigger, Webhook, WebhookId, WebhookInput, WebhookPatch, WebhookRules, WebhookUrl,
+    TenantId, Trigger, Webhook, WebhookId, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret, WebhookUrl,
 };
 use crate::ports::{DeliveryLog, EventStore, WebhookStore};
 use crate::{Error, Result, Timestamp};
@@ -28,6 +29,7 @@ pub struct WebhookAdmin {
     registry: Arc<EventTypeRegistry>,
     require_https: bool,
     guard: Arc<SsrfGuard>,
+    secret_grace: Duration,
 }
 
 impl WebhookAdmin {
@@ -39,8 +41,9 @@ impl WebhookAdmin {
         registry: Arc<EventTypeRegistry>,
         require_https: bool,
         guard: Arc<SsrfGuard>,
+        secret_grace: Duration,
     ) -> Self {
-        Self { webhooks, deliveries, events, deliverer, registry, require_https, guard }
+        Self { webhooks, deliveries, events, deliverer, registry, require_https, guard, secret_grace }
     }
 
     fn rules(&self) -> WebhookRules<'_> {
@@ -91,6 +94,23 @@ impl WebhookAdmin {
             return Err(Error::NotFound("webhook"));
         }
         tracing::info!("webhook updated");
+        Ok(webhook)
+    }
+
+    /// Replaces the secret with `secret` (or a generated one); the old one keeps signing for
+    /// the grace period.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, webhook_id = id))]
+    pub async fn rotate_secret(&self, tenant: &TenantId, id: &str, secret: Option<&str>) -> Result<Webhook> {
+        let new = match secret {
+            Some(text) => WebhookSecret::parse(text).map_err(|m| Error::validation("secret", m))?,
+            None => WebhookSecret::generate(),
+        };
+        let mut webhook = self.get(tenant, id).await?;
+        webhook.rotate_secret(new, self.secret_grace, Timestamp::now());
+        if !self.webhooks.update(&webhook).await? {
+            return Err(Error::NotFound("webhook"));
+        }
+        tracing::info!("webhook secret rotated");
         Ok(webhook)
     }
 

@@ -140,6 +140,11 @@ pub struct Webhook {
     /// Why the relay disabled it (e.g. the endpoint answered 410 Gone).
     pub disabled_reason: Option<String>,
     pub secret: WebhookSecret,
+    /// The secret before the last rotation, still signing until `previous_secret_expires_at`.
+    #[serde(default)]
+    pub previous_secret: Option<WebhookSecret>,
+    #[serde(default)]
+    pub previous_secret_expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -154,7 +159,9 @@ impl Webhook {
             event_types: new.event_types,
             is_active: new.is_active,
             disabled_reason: None,
-            secret: WebhookSecret::generate(),
+            secret: new.secret.unwrap_or_else(WebhookSecret::generate),
+            previous_secret: None,
+            previous_secret_expires_at: None,
             created_at: now,
             updated_at: now,
         }
@@ -184,6 +191,31 @@ impl Webhook {
         self.updated_at = now;
     }
 
+    /// The secrets that sign a delivery made at `now`, newest first: the current one, and the
+    /// previous one during its grace period.
+    pub fn signing_secrets(&self, now: Timestamp) -> Vec<&WebhookSecret> {
+        let mut secrets = vec![&self.secret];
+        if let (Some(previous), Some(expires)) = (&self.previous_secret, self.previous_secret_expires_at) {
+            if now < expires {
+                secrets.push(previous);
+            }
+        }
+        secrets
+    }
+
+    /// Replaces the secret; the old one keeps signing for `grace` (unless `grace` is zero).
+    pub fn rotate_secret(&mut self, new: WebhookSecret, grace: std::time::Duration, now: Timestamp) {
+        let old = std::mem::replace(&mut self.secret, new);
+        if grace.is_zero() {
+            self.previous_secret = None;
+            self.previous_secret_expires_at = None;
+        } else {
+            self.previous_secret = Some(old);
+            self.previous_secret_expires_at = Some(now + grace);
+        }
+        self.updated_at = now;
+    }
+
     pub fn disable(&mut self, reason: impl Into<String>, now: Timestamp) {
         self.is_active = false;
         self.disabled_reason = Some(reason.into());
@@ -199,6 +231,8 @@ pub struct WebhookInput {
     pub url: Option<String>,
     pub event_types: Option<Vec<String>>,
     pub is_active: Option<bool>,
+    /// Only on create: the caller's own `whsec_` secret instead of a generated one.
+    pub secret: Option<String>,
 }
 
 /// The most event types one webhook subscribes to (a DynamoDB transaction rewrites its
@@ -212,6 +246,8 @@ pub struct NewWebhook {
     pub url: WebhookUrl,
     pub event_types: Vec<EventType>,
     pub is_active: bool,
+    /// `None`: generate one.
+    pub secret: Option<WebhookSecret>,
 }
 
 /// A checked partial update: `None` leaves a field as it is.
@@ -233,6 +269,9 @@ pub struct WebhookRules<'a> {
 impl WebhookPatch {
     pub fn parse(input: WebhookInput, rules: WebhookRules<'_>) -> Result<Self> {
         let mut problems = Vec::new();
+        if input.secret.is_some() {
+            problems.push(FieldError::new("secret", "is set on create only; rotate it with POST /api/webhooks/{id}/secret/rotate"));
+        }
         let name = input.name.and_then(|n| required_text("name", &n, 255).map_err(|e| problems.push(e)).ok());
         let url = input.url.and_then(|u| {
             WebhookUrl::parse(&u, rules.require_https).map_err(|m| problems.push(FieldError::new("url", m))).ok()
@@ -247,7 +286,7 @@ impl WebhookPatch {
 }
 
 impl NewWebhook {
-    pub fn parse(input: WebhookInput, rules: WebhookRules<'_>) -> Result<Self> {
+    pub fn parse(mut input: WebhookInput, rules: WebhookRules<'_>) -> Result<Self> {
         let mut problems = Vec::new();
         for (field, missing) in
             [("name", input.name.is_none()), ("url", input.url.is_none()), ("eventTypes", input.event_types.is_none())]
@@ -256,12 +295,16 @@ impl NewWebhook {
                 problems.push(FieldError::new(field, "is required"));
             }
         }
+        let secret = match input.secret.take() {
+            None => None,
+            Some(text) => WebhookSecret::parse(&text).map_err(|m| problems.push(FieldError::new("secret", m))).ok(),
+        };
         let patch = WebhookPatch::parse(input, rules);
         match patch {
             Ok(WebhookPatch { name: Some(name), url: Some(url), event_types: Some(event_types), is_active })
                 if problems.is_empty() =>
             {
-                Ok(Self { name, url, event_types, is_active: is_active.unwrap_or(true) })
+                Ok(Self { name, url, event_types, is_active: is_active.unwrap_or(true), secret })
             }
             Ok(_) => Err(Error::invalid(problems)),
             Err(Error::Validation { details, .. }) => {
@@ -349,6 +392,7 @@ mod tests {
                 url: Some("https://x.example/".into()),
                 event_types: Some(vec!["job.created".into(), "job.created".into()]),
                 is_active: None,
+                secret: None,
             },
             RULES_HTTP(&registry),
         )
@@ -356,6 +400,52 @@ mod tests {
         assert_eq!(ok.name, "HRMS");
         assert_eq!(ok.event_types.len(), 1);
         assert!(ok.is_active);
+    }
+
+    #[test]
+    fn a_rotated_secret_signs_until_its_grace_ends() {
+        let registry = EventTypeRegistry::default();
+        let new = NewWebhook::parse(
+            WebhookInput {
+                name: Some("n".into()),
+                url: Some("https://x.example/".into()),
+                event_types: Some(vec!["job.created".into()]),
+                is_active: None,
+                secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+            },
+            RULES_HTTP(&registry),
+        )
+        .unwrap();
+        let now = Timestamp::from_millis(1_000_000);
+        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, now);
+        assert_eq!(hook.secret.expose(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "the caller's own secret");
+        let old = hook.secret.clone();
+        let fresh = WebhookSecret::generate();
+        hook.rotate_secret(fresh.clone(), std::time::Duration::from_secs(60), now);
+        assert_eq!(hook.signing_secrets(now), [&fresh, &old]);
+        assert_eq!(hook.signing_secrets(now + std::time::Duration::from_secs(60)), [&fresh]);
+        hook.rotate_secret(WebhookSecret::generate(), std::time::Duration::ZERO, now);
+        assert_eq!(hook.signing_secrets(now).len(), 1);
+    }
+
+    #[test]
+    fn a_secret_is_for_create_only_and_must_be_well_formed() {
+        let registry = EventTypeRegistry::default();
+        let input = |secret: &str| WebhookInput {
+            name: Some("n".into()),
+            url: Some("https://x.example/".into()),
+            event_types: Some(vec!["job.created".into()]),
+            is_active: None,
+            secret: Some(secret.into()),
+        };
+        let Error::Validation { details, .. } = NewWebhook::parse(input("not-a-secret"), RULES_HTTP(&registry)).unwrap_err() else { panic!() };
+        assert_eq!(details[0].field, "secret");
+        let Error::Validation { details, .. } =
+            WebhookPatch::parse(input("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), RULES_HTTP(&registry)).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(details[0].field, "secret");
     }
 
     #[test]
@@ -367,6 +457,7 @@ mod tests {
                 url: Some("https://x.example/".into()),
                 event_types: Some(vec!["job.created".into()]),
                 is_active: None,
+                secret: None,
             },
             RULES_HTTP(&registry),
         )

@@ -13,6 +13,7 @@ mod helpers;
 mod hygiene;
 mod lambda_http;
 mod redis_server;
+mod secrets;
 mod template;
 mod pg;
 mod tools;

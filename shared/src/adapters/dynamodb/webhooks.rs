@@ -157,6 +157,10 @@ struct WebhookItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
     secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_secret_expires_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -174,6 +178,8 @@ impl WebhookItem {
             is_active: w.is_active,
             disabled_reason: w.disabled_reason.clone(),
             secret: w.secret.expose().into(),
+            previous_secret: w.previous_secret.as_ref().map(|s| s.expose().to_owned()),
+            previous_secret_expires_at: w.previous_secret_expires_at.map(Timestamp::as_millis),
             created_at: w.created_at.as_millis(),
             updated_at: w.updated_at.as_millis(),
         }
@@ -190,6 +196,8 @@ impl WebhookItem {
             is_active: self.is_active,
             disabled_reason: self.disabled_reason,
             secret: WebhookSecret::parse(&self.secret).map_err(bad)?,
+            previous_secret: self.previous_secret.as_deref().map(WebhookSecret::parse).transpose().map_err(bad)?,
+            previous_secret_expires_at: self.previous_secret_expires_at.map(Timestamp::from_millis),
             created_at: Timestamp::from_millis(self.created_at),
             updated_at: Timestamp::from_millis(self.updated_at),
         })

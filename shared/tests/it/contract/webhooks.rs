@@ -21,11 +21,15 @@ pub async fn crud_by_tenant(store: Arc<dyn WebhookStore>) {
     let listed = store.list(&acme, &PageRequest::default()).await.unwrap();
     assert_eq!(listed.items.iter().map(|w| w.id).collect::<Vec<_>>(), [hook.id]);
 
+    hook.rotate_secret(relay::domain::WebhookSecret::generate(), std::time::Duration::from_secs(60), Timestamp::now());
     hook.disable("gone", Timestamp::now());
     assert!(store.update(&hook).await.unwrap());
     let got = store.get(hook.id).await.unwrap().unwrap();
     assert!(!got.is_active);
     assert_eq!(got.disabled_reason.as_deref(), Some("gone"));
+    assert_eq!(got.secret, hook.secret);
+    assert_eq!(got.previous_secret, hook.previous_secret, "the previous secret survives a round trip");
+    assert_eq!(got.previous_secret_expires_at, hook.previous_secret_expires_at);
 
     assert!(store.delete(hook.id).await.unwrap());
     assert!(!store.delete(hook.id).await.unwrap());

@@ -95,6 +95,9 @@ pub struct Config {
     pub redis_url: Option<Redacted<String>>,
     /// `RATE_LIMIT_PER_MINUTE` (600; 0 turns it off): requests per credential per minute.
     pub rate_limit_per_minute: u32,
+    /// `WEBHOOK_DISABLE_AFTER` (s, 432000 = 5 days): a webhook whose deliveries all failed for
+    /// this long is disabled.
+    pub disable_after: Duration,
     /// `WEBHOOK_SECRET_GRACE` (s, 86400): how long a rotated-out secret keeps signing.
     pub secret_grace: Duration,
     /// `CORS_ORIGINS`: browser origins allowed to call the API (none by default).
@@ -200,6 +203,8 @@ impl Config {
         let database_url = get("DATABASE_URL").map(Redacted);
         let redis_url = get("REDIS_URL").map(Redacted);
         let rate_limit_per_minute = parse_num::<u32>("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), 600, 0..=1_000_000)?;
+        let disable_after =
+            Duration::from_secs(parse_num::<u64>("WEBHOOK_DISABLE_AFTER", get("WEBHOOK_DISABLE_AFTER"), 5 * 86_400, 1..=365 * 86_400)?);
         let secret_grace =
             Duration::from_secs(parse_num::<u64>("WEBHOOK_SECRET_GRACE", get("WEBHOOK_SECRET_GRACE"), 86_400, 0..=30 * 86_400)?);
         let cors_origins = match get("CORS_ORIGINS") {
@@ -232,6 +237,7 @@ impl Config {
             redis_url,
             rate_limit_per_minute,
             secret_grace,
+            disable_after,
             cors_origins,
         })
     }
@@ -524,6 +530,7 @@ mod tests {
             ("CORS_ORIGINS", "https://app.example.com/path"),
             ("CORS_ORIGINS", "*"),
             ("WEBHOOK_SECRET_GRACE", "-5"),
+            ("WEBHOOK_DISABLE_AFTER", "0"),
         ] {
             let mut vars = PROD.to_vec();
             vars.retain(|(k, _)| *k != var);

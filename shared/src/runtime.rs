@@ -160,7 +160,7 @@ impl Relay {
             sender,
             locks: b.locks.clone(),
         };
-        let deliverer = Deliverer::new(ports, config.retry, config.webhook_timeout);
+        let deliverer = Deliverer::new(ports, config.retry, config.webhook_timeout, config.disable_after);
         let admin = WebhookAdmin::new(
             b.webhooks.clone(),
             b.deliveries.clone(),

@@ -16,6 +16,8 @@ pub struct WebhookView<'a> {
     pub event_types: &'a [EventType],
     pub is_active: bool,
     pub disabled_reason: Option<&'a str>,
+    /// Since when every delivery has failed; `null` while deliveries succeed.
+    pub failing_since: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<&'a str>,
     pub created_at: Timestamp,
@@ -31,6 +33,7 @@ impl<'a> WebhookView<'a> {
             event_types: &webhook.event_types,
             is_active: webhook.is_active,
             disabled_reason: webhook.disabled_reason.as_deref(),
+            failing_since: webhook.failing_since,
             secret: None,
             created_at: webhook.created_at,
             updated_at: webhook.updated_at,

@@ -15,7 +15,7 @@ use super::views::{DeliveryView, WebhookView};
 use super::MANAGEMENT_BODY_LIMIT;
 use crate::app::WebhookAdmin;
 use crate::domain::{DeliveryStatus, PageRequest, WebhookInput};
-use crate::Error;
+use crate::{Error, Timestamp};
 
 #[derive(Clone, Debug)]
 pub struct ManagementState {
@@ -41,8 +41,41 @@ pub fn routes() -> Router<ManagementState> {
         .route("/api/webhooks/{id}", get(get_webhook).put(update_webhook).delete(delete_webhook))
         .route("/api/webhooks/{id}/deliveries", get(list_deliveries))
         .route("/api/webhooks/{id}/retry/{event_id}", post(retry_delivery))
+        .route("/api/webhooks/{id}/recover", post(recover))
         .route("/api/webhooks/{id}/secret", get(get_secret))
         .route("/api/webhooks/{id}/secret/rotate", post(rotate_secret))
+}
+
+/// The body of `POST /api/webhooks/{id}/recover`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverInput {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+fn timestamp(field: &str, value: &str) -> Result<Timestamp, Error> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| Timestamp::from(t.with_timezone(&chrono::Utc)))
+        .map_err(|_| Error::validation(field, "must be an RFC 3339 timestamp like 2026-11-28T10:00:00Z"))
+}
+
+async fn recover(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<RecoverInput>,
+) -> Result<Response, Error> {
+    let since = timestamp("since", input.since.as_deref().ok_or_else(|| Error::validation("since", "is required"))?)?;
+    let until = match input.until.as_deref() {
+        Some(value) => timestamp("until", value)?,
+        None => Timestamp::now(),
+    };
+    if since >= until {
+        return Err(Error::validation("until", "must be after since"));
+    }
+    let recovered = state.admin.recover(&tenant, &id, since, until).await?;
+    Ok(ok(StatusCode::ACCEPTED, json!({ "recovered": recovered, "since": since, "until": until })))
 }
 
 /// The body of `POST /api/webhooks/{id}/secret/rotate` (optional).

@@ -35,6 +35,8 @@ pub struct Deliverer {
     policy: RetryPolicy,
     /// How long a delivery lock is held at most: longer than an attempt and its logging.
     lock_ttl: Duration,
+    /// A webhook failing without a success for this long is disabled.
+    disable_after: Duration,
 }
 
 /// The ports a [`Deliverer`] works over.
@@ -50,10 +52,10 @@ pub struct DelivererPorts {
 
 impl Deliverer {
     /// `webhook_timeout` bounds one attempt; the delivery lock outlives it.
-    pub fn new(ports: DelivererPorts, policy: RetryPolicy, webhook_timeout: Duration) -> Self {
+    pub fn new(ports: DelivererPorts, policy: RetryPolicy, webhook_timeout: Duration, disable_after: Duration) -> Self {
         let DelivererPorts { events, webhooks, deliveries, queue, sender, locks } = ports;
         let lock_ttl = webhook_timeout * 2 + Duration::from_secs(5);
-        Self { events, webhooks, deliveries, queue, sender, locks, policy, lock_ttl }
+        Self { events, webhooks, deliveries, queue, sender, locks, policy, lock_ttl, disable_after }
     }
 
     pub fn policy(&self) -> &RetryPolicy {
@@ -160,6 +162,21 @@ impl Deliverer {
         Ok(Next::Done)
     }
 
+    /// Puts failed deliveries back on the schedule: each becomes `pending` and gets one more
+    /// scheduled attempt (no further retries unless the policy still has some left).
+    pub async fn redeliver(&self, failed: &[Delivery]) -> Result<()> {
+        let mut messages = Vec::with_capacity(failed.len());
+        for delivery in failed {
+            let mut again = delivery.clone();
+            again.status = DeliveryStatus::Pending;
+            again.next_attempt_at = None;
+            again.updated_at = Timestamp::now();
+            self.deliveries.record(&again, None).await?;
+            messages.push(RelayMessage::Deliver { event_id: again.event_id, webhook_id: again.webhook_id }.to_body());
+        }
+        self.queue.send_batch(&messages).await
+    }
+
     /// Marks a delivery `failed` for a reason other than an attempt's response.
     pub async fn fail_without_attempt(&self, mut delivery: Delivery, reason: &str) -> Result<()> {
         delivery.status = DeliveryStatus::Failed;
@@ -209,8 +226,11 @@ impl Deliverer {
             retry_in_ms = retry_in.map(|d| d.as_millis() as u64),
             "delivery attempt"
         );
-        if result == AttemptResult::Gone {
-            self.disable(webhook, "endpoint answered 410 Gone").await?;
+        match result {
+            AttemptResult::Gone => self.disable(webhook, "endpoint answered 410 Gone").await?,
+            AttemptResult::Delivered if webhook.failing_since.is_some() => self.track_health(webhook, None).await?,
+            AttemptResult::Failed { .. } => self.track_health(webhook, Some(now)).await?,
+            AttemptResult::Delivered => {}
         }
         Ok((next, retry_in))
     }
@@ -221,6 +241,27 @@ impl Deliverer {
             self.webhooks.update(&current).await?;
             tracing::warn!(webhook_id = %webhook.id, reason, "webhook disabled");
         }
+        Ok(())
+    }
+
+    /// Notes when a webhook started failing (`failed_at`) or that it recovered (`None`), and
+    /// disables it once every delivery has failed for `disable_after`. The webhook is written
+    /// only on those changes, not on every failure.
+    async fn track_health(&self, webhook: &Webhook, failed_at: Option<Timestamp>) -> Result<()> {
+        let Some(mut current) = self.webhooks.get(webhook.id).await? else { return Ok(()) };
+        match (failed_at, current.failing_since) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => current.failing_since = None,
+            (Some(now), None) => current.failing_since = Some(now),
+            (Some(now), Some(since)) if since.until(now) >= self.disable_after && current.is_active => {
+                let hours = self.disable_after.as_secs_f64() / 3600.0;
+                let reason = format!("every delivery failed for {hours:.1} h (since {since})");
+                current.disable(reason.clone(), now);
+                tracing::warn!(webhook_id = %webhook.id, reason, "webhook disabled");
+            }
+            (Some(_), Some(_)) => return Ok(()),
+        }
+        self.webhooks.update(&current).await?;
         Ok(())
     }
 }

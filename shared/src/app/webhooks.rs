@@ -11,6 +11,9 @@ use crate::domain::{
 use crate::ports::{DeliveryLog, EventStore, WebhookStore};
 use crate::{Error, Result, Timestamp};
 
+/// The most deliveries one recovery puts back on the queue.
+pub const MAX_RECOVER: usize = 100_000;
+
 /// A delivery with its attempt log, as the API shows it.
 #[derive(Debug, Clone)]
 pub struct DeliveryWithAttempts {
@@ -139,6 +142,31 @@ impl WebhookAdmin {
             let attempts = attempts.remove(&delivery.key()).unwrap_or_default();
             DeliveryWithAttempts { delivery, attempts }
         }))
+    }
+
+    /// Re-delivers every failed delivery of the webhook whose event came in `[since, until)`;
+    /// returns how many were put back on the queue.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, webhook_id = id))]
+    pub async fn recover(&self, tenant: &TenantId, id: &str, since: Timestamp, until: Timestamp) -> Result<usize> {
+        let webhook = self.get(tenant, id).await?;
+        if !webhook.is_active {
+            return Err(Error::Conflict {
+                code: "webhook_disabled",
+                message: "the webhook is disabled; enable it with PUT isActive=true first".into(),
+            });
+        }
+        let mut recovered = 0;
+        // Each batch leaves `failed`, so the next query finds the rest.
+        while recovered < MAX_RECOVER {
+            let batch = self.deliveries.failed_between(webhook.id, since, until, 500).await?;
+            if batch.is_empty() {
+                break;
+            }
+            self.deliverer.redeliver(&batch).await?;
+            recovered += batch.len();
+        }
+        tracing::info!(recovered, "failed deliveries put back on the queue");
+        Ok(recovered)
     }
 
     /// A manual attempt, made now, whatever the delivery's state. It does not change the

@@ -145,6 +145,9 @@ pub struct Webhook {
     pub previous_secret: Option<WebhookSecret>,
     #[serde(default)]
     pub previous_secret_expires_at: Option<Timestamp>,
+    /// When deliveries started failing without a success since; `None` while healthy.
+    #[serde(default)]
+    pub failing_since: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -162,6 +165,7 @@ impl Webhook {
             secret: new.secret.unwrap_or_else(WebhookSecret::generate),
             previous_secret: None,
             previous_secret_expires_at: None,
+            failing_since: None,
             created_at: now,
             updated_at: now,
         }
@@ -186,6 +190,7 @@ impl Webhook {
             self.is_active = active;
             if active {
                 self.disabled_reason = None;
+                self.failing_since = None;
             }
         }
         self.updated_at = now;

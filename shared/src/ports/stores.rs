@@ -73,4 +73,7 @@ pub trait DeliveryLog: std::fmt::Debug + Send + Sync + 'static {
     async fn list(&self, webhook: WebhookId, status: Option<DeliveryStatus>, page: &PageRequest) -> Result<Page<Delivery>>;
     /// The attempts of each delivery, oldest first.
     async fn attempts(&self, keys: &[DeliveryKey]) -> Result<HashMap<DeliveryKey, Vec<Attempt>>>;
+    /// Up to `limit` of one webhook's `failed` deliveries created in `[since, until)`, oldest
+    /// event first.
+    async fn failed_between(&self, webhook: WebhookId, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<Delivery>>;
 }

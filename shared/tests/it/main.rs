@@ -12,6 +12,7 @@ mod delivery;
 mod helpers;
 mod hygiene;
 mod lambda_http;
+mod operations;
 mod redis_server;
 mod secrets;
 mod template;

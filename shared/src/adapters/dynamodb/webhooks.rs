@@ -161,6 +161,8 @@ struct WebhookItem {
     previous_secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     previous_secret_expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failing_since: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -180,6 +182,7 @@ impl WebhookItem {
             secret: w.secret.expose().into(),
             previous_secret: w.previous_secret.as_ref().map(|s| s.expose().to_owned()),
             previous_secret_expires_at: w.previous_secret_expires_at.map(Timestamp::as_millis),
+            failing_since: w.failing_since.map(Timestamp::as_millis),
             created_at: w.created_at.as_millis(),
             updated_at: w.updated_at.as_millis(),
         }
@@ -198,6 +201,7 @@ impl WebhookItem {
             secret: WebhookSecret::parse(&self.secret).map_err(bad)?,
             previous_secret: self.previous_secret.as_deref().map(WebhookSecret::parse).transpose().map_err(bad)?,
             previous_secret_expires_at: self.previous_secret_expires_at.map(Timestamp::from_millis),
+            failing_since: self.failing_since.map(Timestamp::from_millis),
             created_at: Timestamp::from_millis(self.created_at),
             updated_at: Timestamp::from_millis(self.updated_at),
         })

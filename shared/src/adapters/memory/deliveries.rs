@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::lock;
-use crate::Result;
+use crate::{Result, Timestamp};
 use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, Page, PageRequest, WebhookId};
 use crate::ports::DeliveryLog;
 
@@ -56,6 +56,19 @@ impl DeliveryLog for MemoryDeliveryLog {
             .rev()
             .filter(|d| d.webhook_id == webhook && status.is_none_or(|s| d.status == s));
         Ok(page.apply(matching, |d| d.event_id.as_uuid()).map(Delivery::clone))
+    }
+
+    async fn failed_between(&self, webhook: WebhookId, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+        let state = lock(&self.state);
+        Ok(state
+            .deliveries
+            .values()
+            .filter(|d| {
+                d.webhook_id == webhook && d.status == DeliveryStatus::Failed && d.created_at >= since && d.created_at < until
+            })
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn attempts(&self, keys: &[DeliveryKey]) -> Result<HashMap<DeliveryKey, Vec<Attempt>>> {

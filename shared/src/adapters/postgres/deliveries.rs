@@ -11,7 +11,7 @@ use super::rows::{AttemptRow, AttemptValues, DeliveryColumns, DeliveryRow, Deliv
 use super::{PostgresDeliveryLog, database};
 use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, Page, PageRequest, WebhookId};
 use crate::ports::DeliveryLog;
-use crate::{Error, Result};
+use crate::{Error, Result, Timestamp};
 
 const INSERT_MISSING: &str = concat!(
     "INSERT INTO deliveries (",
@@ -25,6 +25,13 @@ const SELECT_BY_KEYS: &str = concat!(
     "SELECT ",
     delivery_columns!(),
     " FROM deliveries WHERE (webhook_id, event_id) IN (SELECT * FROM UNNEST($1::uuid[], $2::uuid[]))"
+);
+
+const SELECT_FAILED_BETWEEN: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM deliveries WHERE webhook_id = $1 AND status = 'failed' AND created_at >= $2 AND created_at < $3 \
+     ORDER BY event_id LIMIT $4"
 );
 
 const SELECT_ONE: &str =
@@ -143,6 +150,18 @@ impl DeliveryLog for PostgresDeliveryLog {
         // sets `next_cursor` exactly as every other store does.
         let rest = PageRequest { offset: 0, before: None, ..*page };
         Ok(rest.apply(deliveries.into_iter(), |d| d.event_id.as_uuid()))
+    }
+
+    async fn failed_between(&self, webhook: WebhookId, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(SELECT_FAILED_BETWEEN)
+            .bind(webhook.as_uuid())
+            .bind(since.to_datetime())
+            .bind(until.to_datetime())
+            .bind(sql_count(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database)?;
+        rows.into_iter().map(DeliveryRow::into_delivery).collect()
     }
 
     async fn attempts(&self, keys: &[DeliveryKey]) -> Result<HashMap<DeliveryKey, Vec<Attempt>>> {

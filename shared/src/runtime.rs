@@ -16,7 +16,7 @@ use crate::adapters::postgres::PostgresDeliveryLog;
 use crate::adapters::redis::RedisStore;
 use crate::adapters::sqs::SqsQueue;
 use crate::api::{self, Access, Common, EventsState, Health, ManagementState};
-use crate::app::{Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
+use crate::app::{Dashboard, Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
 use crate::config::{Backend, Config, ConfigError, Need};
 use crate::ports::{DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookStore};
 use crate::worker::BatchHandler;
@@ -142,6 +142,7 @@ pub struct Relay {
     pub deliverer: Deliverer,
     pub handler: BatchHandler,
     pub maintenance: Maintenance,
+    pub dashboard: Dashboard,
     pub backends: Backends,
     config: Arc<Config>,
 }
@@ -181,7 +182,8 @@ impl Relay {
             b.dead_letter.clone(),
             deliverer.clone(),
         );
-        Ok(Self { ingest, admin, deliverer, handler, maintenance, backends, config: Arc::new(config.clone()) })
+        let dashboard = Dashboard::new(b.deliveries.clone(), b.webhooks.clone(), b.queue.clone(), b.dead_letter.clone());
+        Ok(Self { ingest, admin, deliverer, handler, maintenance, dashboard, backends, config: Arc::new(config.clone()) })
     }
 
     fn access(&self) -> Access {
@@ -197,7 +199,7 @@ impl Relay {
     }
 
     pub fn management_state(&self) -> ManagementState {
-        ManagementState { admin: self.admin.clone(), access: self.access() }
+        ManagementState { admin: self.admin.clone(), dashboard: self.dashboard.clone(), access: self.access() }
     }
 
     /// `/health` and CORS, for every app.

@@ -13,13 +13,14 @@ use super::envelope::{list, ok};
 use super::extract::{Access, ApiJson, BodyLimit, OptionalJson, Params, TenantCaller};
 use super::views::{DeliveryView, WebhookView};
 use super::MANAGEMENT_BODY_LIMIT;
-use crate::app::WebhookAdmin;
+use crate::app::{Dashboard, WebhookAdmin};
 use crate::domain::{DeliveryStatus, PageRequest, WebhookInput};
 use crate::{Error, Timestamp};
 
 #[derive(Clone, Debug)]
 pub struct ManagementState {
     pub admin: WebhookAdmin,
+    pub dashboard: Dashboard,
     pub access: Access,
 }
 
@@ -42,8 +43,48 @@ pub fn routes() -> Router<ManagementState> {
         .route("/api/webhooks/{id}/deliveries", get(list_deliveries))
         .route("/api/webhooks/{id}/retry/{event_id}", post(retry_delivery))
         .route("/api/webhooks/{id}/recover", post(recover))
+        .route("/api/webhooks/{id}/stats", get(webhook_stats))
+        .route("/api/dashboard/overview", get(overview))
+        .route("/api/dashboard/recent-deliveries", get(recent_deliveries))
         .route("/api/webhooks/{id}/secret", get(get_secret))
         .route("/api/webhooks/{id}/secret/rotate", post(rotate_secret))
+}
+
+async fn webhook_stats(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, Error> {
+    let webhook = state.admin.get(&tenant, &id).await?;
+    let since = match params.get("since") {
+        Some(value) => timestamp("since", value)?,
+        None => Timestamp::from_millis(0),
+    };
+    let stats = state.dashboard.webhook_stats(webhook.id, since).await?;
+    Ok(ok(StatusCode::OK, json!({ "webhookId": webhook.id, "since": since, "stats": stats })))
+}
+
+async fn overview(State(state): State<ManagementState>, TenantCaller(tenant): TenantCaller) -> Result<Response, Error> {
+    Ok(ok(StatusCode::OK, state.dashboard.overview(&tenant).await?))
+}
+
+async fn recent_deliveries(
+    State(state): State<ManagementState>,
+    TenantCaller(tenant): TenantCaller,
+    params: Params,
+) -> Result<Response, Error> {
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(value) => value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| Error::validation("limit", "must be a whole number from 1 to 500"))?,
+    };
+    let recent = state.dashboard.recent(&tenant, limit).await?;
+    let views: Vec<DeliveryView<'_>> = recent.iter().map(DeliveryView::new).collect();
+    Ok(ok(StatusCode::OK, views))
 }
 
 /// The body of `POST /api/webhooks/{id}/recover`.

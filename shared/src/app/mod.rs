@@ -2,12 +2,14 @@
 //! (manage webhooks, read the delivery log, retry by hand), `Deliverer` (dispatch and deliver)
 //! and `Maintenance` (re-dispatch what was never enqueued, drain the dead-letter queue).
 
+mod dashboard;
 mod delivery;
 mod ingest;
 mod maintenance;
 mod message;
 mod webhooks;
 
+pub use dashboard::{Dashboard, Overview};
 pub use delivery::{Deliverer, DelivererPorts, Next};
 pub use ingest::{Accepted, Ingest, IDEMPOTENCY_TTL};
 pub use maintenance::{Maintenance, MaintenanceReport, REDISPATCH_AFTER};

@@ -8,6 +8,42 @@ use crate::domain::{
 };
 use crate::{Result, Timestamp};
 
+/// Whose deliveries a statistic covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsScope {
+    Webhook(WebhookId),
+    Tenant(TenantId),
+}
+
+/// Deliveries created since some time, and their attempts.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryStats {
+    pub deliveries: u64,
+    /// Distinct events among them.
+    pub events: u64,
+    pub pending: u64,
+    pub retrying: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// succeeded / (succeeded + failed); `None` before any delivery is final.
+    pub success_rate: Option<f64>,
+    pub attempts: u64,
+    pub avg_latency_ms: Option<f64>,
+    pub p95_latency_ms: Option<f64>,
+    pub last_success_at: Option<Timestamp>,
+    pub last_failure_at: Option<Timestamp>,
+}
+
+impl DeliveryStats {
+    /// Fills `success_rate` from the counts.
+    pub fn with_rate(mut self) -> Self {
+        let done = self.succeeded + self.failed;
+        self.success_rate = (done > 0).then(|| self.succeeded as f64 / done as f64);
+        self
+    }
+}
+
 /// An ingest idempotency record: the caller's key, what the request meant, and the event it
 /// created. Written atomically with the event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,4 +112,8 @@ pub trait DeliveryLog: std::fmt::Debug + Send + Sync + 'static {
     /// Up to `limit` of one webhook's `failed` deliveries created in `[since, until)`, oldest
     /// event first.
     async fn failed_between(&self, webhook: WebhookId, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<Delivery>>;
+    /// Counts and latencies of the deliveries in `scope` created since `since`.
+    async fn stats(&self, scope: &StatsScope, since: Timestamp) -> Result<DeliveryStats>;
+    /// A tenant's most recently created deliveries, newest first.
+    async fn recent(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Delivery>>;
 }

@@ -7,6 +7,7 @@ mod aws;
 mod aws_end_to_end;
 mod batch;
 mod contract;
+mod dashboard;
 mod degradation;
 mod delivery;
 mod helpers;

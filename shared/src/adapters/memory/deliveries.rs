@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use super::lock;
 use crate::{Result, Timestamp};
 use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, Page, PageRequest, WebhookId};
-use crate::ports::DeliveryLog;
+use crate::domain::TenantId;
+use crate::ports::{DeliveryLog, DeliveryStats, StatsScope};
 
 #[derive(Debug, Default)]
 pub struct MemoryDeliveryLog {
@@ -71,8 +72,66 @@ impl DeliveryLog for MemoryDeliveryLog {
             .collect())
     }
 
+    async fn stats(&self, scope: &StatsScope, since: Timestamp) -> Result<DeliveryStats> {
+        let state = lock(&self.state);
+        let in_scope = |d: &Delivery| match scope {
+            StatsScope::Webhook(id) => d.webhook_id == *id,
+            StatsScope::Tenant(tenant) => d.tenant == *tenant,
+        };
+        let mut stats = DeliveryStats::default();
+        let mut events = std::collections::HashSet::new();
+        let mut latencies = Vec::new();
+        for d in state.deliveries.values().filter(|d| in_scope(d)) {
+            for a in state.attempts.get(&d.key()).into_iter().flatten().filter(|a| a.created_at >= since) {
+                latencies.push(a.duration_ms);
+                let slot = if a.status_code.is_some_and(|s| (200..300).contains(&s)) {
+                    &mut stats.last_success_at
+                } else {
+                    &mut stats.last_failure_at
+                };
+                *slot = (*slot).max(Some(a.created_at));
+            }
+            if d.created_at < since {
+                continue;
+            }
+            stats.deliveries += 1;
+            events.insert(d.event_id);
+            match d.status {
+                DeliveryStatus::Pending => stats.pending += 1,
+                DeliveryStatus::Retrying => stats.retrying += 1,
+                DeliveryStatus::Succeeded => stats.succeeded += 1,
+                DeliveryStatus::Failed => stats.failed += 1,
+            }
+        }
+        stats.events = events.len() as u64;
+        stats.attempts = latencies.len() as u64;
+        if !latencies.is_empty() {
+            latencies.sort_unstable();
+            stats.avg_latency_ms = Some(latencies.iter().sum::<u64>() as f64 / latencies.len() as f64);
+            stats.p95_latency_ms = Some(percentile(&latencies, 0.95));
+        }
+        Ok(stats.with_rate())
+    }
+
+    async fn recent(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Delivery>> {
+        let state = lock(&self.state);
+        let mut recent: Vec<Delivery> = state.deliveries.values().filter(|d| &d.tenant == tenant).cloned().collect();
+        recent.sort_by(|a, b| (b.created_at, b.event_id).cmp(&(a.created_at, a.event_id)));
+        recent.truncate(limit);
+        Ok(recent)
+    }
+
     async fn attempts(&self, keys: &[DeliveryKey]) -> Result<HashMap<DeliveryKey, Vec<Attempt>>> {
         let state = lock(&self.state);
         Ok(keys.iter().map(|k| (*k, state.attempts.get(k).cloned().unwrap_or_default())).collect())
     }
+}
+
+/// The `p` percentile of sorted values, interpolated linearly as PostgreSQL's
+/// `percentile_cont` does.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    let rank = p * (sorted.len() - 1) as f64;
+    let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
+    let fraction = rank - low as f64;
+    sorted[low] as f64 + (sorted[high] as f64 - sorted[low] as f64) * fraction
 }

@@ -10,7 +10,8 @@ use uuid::Uuid;
 use super::rows::{AttemptRow, AttemptValues, DeliveryColumns, DeliveryRow, DeliveryValues};
 use super::{PostgresDeliveryLog, database};
 use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, Page, PageRequest, WebhookId};
-use crate::ports::DeliveryLog;
+use crate::domain::TenantId;
+use crate::ports::{DeliveryLog, DeliveryStats, StatsScope};
 use crate::{Error, Result, Timestamp};
 
 const INSERT_MISSING: &str = concat!(
@@ -161,6 +162,70 @@ impl DeliveryLog for PostgresDeliveryLog {
             .fetch_all(&self.pool)
             .await
             .map_err(database)?;
+        rows.into_iter().map(DeliveryRow::into_delivery).collect()
+    }
+
+    async fn stats(&self, scope: &StatsScope, since: Timestamp) -> Result<DeliveryStats> {
+        // The bound value is text; the cast keeps the webhook index usable.
+        let (column, value) = match scope {
+            StatsScope::Webhook(id) => ("webhook_id", id.to_string()),
+            StatsScope::Tenant(tenant) => ("tenant", tenant.as_str().to_owned()),
+        };
+        let cast = if column == "webhook_id" { "::uuid" } else { "" };
+        let counts: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(&format!(
+            "SELECT count(*), count(DISTINCT event_id), \
+             count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'retrying'), \
+             count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed') \
+             FROM deliveries WHERE {column} = $1{cast} AND created_at >= $2"
+        ))
+        .bind(&value)
+        .bind(since.to_datetime())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database)?;
+        type Latency = (i64, Option<f64>, Option<f64>, Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>);
+        let latency: Latency = sqlx::query_as(&format!(
+            "SELECT count(*), avg(a.duration_ms)::float8, \
+             (percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms))::float8, \
+             max(a.created_at) FILTER (WHERE a.status_code BETWEEN 200 AND 299), \
+             max(a.created_at) FILTER (WHERE a.status_code IS NULL OR a.status_code NOT BETWEEN 200 AND 299) \
+             FROM delivery_attempts a JOIN deliveries d USING (webhook_id, event_id) \
+             WHERE d.{column} = $1{cast} AND a.created_at >= $2"
+        ))
+        .bind(&value)
+        .bind(since.to_datetime())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(database)?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(DeliveryStats {
+            deliveries: count(counts.0),
+            events: count(counts.1),
+            pending: count(counts.2),
+            retrying: count(counts.3),
+            succeeded: count(counts.4),
+            failed: count(counts.5),
+            success_rate: None,
+            attempts: count(latency.0),
+            avg_latency_ms: latency.1,
+            p95_latency_ms: latency.2,
+            last_success_at: latency.3.map(Timestamp::from),
+            last_failure_at: latency.4.map(Timestamp::from),
+        }
+        .with_rate())
+    }
+
+    async fn recent(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Delivery>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE tenant = $1 ORDER BY created_at DESC, event_id DESC LIMIT $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(sql_count(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database)?;
         rows.into_iter().map(DeliveryRow::into_delivery).collect()
     }
 

@@ -94,3 +94,52 @@ pub async fn lists_by_webhook_and_status(log: Arc<dyn DeliveryLog>) {
     }
     assert_eq!(seen, mine);
 }
+
+pub async fn stats_count_and_time_what_is_in_scope(log: Arc<dyn DeliveryLog>) {
+    use relay::ports::StatsScope;
+    let w1 = webhook("acme", &["job.created"], true);
+    let w2 = webhook("acme", &["job.created"], true);
+    let other = webhook("globex", &["job.created"], true);
+    let timed = |status: Option<u16>, ms: u64, number: u32| Attempt { duration_ms: ms, ..attempt(number, status) };
+    let (e1, e2, e3) = (event("job.created", None), event("job.created", None), event("job.created", None));
+
+    let mut ok = delivery(&e1, &w1);
+    let mut bad = delivery(&e2, &w1);
+    let pending = delivery(&e3, &w1);
+    let mut elsewhere = delivery(&e1, &w2);
+    let mut foreign = delivery(&e1, &other);
+    log.ensure(&[ok.clone(), bad.clone(), pending.clone(), elsewhere.clone(), foreign.clone()]).await.unwrap();
+    ok.status = DeliveryStatus::Succeeded;
+    log.record(&ok, Some(&timed(Some(500), 10, 1))).await.unwrap();
+    let success = timed(Some(200), 30, 2);
+    log.record(&ok, Some(&success)).await.unwrap();
+    bad.status = DeliveryStatus::Failed;
+    log.record(&bad, Some(&timed(None, 50, 1))).await.unwrap();
+    elsewhere.status = DeliveryStatus::Succeeded;
+    log.record(&elsewhere, Some(&timed(Some(204), 1000, 1))).await.unwrap();
+    foreign.status = DeliveryStatus::Failed;
+    log.record(&foreign, Some(&timed(Some(500), 5000, 1))).await.unwrap();
+
+    let since = Timestamp::from_millis(0);
+    let stats = log.stats(&StatsScope::Webhook(w1.id), since).await.unwrap();
+    assert_eq!((stats.deliveries, stats.events), (3, 3));
+    assert_eq!((stats.pending, stats.retrying, stats.succeeded, stats.failed), (1, 0, 1, 1));
+    assert_eq!(stats.success_rate, Some(0.5));
+    assert_eq!(stats.attempts, 3);
+    assert_eq!(stats.avg_latency_ms, Some(30.0));
+    assert!((stats.p95_latency_ms.unwrap() - 48.0).abs() < 1e-9, "{:?}", stats.p95_latency_ms);
+    assert_eq!(stats.last_success_at.map(|t| t.as_millis() / 1000), Some(success.created_at.as_millis() / 1000));
+    assert!(stats.last_failure_at.is_some());
+
+    let tenant = log.stats(&StatsScope::Tenant(w1.tenant.clone()), since).await.unwrap();
+    assert_eq!((tenant.deliveries, tenant.events, tenant.succeeded, tenant.attempts), (4, 3, 2, 4), "globex's delivery must not count");
+
+    let later = log.stats(&StatsScope::Webhook(w1.id), Timestamp::now() + std::time::Duration::from_secs(60)).await.unwrap();
+    assert_eq!((later.deliveries, later.attempts, later.success_rate), (0, 0, None));
+
+    let recent = log.recent(&w1.tenant, 10).await.unwrap();
+    assert_eq!(recent.len(), 4);
+    assert!(recent.iter().all(|d| d.tenant == w1.tenant));
+    assert!(recent.windows(2).all(|w| w[0].created_at >= w[1].created_at));
+    assert_eq!(log.recent(&w1.tenant, 2).await.unwrap().len(), 2);
+}

@@ -25,7 +25,12 @@ macro_rules! pg_suite {
     };
 }
 
-pg_suite!(ensure_keeps_what_exists, record_appends_attempts_in_order, lists_by_webhook_and_status);
+pg_suite!(
+    ensure_keeps_what_exists,
+    record_appends_attempts_in_order,
+    lists_by_webhook_and_status,
+    stats_count_and_time_what_is_in_scope,
+);
 
 const CALLERS: u32 = 50;
 

@@ -1,0 +1,119 @@
+//! What the dashboard shows one tenant: delivery statistics, webhook counts, queue depths and
+//! the most recent deliveries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::DeliveryWithAttempts;
+use crate::domain::{PageRequest, TenantId, WebhookId};
+use crate::ports::{DeliveryLog, DeliveryStats, Queue, QueueDepth, StatsScope, WebhookStore};
+use crate::{Result, Timestamp};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Overview {
+    pub last_24h: DeliveryStats,
+    pub last_7d: DeliveryStats,
+    pub webhooks: WebhookCounts,
+    /// `None` when the queue did not answer.
+    pub queue: Option<Depth>,
+    pub dead_letter_queue: Option<Depth>,
+    pub generated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookCounts {
+    pub active: u64,
+    pub disabled: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Depth {
+    pub visible: u64,
+    pub in_flight: u64,
+    pub delayed: u64,
+}
+
+impl From<QueueDepth> for Depth {
+    fn from(d: QueueDepth) -> Self {
+        Self { visible: d.visible, in_flight: d.in_flight, delayed: d.delayed }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Dashboard {
+    deliveries: Arc<dyn DeliveryLog>,
+    webhooks: Arc<dyn WebhookStore>,
+    queue: Arc<dyn Queue>,
+    dead_letter: Arc<dyn Queue>,
+}
+
+impl Dashboard {
+    pub fn new(
+        deliveries: Arc<dyn DeliveryLog>,
+        webhooks: Arc<dyn WebhookStore>,
+        queue: Arc<dyn Queue>,
+        dead_letter: Arc<dyn Queue>,
+    ) -> Self {
+        Self { deliveries, webhooks, queue, dead_letter }
+    }
+
+    pub async fn overview(&self, tenant: &TenantId) -> Result<Overview> {
+        let now = Timestamp::now();
+        let scope = StatsScope::Tenant(tenant.clone());
+        let last_24h = self.deliveries.stats(&scope, now - DAY).await?;
+        let last_7d = self.deliveries.stats(&scope, now - DAY * 7).await?;
+        let mut webhooks = WebhookCounts::default();
+        let mut page = PageRequest { limit: PageRequest::MAX_LIMIT, ..PageRequest::default() };
+        loop {
+            let listed = self.webhooks.list(tenant, &page).await?;
+            for webhook in &listed.items {
+                if webhook.is_active { webhooks.active += 1 } else { webhooks.disabled += 1 }
+            }
+            match listed.items.last() {
+                Some(last) if listed.next_cursor.is_some() => page.before = Some(last.id.as_uuid()),
+                _ => break,
+            }
+        }
+        let depth = |result: Result<QueueDepth>, which: &str| match result {
+            Ok(depth) => Some(Depth::from(depth)),
+            Err(err) => {
+                tracing::warn!(error = %err, which, "queue depth unavailable");
+                None
+            }
+        };
+        Ok(Overview {
+            last_24h,
+            last_7d,
+            webhooks,
+            queue: depth(self.queue.depth().await, "queue"),
+            dead_letter_queue: depth(self.dead_letter.depth().await, "dead-letter queue"),
+            generated_at: now,
+        })
+    }
+
+    /// The tenant's most recent deliveries with their attempts.
+    pub async fn recent(&self, tenant: &TenantId, limit: usize) -> Result<Vec<DeliveryWithAttempts>> {
+        let recent = self.deliveries.recent(tenant, limit).await?;
+        let keys: Vec<_> = recent.iter().map(|d| d.key()).collect();
+        let mut attempts = self.deliveries.attempts(&keys).await?;
+        Ok(recent
+            .into_iter()
+            .map(|delivery| {
+                let attempts = attempts.remove(&delivery.key()).unwrap_or_default();
+                DeliveryWithAttempts { delivery, attempts }
+            })
+            .collect())
+    }
+
+    /// One webhook's statistics since `since`; the caller has checked the tenant.
+    pub async fn webhook_stats(&self, webhook: WebhookId, since: Timestamp) -> Result<DeliveryStats> {
+        self.deliveries.stats(&StatsScope::Webhook(webhook), since).await
+    }
+}

@@ -1,0 +1,95 @@
+//! The dashboard and stats routes, scoped to the caller's tenant, in memory and on PostgreSQL.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{ACME_KEY, GLOBEX_KEY, Receiver, Reply, TestApp};
+use crate::pg;
+
+async fn get(app: &TestApp, path: &str, key: &str) -> (u16, Value) {
+    let (status, body) = app.api(Method::GET, path, key, None).await;
+    (status.as_u16(), body)
+}
+
+async fn dashboard_and_stats_are_per_tenant(app: TestApp) {
+    let ok = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.always(Reply::status(500));
+    let (a, _) = app.create_webhook(&ok.url(), &["job.created"]).await;
+    let (b, _) = app.create_webhook(&failing.url(), &["job.created"]).await;
+    let (status, globex) = app
+        .api(
+            Method::POST,
+            "/api/webhooks",
+            GLOBEX_KEY,
+            Some(serde_json::json!({"name": "g", "url": ok.url(), "eventTypes": ["job.created"]})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let g = globex["data"]["id"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let event = app.send_event("job.created").await;
+        app.wait_for_delivery(&a, &event, "succeeded").await;
+        app.wait_for_delivery(&b, &event, "failed").await;
+    }
+
+    let (status, a_stats) = get(&app, &format!("/api/webhooks/{a}/stats"), ACME_KEY).await;
+    assert_eq!(status, 200, "{a_stats}");
+    let stats = &a_stats["data"]["stats"];
+    assert_eq!((stats["succeeded"].as_u64(), stats["failed"].as_u64()), (Some(2), Some(0)));
+    assert_eq!(stats["successRate"], 1.0);
+    assert!(stats["avgLatencyMs"].is_number() && stats["p95LatencyMs"].is_number());
+    assert!(stats["lastSuccessAt"].is_string());
+    let (_, b_stats) = get(&app, &format!("/api/webhooks/{b}/stats"), ACME_KEY).await;
+    assert_eq!(b_stats["data"]["stats"]["failed"], 2);
+    assert_eq!(b_stats["data"]["stats"]["successRate"], 0.0);
+    assert!(b_stats["data"]["stats"]["lastFailureAt"].is_string());
+    assert_eq!(get(&app, &format!("/api/webhooks/{a}/stats"), GLOBEX_KEY).await.0, 404);
+    assert_eq!(get(&app, &format!("/api/webhooks/{a}/stats?since=recently"), ACME_KEY).await.0, 422);
+    let (_, later) = get(&app, &format!("/api/webhooks/{a}/stats?since=2999-01-01T00:00:00Z"), ACME_KEY).await;
+    assert_eq!(later["data"]["stats"]["deliveries"], 0);
+
+    let (status, overview) = get(&app, "/api/dashboard/overview", ACME_KEY).await;
+    assert_eq!(status, 200, "{overview}");
+    let day = &overview["data"]["last24h"];
+    assert_eq!((day["deliveries"].as_u64(), day["events"].as_u64()), (Some(4), Some(2)));
+    assert_eq!((day["succeeded"].as_u64(), day["failed"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(day["successRate"], 0.5);
+    assert_eq!(overview["data"]["last7d"]["deliveries"], 4);
+    assert_eq!(overview["data"]["webhooks"]["active"], 2);
+    assert_eq!(overview["data"]["webhooks"]["disabled"], 0);
+    assert!(overview["data"]["queue"]["visible"].is_u64());
+    assert!(overview["data"]["deadLetterQueue"]["visible"].is_u64());
+    let (_, theirs) = get(&app, "/api/dashboard/overview", GLOBEX_KEY).await;
+    assert_eq!(theirs["data"]["last24h"]["deliveries"], 2, "globex sees only its own");
+    assert_eq!(theirs["data"]["webhooks"]["active"], 1);
+
+    let (status, recent) = get(&app, "/api/dashboard/recent-deliveries?limit=3", ACME_KEY).await;
+    assert_eq!(status, 200);
+    let items = recent["data"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert!(items.iter().all(|d| d["webhookId"] == a.as_str() || d["webhookId"] == b.as_str()));
+    assert!(items.iter().all(|d| d["attempts"].is_array()));
+    let (_, theirs) = get(&app, "/api/dashboard/recent-deliveries", GLOBEX_KEY).await;
+    let theirs = theirs["data"].as_array().unwrap();
+    assert_eq!(theirs.len(), 2);
+    assert!(theirs.iter().all(|d| d["webhookId"] == g.as_str()));
+    for bad in ["limit=0", "limit=501", "limit=ten"] {
+        assert_eq!(get(&app, &format!("/api/dashboard/recent-deliveries?{bad}"), ACME_KEY).await.0, 422, "{bad}");
+    }
+    assert_eq!(get(&app, "/api/dashboard/overview", "not-a-key-at-all-0000").await.0, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dashboard_in_memory() {
+    dashboard_and_stats_are_per_tenant(TestApp::spawn_with(&[("WEBHOOK_MAX_RETRIES", "0")]).await).await;
+}
+
+#[tokio::test]
+async fn dashboard_on_postgres() {
+    let Some(db) = pg::database().await else { return };
+    let app = TestApp::spawn_with(&[("WEBHOOK_MAX_RETRIES", "0"), ("DATABASE_URL", db.url())]).await;
+    dashboard_and_stats_are_per_tenant(app).await;
+    db.drop().await;
+}

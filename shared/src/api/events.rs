@@ -10,7 +10,7 @@ use super::envelope::{IDEMPOTENT_REPLAYED, list, ok};
 use super::extract::{Access, ApiJson, BodyLimit, Params, ServiceCaller};
 use crate::app::Ingest;
 use crate::domain::{EventInput, PageRequest};
-use crate::Error;
+use crate::{Error, Timestamp};
 
 #[derive(Clone, Debug)]
 pub struct EventsState {
@@ -34,7 +34,23 @@ impl FromRef<EventsState> for BodyLimit {
 pub fn routes() -> Router<EventsState> {
     Router::new()
         .route("/api/events", get(list_events).post(create_event))
+        .route("/api/events/stats", get(event_stats))
         .route("/api/events/{id}", get(get_event))
+}
+
+/// Counts by type since `since` (RFC 3339; default the last 24 hours).
+async fn event_stats(State(state): State<EventsState>, _caller: ServiceCaller, params: Params) -> Result<Response, Error> {
+    let since = match params.get("since") {
+        Some(value) => chrono::DateTime::parse_from_rfc3339(value)
+            .map(|t| Timestamp::from(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| Error::validation("since", "must be an RFC 3339 timestamp like 2026-11-28T10:00:00Z"))?,
+        None => Timestamp::now() - std::time::Duration::from_secs(86_400),
+    };
+    let counts = state.ingest.counts_by_type(since).await?;
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let by_type: serde_json::Map<String, serde_json::Value> =
+        counts.into_iter().map(|(t, n)| (t.as_str().to_owned(), n.into())).collect();
+    Ok(ok(StatusCode::OK, serde_json::json!({ "since": since, "total": total, "byType": by_type })))
 }
 
 async fn create_event(

@@ -96,6 +96,15 @@ impl Ingest {
     }
 }
 
+impl Ingest {
+    /// How many events of each configured type arrived since `since`.
+    pub async fn counts_by_type(&self, since: Timestamp) -> Result<Vec<(crate::domain::EventType, u64)>> {
+        let types: Vec<_> = self.registry.iter().cloned().collect();
+        let counts = self.events.count_by_type(&types, since).await?;
+        Ok(types.into_iter().zip(counts).collect())
+    }
+}
+
 /// 1 to 255 visible ASCII characters.
 fn parse_idempotency_key(key: &str) -> Result<String> {
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {

@@ -81,6 +81,8 @@ pub trait EventStore: std::fmt::Debug + Send + Sync + 'static {
     /// Up to `limit` events created before `created_before` and never marked enqueued,
     /// oldest first.
     async fn undispatched(&self, created_before: Timestamp, limit: usize) -> Result<Vec<EventId>>;
+    /// How many events of each of `types` were created since `since` (a count per type, in order).
+    async fn count_by_type(&self, types: &[EventType], since: Timestamp) -> Result<Vec<u64>>;
 }
 
 #[async_trait]

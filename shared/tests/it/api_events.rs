@@ -242,3 +242,25 @@ async fn events_list_filters_and_pages() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn event_stats_count_by_type() {
+    let app = TestApp::spawn().await;
+    for t in ["job.created", "job.created", "job.updated"] {
+        assert_eq!(app.post_event(event(t)).await.status(), StatusCode::ACCEPTED);
+    }
+    let get = |query: &'static str| app.http.get(app.url(&format!("/api/events/stats{query}"))).header("x-service-token", SERVICE_TOKEN).send();
+    let (status, stats) = body(get("").await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{stats}");
+    assert_eq!(stats["data"]["total"], 3);
+    assert_eq!(stats["data"]["byType"]["job.created"], 2);
+    assert_eq!(stats["data"]["byType"]["job.updated"], 1);
+    assert_eq!(stats["data"]["byType"]["assessment.graded"], 0, "every configured type is listed");
+    let (_, future) = body(get("?since=2999-01-01T00:00:00Z").await.unwrap()).await;
+    assert_eq!(future["data"]["total"], 0);
+    let (status, _) = body(get("?since=last-week").await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let response = app.http.get(app.url("/api/events/stats")).header("x-api-key", ACME_KEY).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    app.stop().await;
+}

@@ -266,6 +266,38 @@ impl EventStore for DynamoEventStore {
             .collect()
     }
 
+    /// One COUNT query per type on the by-type index, from the first id of `since` on.
+    async fn count_by_type(&self, types: &[EventType], since: Timestamp) -> Result<Vec<u64>> {
+        let bound = EventId::first_at(since).to_string();
+        let mut counts = Vec::with_capacity(types.len());
+        for event_type in types {
+            let mut count = 0u64;
+            let mut start = None;
+            loop {
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.events)
+                    .index_name(index::EVENTS_BY_TYPE)
+                    .key_condition_expression("eventType = :t AND id >= :bound")
+                    .expression_attribute_values(":t", AttributeValue::S(event_type.as_str().to_owned()))
+                    .expression_attribute_values(":bound", AttributeValue::S(bound.clone()))
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                count += u64::try_from(output.count()).unwrap_or(0);
+                start = output.last_evaluated_key().cloned();
+                if start.is_none() {
+                    break;
+                }
+            }
+            counts.push(count);
+        }
+        Ok(counts)
+    }
+
     async fn mark_enqueued(&self, id: EventId, at: Timestamp) -> Result<()> {
         let result = self
             .client

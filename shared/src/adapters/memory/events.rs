@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::lock;
-use crate::domain::{Event, EventId, Page, PageRequest};
+use crate::domain::{Event, EventId, EventType, Page, PageRequest};
 use crate::ports::{EventFilter, EventStore, IdempotencyRecord, Insert};
 use crate::{Result, Timestamp};
 
@@ -62,6 +62,14 @@ impl EventStore for MemoryEventStore {
             .filter(|e| e.enqueued_at.is_none() && e.created_at < created_before)
             .take(limit)
             .map(|e| e.id)
+            .collect())
+    }
+
+    async fn count_by_type(&self, types: &[EventType], since: Timestamp) -> Result<Vec<u64>> {
+        let state = lock(&self.state);
+        Ok(types
+            .iter()
+            .map(|t| state.events.values().filter(|e| &e.event_type == t && e.created_at >= since).count() as u64)
             .collect())
     }
 

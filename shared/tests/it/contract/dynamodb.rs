@@ -34,6 +34,7 @@ dynamo_suite! {
     events::idempotency_key_is_taken_once => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
     events::concurrent_duplicates_create_one_event => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
     events::an_expired_key_can_be_reused => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    events::counts_events_by_type_since => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
     events::undispatched_lists_old_events_not_yet_enqueued => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
     webhooks::crud_by_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::subscribed_is_active_and_by_type_across_tenants => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));

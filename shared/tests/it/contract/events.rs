@@ -132,3 +132,18 @@ pub async fn undispatched_lists_old_events_not_yet_enqueued(store: Arc<dyn Event
     store.mark_enqueued(old_pending.id, Timestamp::now()).await.unwrap();
     assert!(store.undispatched(cutoff, 10).await.unwrap().is_empty());
 }
+
+pub async fn counts_events_by_type_since(store: Arc<dyn EventStore>) {
+    let registry = EventTypeRegistry::default();
+    let types = [registry.parse("job.created").unwrap(), registry.parse("job.updated").unwrap(), registry.parse("job.deleted").unwrap()];
+    store.insert(&event("job.created", None), None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let since = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for t in ["job.created", "job.created", "job.updated"] {
+        store.insert(&event(t, None), None).await.unwrap();
+    }
+    assert_eq!(store.count_by_type(&types, since).await.unwrap(), [2, 1, 0]);
+    assert_eq!(store.count_by_type(&types, Timestamp::from_millis(0)).await.unwrap(), [3, 1, 0]);
+    assert!(store.count_by_type(&[], since).await.unwrap().is_empty());
+}

@@ -31,6 +31,7 @@ suite! {
     events::idempotency_key_is_taken_once => Arc::new(MemoryEventStore::new());
     events::concurrent_duplicates_create_one_event => Arc::new(MemoryEventStore::new());
     events::an_expired_key_can_be_reused => Arc::new(MemoryEventStore::new());
+    events::counts_events_by_type_since => Arc::new(MemoryEventStore::new());
     events::undispatched_lists_old_events_not_yet_enqueued => Arc::new(MemoryEventStore::new());
     webhooks::crud_by_tenant => Arc::new(MemoryWebhookStore::new());
     webhooks::subscribed_is_active_and_by_type_across_tenants => Arc::new(MemoryWebhookStore::new());

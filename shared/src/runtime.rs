@@ -15,7 +15,7 @@ use crate::adapters::memory::{
 use crate::adapters::postgres::PostgresDeliveryLog;
 use crate::adapters::redis::RedisStore;
 use crate::adapters::sqs::SqsQueue;
-use crate::api::{self, Access, Common, EventsState, Health, ManagementState};
+use crate::api::{self, Access, Common, EventStoreProbe, EventsState, Health, ManagementState, QueueProbe};
 use crate::app::{Dashboard, Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
 use crate::config::{Backend, Config, ConfigError, Need};
 use crate::ports::{DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookStore};
@@ -199,12 +199,20 @@ impl Relay {
     }
 
     pub fn management_state(&self) -> ManagementState {
-        ManagementState { admin: self.admin.clone(), dashboard: self.dashboard.clone(), access: self.access() }
+        ManagementState {
+            admin: self.admin.clone(),
+            dashboard: self.dashboard.clone(),
+            access: self.access(),
+            health: self.common().health,
+        }
     }
 
     /// `/health` and CORS, for every app.
     pub fn common(&self) -> Common {
-        Common { health: Health::new(self.backends.probes.clone()), cors_origins: self.config.cors_origins.clone() }
+        let critical: Vec<Arc<dyn Probe>> =
+            vec![Arc::new(EventStoreProbe(self.backends.events.clone())), Arc::new(QueueProbe(self.backends.queue.clone()))];
+        let health = Health::new(critical, self.backends.probes.clone());
+        Common { health, cors_origins: self.config.cors_origins.clone() }
     }
 
     /// The whole API as one router (relay-local).

@@ -1,7 +1,8 @@
-//! `GET /health`: the process serves; each dependency with a probe (PostgreSQL, Redis) is
-//! checked, and one that fails makes the answer `degraded`: still 200, since the relay keeps
-//! delivering without them (without Redis: no cache, no locks; without PostgreSQL: deliveries
-//! wait and retry).
+//! `GET /health` (public) and `GET /api/dashboard/health` (X-Api-Key): every dependency is
+//! checked with its latency. The event store and the queue are critical: one down makes the
+//! relay `unhealthy` (503), since it cannot accept events. PostgreSQL and Redis are not: one
+//! down makes it `degraded` (200), since it keeps working without them (without Redis: no
+//! cache, no locks; without PostgreSQL: deliveries wait on the queue and retry).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,12 +23,13 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Default)]
 pub struct Health {
-    probes: Arc<Vec<Arc<dyn Probe>>>,
+    critical: Arc<Vec<Arc<dyn Probe>>>,
+    optional: Arc<Vec<Arc<dyn Probe>>>,
 }
 
 impl Health {
-    pub fn new(probes: Vec<Arc<dyn Probe>>) -> Self {
-        Self { probes: Arc::new(probes) }
+    pub fn new(critical: Vec<Arc<dyn Probe>>, optional: Vec<Arc<dyn Probe>>) -> Self {
+        Self { critical: Arc::new(critical), optional: Arc::new(optional) }
     }
 }
 
@@ -35,34 +37,73 @@ pub fn routes(health: Health) -> Router {
     Router::new().route("/health", get(check)).with_state(health)
 }
 
+/// The same report for the dashboard, behind an API key.
+pub async fn report(health: &Health) -> Response {
+    check(State(health.clone())).await
+}
+
 async fn check(State(health): State<Health>) -> Response {
     let mut dependencies = Map::new();
     let mut degraded = false;
-    for probe in health.probes.iter() {
+    let mut unhealthy = false;
+    let probes = health.critical.iter().map(|p| (p, true)).chain(health.optional.iter().map(|p| (p, false)));
+    for (probe, critical) in probes {
         let started = Instant::now();
         let result = tokio::time::timeout(PROBE_TIMEOUT, probe.check()).await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let entry = match result {
             Ok(Ok(())) => json!({ "status": "up", "latencyMs": latency_ms }),
-            Ok(Err(err)) => {
-                degraded = true;
-                json!({ "status": "down", "latencyMs": latency_ms, "error": err.to_string() })
-            }
-            Err(_) => {
-                degraded = true;
-                json!({ "status": "down", "latencyMs": latency_ms, "error": "no answer in time" })
-            }
+            Ok(Err(err)) => json!({ "status": "down", "latencyMs": latency_ms, "error": err.to_string() }),
+            Err(_) => json!({ "status": "down", "latencyMs": latency_ms, "error": "no answer in time" }),
         };
+        if entry["status"] == "down" {
+            if critical { unhealthy = true } else { degraded = true }
+        }
         dependencies.insert(probe.name().to_owned(), entry);
     }
+    let (status, word) = match (unhealthy, degraded) {
+        (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
+        (false, true) => (StatusCode::OK, "degraded"),
+        (false, false) => (StatusCode::OK, "healthy"),
+    };
     ok(
-        StatusCode::OK,
+        status,
         json!({
-            "status": if degraded { "degraded" } else { "healthy" },
+            "status": word,
             "service": "webhook-relay",
             "version": env!("CARGO_PKG_VERSION"),
             "timestamp": Timestamp::now(),
             "dependencies": Value::Object(dependencies),
         }),
     )
+}
+
+/// The event store answers a read.
+#[derive(Debug)]
+pub struct EventStoreProbe(pub Arc<dyn crate::ports::EventStore>);
+
+#[async_trait::async_trait]
+impl Probe for EventStoreProbe {
+    fn name(&self) -> &'static str {
+        "eventStore"
+    }
+
+    async fn check(&self) -> crate::Result<()> {
+        self.0.get(crate::domain::EventId::first_at(Timestamp::from_millis(0))).await.map(drop)
+    }
+}
+
+/// The queue answers a depth request.
+#[derive(Debug)]
+pub struct QueueProbe(pub Arc<dyn crate::ports::Queue>);
+
+#[async_trait::async_trait]
+impl Probe for QueueProbe {
+    fn name(&self) -> &'static str {
+        "queue"
+    }
+
+    async fn check(&self) -> crate::Result<()> {
+        self.0.depth().await.map(drop)
+    }
 }

@@ -18,7 +18,7 @@ use axum::extract::DefaultBodyLimit;
 pub use envelope::IDEMPOTENT_REPLAYED;
 pub use events::EventsState;
 pub use extract::Access;
-pub use health::Health;
+pub use health::{EventStoreProbe, Health, QueueProbe};
 pub use hygiene::REQUEST_ID;
 pub use webhooks::ManagementState;
 

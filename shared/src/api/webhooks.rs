@@ -21,6 +21,7 @@ use crate::{Error, Timestamp};
 pub struct ManagementState {
     pub admin: WebhookAdmin,
     pub dashboard: Dashboard,
+    pub health: super::Health,
     pub access: Access,
 }
 
@@ -46,6 +47,7 @@ pub fn routes() -> Router<ManagementState> {
         .route("/api/webhooks/{id}/stats", get(webhook_stats))
         .route("/api/dashboard/overview", get(overview))
         .route("/api/dashboard/recent-deliveries", get(recent_deliveries))
+        .route("/api/dashboard/health", get(dashboard_health))
         .route("/api/webhooks/{id}/secret", get(get_secret))
         .route("/api/webhooks/{id}/secret/rotate", post(rotate_secret))
 }
@@ -63,6 +65,10 @@ async fn webhook_stats(
     };
     let stats = state.dashboard.webhook_stats(webhook.id, since).await?;
     Ok(ok(StatusCode::OK, json!({ "webhookId": webhook.id, "since": since, "stats": stats })))
+}
+
+async fn dashboard_health(State(state): State<ManagementState>, _caller: TenantCaller) -> Response {
+    super::health::report(&state.health).await
 }
 
 async fn overview(State(state): State<ManagementState>, TenantCaller(tenant): TenantCaller) -> Result<Response, Error> {

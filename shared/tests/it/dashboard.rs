@@ -93,3 +93,44 @@ async fn dashboard_on_postgres() {
     dashboard_and_stats_are_per_tenant(app).await;
     db.drop().await;
 }
+
+#[tokio::test]
+async fn health_reports_each_dependency_and_the_right_status() {
+    let app = TestApp::spawn().await;
+    let (status, healthy) = get(&app, "/api/dashboard/health", ACME_KEY).await;
+    assert_eq!(status, 200, "{healthy}");
+    assert_eq!(healthy["data"]["status"], "healthy");
+    for dependency in ["eventStore", "queue"] {
+        assert_eq!(healthy["data"]["dependencies"][dependency]["status"], "up", "{dependency}");
+        assert!(healthy["data"]["dependencies"][dependency]["latencyMs"].is_u64());
+    }
+    let response = app.http.get(app.url("/api/dashboard/health")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    app.stop().await;
+
+    let degraded = TestApp::spawn_with(&[("REDIS_URL", "redis://127.0.0.1:1")]).await;
+    let (status, body) = get(&degraded, "/api/dashboard/health", ACME_KEY).await;
+    assert_eq!((status, body["data"]["status"].as_str()), (200, Some("degraded")));
+    degraded.stop().await;
+
+    // A queue that cannot be reached: the relay cannot accept events.
+    let config = crate::helpers::test_config(&[]);
+    let mut backends = relay::local::Backends::in_memory(&config);
+    let sdk = aws_config::SdkConfig::builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:1")
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "test",
+        )))
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
+    backends.queue = std::sync::Arc::new(relay::adapters::sqs::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), "http://127.0.0.1:1/q"));
+    let broken = TestApp::start(&config, backends).await;
+    let response = broken.http.get(broken.url("/health")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["status"], "unhealthy");
+    assert_eq!(body["data"]["dependencies"]["queue"]["status"], "down");
+    assert_eq!(body["data"]["dependencies"]["eventStore"]["status"], "up");
+    broken.stop().await;
+}

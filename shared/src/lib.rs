@@ -17,6 +17,7 @@
 //! - [`api`]: the axum routers and the error envelope.
 //! - [`runtime`]: building backends and use cases from the configuration, once per process.
 //! - [`local`]: the whole relay in one process (relay-local), its demo and AWS bootstrap.
+//! - [`metrics`]: process-wide counters and latency histograms (JSON, Prometheus text).
 //! - [`error`], [`time`]: the error type and millisecond timestamps.
 
 pub mod adapters;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod local;
+pub mod metrics;
 pub mod ports;
 pub mod runtime;
 pub mod signing;

@@ -44,9 +44,12 @@ async fn observe(request: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
-    span.in_scope(|| {
-        tracing::info!(status = response.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "request");
-    });
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_millis() as u64, "request"));
+    let metrics = crate::metrics::global();
+    metrics.increment("relay_http_requests_total", &[("method", method.as_str()), ("route", &route), ("status", &status.to_string())]);
+    metrics.observe("relay_http_request_duration_ms", &[("route", &route)], elapsed);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, value);

@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::extract::{FromRef, Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
@@ -48,6 +48,7 @@ pub fn routes() -> Router<ManagementState> {
         .route("/api/dashboard/overview", get(overview))
         .route("/api/dashboard/recent-deliveries", get(recent_deliveries))
         .route("/api/dashboard/health", get(dashboard_health))
+        .route("/api/dashboard/metrics", get(metrics))
         .route("/api/webhooks/{id}/secret", get(get_secret))
         .route("/api/webhooks/{id}/secret/rotate", post(rotate_secret))
 }
@@ -65,6 +66,28 @@ async fn webhook_stats(
     };
     let stats = state.dashboard.webhook_stats(webhook.id, since).await?;
     Ok(ok(StatusCode::OK, json!({ "webhookId": webhook.id, "since": since, "stats": stats })))
+}
+
+/// JSON, or the Prometheus text format with `?format=prometheus` or `Accept: text/plain`.
+async fn metrics(_caller: TenantCaller, params: Params, headers: axum::http::HeaderMap) -> Result<Response, Error> {
+    let accept_text = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/plain"));
+    let metrics = crate::metrics::global();
+    match params.get("format") {
+        Some("prometheus") => {}
+        Some("json") => return Ok(ok(StatusCode::OK, metrics.to_json())),
+        Some(_) => return Err(Error::validation("format", "must be json or prometheus")),
+        None if accept_text => {}
+        None => return Ok(ok(StatusCode::OK, metrics.to_json())),
+    }
+    let mut response = metrics.to_prometheus().into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }
 
 async fn dashboard_health(State(state): State<ManagementState>, _caller: TenantCaller) -> Response {

@@ -217,6 +217,14 @@ impl Deliverer {
         };
         let (next, retry_in) = delivery.after_attempt(&result, &attempt, &self.policy, now);
         self.deliveries.record(&next, Some(&attempt)).await?;
+        let outcome = match result {
+            AttemptResult::Delivered => "succeeded",
+            AttemptResult::Gone => "gone",
+            AttemptResult::Failed { .. } => "failed",
+        };
+        let metrics = crate::metrics::global();
+        metrics.increment("relay_delivery_attempts_total", &[("outcome", outcome)]);
+        metrics.observe("relay_delivery_attempt_duration_ms", &[], sent.duration);
         tracing::info!(
             attempt = attempt.number,
             status_code = attempt.status_code,

@@ -50,6 +50,7 @@ impl Ingest {
         });
         match self.events.insert(&event, record.as_ref()).await? {
             Insert::Created => {
+                crate::metrics::global().increment("relay_events_accepted_total", &[("event_type", event.event_type.as_str())]);
                 self.enqueue(&event).await?;
                 tracing::info!("event accepted");
                 Ok(Accepted { event, replayed: false })

@@ -134,3 +134,41 @@ async fn health_reports_each_dependency_and_the_right_status() {
     assert_eq!(body["data"]["dependencies"]["eventStore"]["status"], "up");
     broken.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_deliveries_in_json_and_prometheus_text() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (id, _) = app.create_webhook(&receiver.url(), &["job.created"]).await;
+    let event = app.send_event("job.created").await;
+    app.wait_for_delivery(&id, &event, "succeeded").await;
+
+    let (status, json) = get(&app, "/api/dashboard/metrics", ACME_KEY).await;
+    assert_eq!(status, 200);
+    let counters = json["data"]["counters"].as_array().unwrap();
+    let succeeded = counters
+        .iter()
+        .find(|c| c["name"] == "relay_delivery_attempts_total" && c["labels"]["outcome"] == "succeeded")
+        .expect("a succeeded-attempts counter");
+    assert!(succeeded["value"].as_u64().unwrap() >= 1);
+    assert!(counters.iter().any(|c| c["name"] == "relay_events_accepted_total" && c["labels"]["event_type"] == "job.created"));
+    let histograms = json["data"]["histograms"].as_array().unwrap();
+    assert!(histograms.iter().any(|h| h["name"] == "relay_delivery_attempt_duration_ms" && h["count"].as_u64() >= Some(1)));
+
+    for request in [
+        app.http.get(app.url("/api/dashboard/metrics?format=prometheus")).header("x-api-key", ACME_KEY),
+        app.http.get(app.url("/api/dashboard/metrics")).header("x-api-key", ACME_KEY).header("accept", "text/plain"),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        let text = response.text().await.unwrap();
+        assert!(text.contains("# TYPE relay_delivery_attempts_total counter"), "{text}");
+        assert!(text.contains("relay_delivery_attempt_duration_ms_bucket{le=\"+Inf\"}"));
+        assert!(text.contains("relay_http_requests_total{method=\"POST\",route=\"/api/events\",status=\"202\"}"));
+    }
+    assert_eq!(get(&app, "/api/dashboard/metrics?format=xml", ACME_KEY).await.0, 422);
+    let response = app.http.get(app.url("/api/dashboard/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    app.stop().await;
+}

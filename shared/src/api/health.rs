@@ -42,6 +42,7 @@ pub async fn report(health: &Health) -> Response {
     check(State(health.clone())).await
 }
 
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "healthy or degraded"), (status = 503, description = "unhealthy")))]
 async fn check(State(health): State<Health>) -> Response {
     let mut dependencies = Map::new();
     let mut degraded = false;

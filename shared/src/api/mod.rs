@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod health;
 mod hygiene;
+mod openapi;
 mod views;
 mod webhooks;
 
@@ -20,6 +21,7 @@ pub use events::EventsState;
 pub use extract::Access;
 pub use health::{EventStoreProbe, Health, QueueProbe};
 pub use hygiene::REQUEST_ID;
+pub use openapi::ApiDoc;
 pub use webhooks::ManagementState;
 
 use crate::Error;
@@ -61,6 +63,7 @@ fn management_routes(state: ManagementState) -> Router {
 fn finish(router: Router, common: Common) -> Router {
     let router = router
         .merge(health::routes(common.health))
+        .merge(openapi::routes())
         .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             Error::RouteNotFound(format!("no route for {method} {}", uri.path()))
         })

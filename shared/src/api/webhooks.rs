@@ -53,6 +53,7 @@ pub fn routes() -> Router<ManagementState> {
         .route("/api/webhooks/{id}/secret/rotate", post(rotate_secret))
 }
 
+#[utoipa::path(get, path = "/api/webhooks/{id}/stats", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path), ("since" = Option<String>, Query, description = "RFC 3339; default all time")), responses((status = 200, description = "counts by status, success rate, latency, last success and failure"), (status = 404, description = "no such webhook for this tenant"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn webhook_stats(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -69,6 +70,7 @@ async fn webhook_stats(
 }
 
 /// JSON, or the Prometheus text format with `?format=prometheus` or `Accept: text/plain`.
+#[utoipa::path(get, path = "/api/dashboard/metrics", tag = "dashboard", security(("apiKey" = [])), params(("format" = Option<String>, Query, description = "json (default) or prometheus; Accept: text/plain also selects prometheus")), responses((status = 200, description = "counters and latency histograms"), (status = 422, description = "unknown format"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn metrics(_caller: TenantCaller, params: Params, headers: axum::http::HeaderMap) -> Result<Response, Error> {
     let accept_text = headers
         .get(axum::http::header::ACCEPT)
@@ -90,14 +92,17 @@ async fn metrics(_caller: TenantCaller, params: Params, headers: axum::http::Hea
     Ok(response)
 }
 
+#[utoipa::path(get, path = "/api/dashboard/health", tag = "dashboard", security(("apiKey" = [])), responses((status = 200, description = "healthy or degraded, with each dependency"), (status = 503, description = "unhealthy: event store or queue down"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn dashboard_health(State(state): State<ManagementState>, _caller: TenantCaller) -> Response {
     super::health::report(&state.health).await
 }
 
+#[utoipa::path(get, path = "/api/dashboard/overview", tag = "dashboard", security(("apiKey" = [])), responses((status = 200, description = "the tenant's deliveries over 24 h and 7 d, webhooks, queue depths"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn overview(State(state): State<ManagementState>, TenantCaller(tenant): TenantCaller) -> Result<Response, Error> {
     Ok(ok(StatusCode::OK, state.dashboard.overview(&tenant).await?))
 }
 
+#[utoipa::path(get, path = "/api/dashboard/recent-deliveries", tag = "dashboard", security(("apiKey" = [])), params(("limit" = Option<u32>, Query, description = "1-500, default 100")), responses((status = 200, description = "the tenant's most recent deliveries"), (status = 422, description = "bad limit"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn recent_deliveries(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -116,10 +121,10 @@ async fn recent_deliveries(
     Ok(ok(StatusCode::OK, views))
 }
 
-/// The body of `POST /api/webhooks/{id}/recover`.
-#[derive(Debug, serde::Deserialize)]
+/// The body of `POST /api/webhooks/{id}/recover`: RFC 3339 `since`, optional `until` (now).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RecoverInput {
+pub struct RecoverInput {
     since: Option<String>,
     until: Option<String>,
 }
@@ -130,6 +135,7 @@ fn timestamp(field: &str, value: &str) -> Result<Timestamp, Error> {
         .map_err(|_| Error::validation(field, "must be an RFC 3339 timestamp like 2026-11-28T10:00:00Z"))
 }
 
+#[utoipa::path(post, path = "/api/webhooks/{id}/recover", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id")), request_body = RecoverInput, responses((status = 202, description = "failed deliveries in the window put back on the queue"), (status = 404, description = "no such webhook"), (status = 409, description = "webhook disabled"), (status = 422, description = "bad window"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn recover(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -149,9 +155,9 @@ async fn recover(
 }
 
 /// The body of `POST /api/webhooks/{id}/secret/rotate` (optional).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RotateInput {
+pub struct RotateInput {
     secret: Option<String>,
 }
 
@@ -162,6 +168,7 @@ fn secret_view(webhook: &crate::domain::Webhook) -> serde_json::Value {
     })
 }
 
+#[utoipa::path(get, path = "/api/webhooks/{id}/secret", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id")), responses((status = 200, description = "the signing secret"), (status = 404, description = "no such webhook"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn get_secret(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -171,6 +178,7 @@ async fn get_secret(
     Ok(ok(StatusCode::OK, secret_view(&webhook)))
 }
 
+#[utoipa::path(post, path = "/api/webhooks/{id}/secret/rotate", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id")), request_body(content = Option<RotateInput>, description = "optional: your own whsec_ secret"), responses((status = 200, description = "the new secret; the previous one signs until previousSecretExpiresAt"), (status = 404, description = "no such webhook"), (status = 422, description = "bad secret"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn rotate_secret(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -182,6 +190,7 @@ async fn rotate_secret(
     Ok(ok(StatusCode::OK, secret_view(&webhook)))
 }
 
+#[utoipa::path(post, path = "/api/webhooks", tag = "webhooks", security(("apiKey" = [])), request_body = crate::domain::WebhookInput, responses((status = 201, description = "registered; the secret is shown this once"), (status = 400, description = "not JSON"), (status = 422, description = "invalid webhook"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn create_webhook(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -191,6 +200,7 @@ async fn create_webhook(
     Ok(ok(StatusCode::CREATED, WebhookView::with_secret(&webhook)))
 }
 
+#[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", security(("apiKey" = [])), params(("limit" = Option<u32>, Query, description = "1-500, default 50"), ("offset" = Option<u32>, Query, description = "0-100000"), ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page")), responses((status = 200, description = "the tenant's webhooks, newest first"), (status = 422, description = "bad paging"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn list_webhooks(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -202,6 +212,7 @@ async fn list_webhooks(
     Ok(list(crate::domain::Page { items: views, next_cursor: webhooks.next_cursor.clone() }, &page))
 }
 
+#[utoipa::path(get, path = "/api/webhooks/{id}", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id")), responses((status = 200, description = "the webhook"), (status = 404, description = "no such webhook for this tenant"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn get_webhook(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -211,6 +222,7 @@ async fn get_webhook(
     Ok(ok(StatusCode::OK, WebhookView::new(&webhook)))
 }
 
+#[utoipa::path(put, path = "/api/webhooks/{id}", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id")), request_body = crate::domain::WebhookInput, responses((status = 200, description = "updated (partial: omitted fields stay)"), (status = 404, description = "no such webhook"), (status = 422, description = "invalid change"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn update_webhook(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -221,6 +233,7 @@ async fn update_webhook(
     Ok(ok(StatusCode::OK, WebhookView::new(&webhook)))
 }
 
+#[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id")), responses((status = 200, description = "deleted"), (status = 404, description = "no such webhook"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn delete_webhook(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -230,6 +243,7 @@ async fn delete_webhook(
     Ok(ok(StatusCode::OK, json!({ "id": id, "deleted": true })))
 }
 
+#[utoipa::path(get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path), ("status" = Option<String>, Query, description = "pending, retrying, succeeded or failed"), ("limit" = Option<u32>, Query, description = "1-500, default 50"), ("offset" = Option<u32>, Query, description = "0-100000"), ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page")), responses((status = 200, description = "one delivery per event with its attempts, newest first"), (status = 404, description = "no such webhook"), (status = 422, description = "bad filter or paging"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn list_deliveries(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
@@ -248,6 +262,7 @@ async fn list_deliveries(
     Ok(list(crate::domain::Page { items: views, next_cursor: deliveries.next_cursor.clone() }, &page))
 }
 
+#[utoipa::path(post, path = "/api/webhooks/{id}/retry/{event_id}", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id"), ("event_id" = String, Path, description = "the event id")), responses((status = 200, description = "the delivery after one manual attempt, made now"), (status = 404, description = "no delivery of that event to that webhook"), (status = 409, description = "webhook disabled"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn retry_delivery(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,

@@ -8,11 +8,13 @@ use super::{required_text, EventId, EventType, EventTypeRegistry};
 use crate::{Error, FieldError, Result, Timestamp};
 
 /// The body of `POST /api/events`, as sent; [`NewEvent::parse`] checks it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventInput {
     pub event_type: Option<String>,
     pub event_name: Option<String>,
+    /// A JSON object, delivered as `data`.
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
     pub source: Option<String>,
 }

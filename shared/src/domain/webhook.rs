@@ -229,7 +229,7 @@ impl Webhook {
 }
 
 /// The body of `POST /api/webhooks` and `PUT /api/webhooks/:id`, as sent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookInput {
     pub name: Option<String>,

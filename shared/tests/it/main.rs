@@ -13,6 +13,7 @@ mod delivery;
 mod helpers;
 mod hygiene;
 mod lambda_http;
+mod openapi;
 mod operations;
 mod redis_server;
 mod secrets;

@@ -5,6 +5,7 @@ mod api_events;
 mod api_webhooks;
 mod aws;
 mod aws_end_to_end;
+mod bad_input;
 mod batch;
 mod contract;
 mod dashboard;

@@ -40,15 +40,23 @@ where
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::PayloadTooLarge { limit: BodyLimit::from_ref(state).0 }
-            } else {
-                Error::BadJson(rejection.body_text())
-            }
-        })?;
-        parse_object(&bytes).map(ApiJson)
+        parse_object(&read_body(request, state).await?).map(ApiJson)
     }
+}
+
+/// The whole body, within the router's limit (413 past it).
+async fn read_body<S>(request: Request, state: &S) -> Result<Bytes, Error>
+where
+    S: Send + Sync,
+    BodyLimit: FromRef<S>,
+{
+    Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge { limit: BodyLimit::from_ref(state).0 }
+        } else {
+            Error::BadJson(rejection.body_text())
+        }
+    })
 }
 
 /// A JSON object: 400 when the bytes are not JSON, 422 when the shape is wrong.
@@ -73,13 +81,7 @@ where
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Error::PayloadTooLarge { limit: BodyLimit::from_ref(state).0 }
-            } else {
-                Error::BadJson(rejection.body_text())
-            }
-        })?;
+        let bytes = read_body(request, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }

@@ -34,20 +34,23 @@ impl DynamoEventStore {
         Self { client, events: tables.events.clone(), idempotency: tables.idempotency.clone(), retention }
     }
 
-    async fn idempotency_record(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+    /// A strongly consistent read of one item by its string key.
+    async fn get_item<T: serde::de::DeserializeOwned>(&self, table: &str, key: (&str, String), what: &str) -> Result<Option<T>> {
         let output = self
             .client
             .get_item()
-            .table_name(&self.idempotency)
-            .key("key", AttributeValue::S(key.to_owned()))
+            .table_name(table)
+            .key(key.0, AttributeValue::S(key.1))
             .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?;
-        output
-            .item()
-            .map(|item| serde_dynamo::from_item::<_, IdempotencyItem>(item.clone()).map_err(|e| corrupt("idempotency", e))?.into_record())
-            .transpose()
+        output.item().map(|item| serde_dynamo::from_item(item.clone()).map_err(|e| corrupt(what, e))).transpose()
+    }
+
+    async fn idempotency_record(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
+        let item: Option<IdempotencyItem> = self.get_item(&self.idempotency, ("key", key.to_owned()), "idempotency").await?;
+        item.map(IdempotencyItem::into_record).transpose()
     }
 
     fn event_put(&self, event: &Event) -> Result<Put> {
@@ -204,19 +207,8 @@ impl EventStore for DynamoEventStore {
     }
 
     async fn get(&self, id: EventId) -> Result<Option<Event>> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.events)
-            .key("id", AttributeValue::S(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        output
-            .item()
-            .map(|item| serde_dynamo::from_item::<_, EventItem>(item.clone()).map_err(|e| corrupt("event", e))?.into_event())
-            .transpose()
+        let item: Option<EventItem> = self.get_item(&self.events, ("id", id.to_string()), "event").await?;
+        item.map(EventItem::into_event).transpose()
     }
 
     async fn list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<Event>> {

@@ -256,6 +256,12 @@ impl Deliverer {
     /// disables it once every delivery has failed for `disable_after`. The webhook is written
     /// only on those changes, not on every failure.
     async fn track_health(&self, webhook: &Webhook, failed_at: Option<Timestamp>) -> Result<()> {
+        // Most failures change nothing: skip the read when the window is still open.
+        if let (Some(now), Some(since)) = (failed_at, webhook.failing_since) {
+            if since.until(now) < self.disable_after {
+                return Ok(());
+            }
+        }
         let Some(mut current) = self.webhooks.get(webhook.id).await? else { return Ok(()) };
         match (failed_at, current.failing_since) {
             (None, None) => return Ok(()),

@@ -93,3 +93,55 @@ fn queues_match_the_bootstrap() {
     // The default schedule (WEBHOOK_MAX_RETRIES=3: 4 attempts) leaves room before the DLQ.
     assert!(spec.max_receive_count > relay::backoff::RetryPolicy::default().max_retries + 1);
 }
+
+fn function<'a>(template: &'a Value, logical_id: &str) -> &'a Value {
+    let function = &template["Resources"][logical_id];
+    assert_eq!(function["Type"], "AWS::Serverless::Function", "{logical_id}");
+    function
+}
+
+fn number(value: &Value) -> u64 {
+    value.as_u64().unwrap_or_else(|| panic!("{value:?} is not a number"))
+}
+
+#[test]
+fn the_queue_outlives_the_delivery_function() {
+    let template = template();
+    let delivery = function(&template, "DeliveryFunction");
+    let timeout = number(&delivery["Properties"]["Timeout"]);
+    let visibility = number(&resource(&template, "RelayQueue")["VisibilityTimeout"]);
+    assert!(visibility >= 6 * timeout, "visibility {visibility} s < 6 x the delivery timeout {timeout} s");
+
+    let mapping = &delivery["Properties"]["Events"]["Queue"]["Properties"];
+    assert_eq!(number(&mapping["BatchSize"]), 10);
+    assert_eq!(mapping["FunctionResponseTypes"][0], "ReportBatchItemFailures");
+    assert!(!mapping["ScalingConfig"]["MaximumConcurrency"].is_null());
+}
+
+#[test]
+fn every_function_builds_a_workspace_binary_on_arm64() {
+    let template = template();
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
+    let binaries: Vec<String> = std::fs::read_dir(workspace)
+        .unwrap()
+        .filter_map(|dir| std::fs::read_to_string(dir.unwrap().path().join("Cargo.toml")).ok())
+        .filter_map(|manifest| manifest.lines().find_map(|l| l.strip_prefix("name = \"").map(|n| n.trim_end_matches('"').to_owned())))
+        .collect();
+    let globals = &template["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Architectures"][0], "arm64");
+    let mut seen = Vec::new();
+    for (id, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"] != "AWS::Serverless::Function" {
+            continue;
+        }
+        assert_eq!(resource["Metadata"]["BuildMethod"], "rust-cargolambda", "{id:?}");
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_owned();
+        assert!(binaries.contains(&binary), "{id:?} builds {binary}, not a workspace binary ({binaries:?})");
+        seen.push(binary);
+    }
+    seen.sort();
+    assert_eq!(seen, ["relay-api", "relay-delivery", "relay-ingest", "relay-maintenance"]);
+    // relay-ingest needs only DynamoDB and SQS: no VPC, no cold-start network setup.
+    assert!(function(&template, "IngestFunction")["Properties"]["VpcConfig"].is_null());
+}

@@ -40,7 +40,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(var: &'static str, message: impl Into<String>) -> Self {
         Self { var, message: message.into() }
     }
 }

@@ -2,6 +2,7 @@
 //! DynamoDB, SQS and PostgreSQL) and the use cases over them. relay-local and every Lambda
 //! function start through here, so they run the very same code.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -17,7 +18,7 @@ use crate::adapters::redis::RedisStore;
 use crate::adapters::sqs::SqsQueue;
 use crate::api::{self, Access, Common, EventStoreProbe, EventsState, Health, ManagementState, QueueProbe};
 use crate::app::{Dashboard, Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
-use crate::config::{Backend, Config, ConfigError, Need};
+use crate::config::{Backend, Config, ConfigError, Need, Profile};
 use crate::ports::{DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookStore};
 use crate::worker::BatchHandler;
 use crate::Result;
@@ -34,6 +35,65 @@ pub enum StartupError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Dependency(#[from] crate::Error),
+}
+
+/// The Lambda functions' configuration: the environment, completed at cold start from Secrets
+/// Manager: `CREDENTIALS_SECRET` (a JSON secret with `SERVICE_TOKENS` and `API_KEYS`; a
+/// variable set in the environment wins) and `DATABASE_SECRET` (RDS's JSON secret with
+/// `username` and `password`), which with `DATABASE_HOST` becomes `DATABASE_URL` (TLS required).
+pub async fn production_config(sdk: &SdkConfig) -> Result<Config, StartupError> {
+    config_with_secrets(sdk, std::env::vars().collect()).await
+}
+
+/// [`production_config`] over the given variables.
+pub async fn config_with_secrets(sdk: &SdkConfig, mut vars: HashMap<String, String>) -> Result<Config, StartupError> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    if let Some(id) = vars.get("CREDENTIALS_SECRET").filter(|v| !v.is_empty()).cloned() {
+        let secret: HashMap<String, String> = secret_json(&client, &id, "CREDENTIALS_SECRET").await?;
+        for name in ["SERVICE_TOKENS", "API_KEYS"] {
+            if let Some(value) = secret.get(name) {
+                vars.entry(name.to_owned()).or_insert_with(|| value.clone());
+            }
+        }
+    }
+    if let Some(id) = vars.get("DATABASE_SECRET").filter(|v| !v.is_empty()).cloned() {
+        #[derive(serde::Deserialize)]
+        struct DatabaseSecret {
+            username: String,
+            password: String,
+            #[serde(default)]
+            dbname: Option<String>,
+        }
+        let secret: DatabaseSecret = secret_json(&client, &id, "DATABASE_SECRET").await?;
+        let host = vars
+            .get("DATABASE_HOST")
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| ConfigError::new("DATABASE_HOST", "is required with DATABASE_SECRET"))?;
+        let database = secret.dbname.as_deref().unwrap_or("relay");
+        let mut url = url::Url::parse(&format!("postgres://{host}:5432/{database}?sslmode=require"))
+            .map_err(|e| ConfigError::new("DATABASE_HOST", format!("is not a host name: {e}")))?;
+        // The setters percent-encode whatever the generated credentials contain.
+        let bad = |_| ConfigError::new("DATABASE_SECRET", "holds credentials that do not fit a URL");
+        url.set_username(&secret.username).map_err(bad)?;
+        url.set_password(Some(&secret.password)).map_err(bad)?;
+        vars.insert("DATABASE_URL".to_owned(), url.into());
+    }
+    Ok(Config::from_lookup(Profile::Production, |name| vars.get(name).cloned())?)
+}
+
+async fn secret_json<T: serde::de::DeserializeOwned>(
+    client: &aws_sdk_secretsmanager::Client,
+    id: &str,
+    var: &'static str,
+) -> Result<T, StartupError> {
+    let output = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| crate::Error::unavailable("secrets", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?;
+    let text = output.secret_string().ok_or_else(|| ConfigError::new(var, "names a secret without a string value"))?;
+    Ok(serde_json::from_str(text).map_err(|e| ConfigError::new(var, format!("names a secret that is not the expected JSON: {e}")))?)
 }
 
 /// The stores and queues the relay runs on.

@@ -3,15 +3,15 @@
 
 use aws_config::BehaviorVersion;
 use lambda_http::{Error, run, tracing};
-use relay::config::{Config, Need, Profile};
+use relay::config::Need;
 use relay::runtime::{Backends, Relay};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = Config::from_env(Profile::Production)?;
-    config.require(&[Need::ApiKeys, Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let config = relay::runtime::production_config(&sdk).await?;
+    config.require(&[Need::ApiKeys, Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
     let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
     let relay = Relay::new(&config, backends)?;
     run(relay::api::management_app(relay.management_state(), relay.common())).await

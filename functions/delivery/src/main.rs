@@ -5,15 +5,15 @@
 use aws_config::BehaviorVersion;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
-use relay::config::{Config, Need, Profile};
+use relay::config::Need;
 use relay::runtime::{Backends, Relay};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = Config::from_env(Profile::Production)?;
-    config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let config = relay::runtime::production_config(&sdk).await?;
+    config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
     let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
     let handler = Relay::new(&config, backends)?.handler;
     run(service_fn(|event: LambdaEvent<SqsEvent>| {

@@ -4,15 +4,15 @@
 
 use aws_config::BehaviorVersion;
 use lambda_http::{Error, run, tracing};
-use relay::config::{Config, Need, Profile};
+use relay::config::Need;
 use relay::runtime::{Backends, Relay};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let config = Config::from_env(Profile::Production)?;
-    config.require(&[Need::ServiceTokens, Need::EventsTable, Need::IdempotencyTable, Need::QueueUrl])?;
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let config = relay::runtime::production_config(&sdk).await?;
+    config.require(&[Need::ServiceTokens, Need::EventsTable, Need::IdempotencyTable, Need::QueueUrl])?;
     let relay = Relay::new(&config, Backends::aws(&config, &sdk).with_redis(&config)?)?;
     run(relay::api::ingest_app(relay.events_state(), relay.common())).await
 }

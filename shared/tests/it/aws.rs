@@ -28,6 +28,11 @@ pub async fn dynamodb() -> Option<aws_sdk_dynamodb::Client> {
     sdk_config("AWS_ENDPOINT_URL_DYNAMODB", "moto").await.map(|c| aws_sdk_dynamodb::Client::new(&c))
 }
 
+/// The SDK configuration for Secrets Manager on moto.
+pub async fn secrets_manager() -> Option<SdkConfig> {
+    sdk_config("AWS_ENDPOINT_URL_SECRETS_MANAGER", "moto").await
+}
+
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

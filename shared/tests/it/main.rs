@@ -7,6 +7,7 @@ mod aws;
 mod aws_end_to_end;
 mod bad_input;
 mod batch;
+mod cold_start;
 mod contract;
 mod dashboard;
 mod degradation;

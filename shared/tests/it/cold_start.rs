@@ -1,0 +1,71 @@
+//! The Lambda functions' configuration at cold start: credentials and the database login come
+//! from Secrets Manager (moto here), never from plain environment variables.
+
+use std::collections::HashMap;
+
+use relay::config::Need;
+use relay::runtime::config_with_secrets;
+
+use crate::aws;
+
+async fn create_secret(client: &aws_sdk_secretsmanager::Client, value: &str) -> String {
+    let output = client.create_secret().name(aws::unique("it")).secret_string(value).send().await.expect("create secret");
+    output.arn().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn credentials_and_database_url_come_from_secrets_manager() {
+    let Some(sdk) = aws::secrets_manager().await else { return };
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let credentials = create_secret(
+        &client,
+        r#"{"SERVICE_TOKENS": "token-from-secrets-manager-01", "API_KEYS": "acme:key-from-secrets-manager-1"}"#,
+    )
+    .await;
+    let database = create_secret(&client, r#"{"username": "relay", "password": "p@ss/word:with#odd chars"}"#).await;
+    let vars = HashMap::from([
+        ("CREDENTIALS_SECRET".to_owned(), credentials.clone()),
+        ("DATABASE_SECRET".to_owned(), database.clone()),
+        ("DATABASE_HOST".to_owned(), "proxy.example.internal".to_owned()),
+    ]);
+    let config = config_with_secrets(&sdk, vars).await.expect("config");
+    config.require(&[Need::ServiceTokens, Need::ApiKeys, Need::DatabaseUrl]).unwrap();
+    assert!(config.credentials.service("token-from-secrets-manager-01"));
+    assert_eq!(config.credentials.tenant("key-from-secrets-manager-1").unwrap().as_str(), "acme");
+    let url = url::Url::parse(&config.database_url.as_ref().unwrap().0).unwrap();
+    assert_eq!(url.host_str(), Some("proxy.example.internal"));
+    assert_eq!(url.username(), "relay");
+    assert_eq!(percent_decode(url.password().unwrap()), "p@ss/word:with#odd chars");
+    assert_eq!(url.query(), Some("sslmode=require"));
+
+    // A variable set in the environment wins; a database secret needs its host.
+    let vars = HashMap::from([
+        ("CREDENTIALS_SECRET".to_owned(), credentials),
+        ("SERVICE_TOKENS".to_owned(), "token-from-the-environment-1".to_owned()),
+    ]);
+    let config = config_with_secrets(&sdk, vars).await.unwrap();
+    assert!(config.credentials.service("token-from-the-environment-1"));
+    assert!(!config.credentials.service("token-from-secrets-manager-01"));
+    let err = config_with_secrets(&sdk, HashMap::from([("DATABASE_SECRET".to_owned(), database)])).await.unwrap_err();
+    assert!(err.to_string().contains("DATABASE_HOST"), "{err}");
+    let err = config_with_secrets(&sdk, HashMap::from([("CREDENTIALS_SECRET".to_owned(), "no-such-secret".to_owned())]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("secrets"), "{err}");
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}

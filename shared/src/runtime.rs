@@ -17,7 +17,7 @@ use crate::adapters::postgres::PostgresDeliveryLog;
 use crate::adapters::redis::RedisStore;
 use crate::adapters::sqs::SqsQueue;
 use crate::api::{self, Access, Common, EventStoreProbe, EventsState, Health, ManagementState, QueueProbe};
-use crate::app::{Dashboard, Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
+use crate::app::{AdminPolicy, Dashboard, Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
 use crate::config::{Backend, Config, ConfigError, Need, Profile};
 use crate::ports::{DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookStore};
 use crate::worker::BatchHandler;
@@ -222,16 +222,13 @@ impl Relay {
             locks: b.locks.clone(),
         };
         let deliverer = Deliverer::new(ports, config.retry, config.webhook_timeout, config.disable_after);
-        let admin = WebhookAdmin::new(
-            b.webhooks.clone(),
-            b.deliveries.clone(),
-            b.events.clone(),
-            deliverer.clone(),
-            registry.clone(),
-            config.require_https,
-            Arc::new(guard),
-            config.secret_grace,
-        );
+        let policy = AdminPolicy {
+            registry: registry.clone(),
+            require_https: config.require_https,
+            guard: Arc::new(guard),
+            secret_grace: config.secret_grace,
+        };
+        let admin = WebhookAdmin::new(b.webhooks.clone(), b.deliveries.clone(), b.events.clone(), deliverer.clone(), policy);
         let ingest = Ingest::new(b.events.clone(), b.queue.clone(), registry);
         let handler = BatchHandler::new(deliverer.clone(), b.queue.clone());
         let maintenance = Maintenance::new(

@@ -81,11 +81,10 @@ impl WebhookStore for CachedWebhookStore {
             return Ok(webhooks);
         }
         let webhooks = self.inner.subscribed(event_type).await?;
-        if let Ok(bytes) = serde_json::to_vec(&webhooks) {
-            if let Err(err) = self.cache.put(&key, &bytes, self.ttl).await {
+        if let Ok(bytes) = serde_json::to_vec(&webhooks)
+            && let Err(err) = self.cache.put(&key, &bytes, self.ttl).await {
                 tracing::debug!(error = %err, "could not fill the webhook cache");
             }
-        }
         Ok(webhooks)
     }
 }

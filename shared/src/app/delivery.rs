@@ -110,11 +110,10 @@ impl Deliverer {
             }
         };
         let result = self.deliver_locked(key).await;
-        if let Some(token) = token {
-            if let Err(err) = self.locks.unlock(&lock_key, &token).await {
+        if let Some(token) = token
+            && let Err(err) = self.locks.unlock(&lock_key, &token).await {
                 tracing::debug!(error = %err, "could not release the delivery lock; it expires");
             }
-        }
         result
     }
 
@@ -257,11 +256,10 @@ impl Deliverer {
     /// only on those changes, not on every failure.
     async fn track_health(&self, webhook: &Webhook, failed_at: Option<Timestamp>) -> Result<()> {
         // Most failures change nothing: skip the read when the window is still open.
-        if let (Some(now), Some(since)) = (failed_at, webhook.failing_since) {
-            if since.until(now) < self.disable_after {
+        if let (Some(now), Some(since)) = (failed_at, webhook.failing_since)
+            && since.until(now) < self.disable_after {
                 return Ok(());
             }
-        }
         let Some(mut current) = self.webhooks.get(webhook.id).await? else { return Ok(()) };
         match (failed_at, current.failing_since) {
             (None, None) => return Ok(()),

@@ -29,10 +29,17 @@ pub struct WebhookAdmin {
     deliveries: Arc<dyn DeliveryLog>,
     events: Arc<dyn EventStore>,
     deliverer: Deliverer,
-    registry: Arc<EventTypeRegistry>,
-    require_https: bool,
-    guard: Arc<SsrfGuard>,
-    secret_grace: Duration,
+    policy: AdminPolicy,
+}
+
+/// The rules webhook administration enforces.
+#[derive(Clone, Debug)]
+pub struct AdminPolicy {
+    pub registry: Arc<EventTypeRegistry>,
+    pub require_https: bool,
+    pub guard: Arc<SsrfGuard>,
+    /// How long a rotated-out secret keeps signing.
+    pub secret_grace: Duration,
 }
 
 impl WebhookAdmin {
@@ -41,16 +48,13 @@ impl WebhookAdmin {
         deliveries: Arc<dyn DeliveryLog>,
         events: Arc<dyn EventStore>,
         deliverer: Deliverer,
-        registry: Arc<EventTypeRegistry>,
-        require_https: bool,
-        guard: Arc<SsrfGuard>,
-        secret_grace: Duration,
+        policy: AdminPolicy,
     ) -> Self {
-        Self { webhooks, deliveries, events, deliverer, registry, require_https, guard, secret_grace }
+        Self { webhooks, deliveries, events, deliverer, policy }
     }
 
     fn rules(&self) -> WebhookRules<'_> {
-        WebhookRules { registry: &self.registry, require_https: self.require_https }
+        WebhookRules { registry: &self.policy.registry, require_https: self.policy.require_https }
     }
 
     /// A URL whose host is a literal address the guard refuses can never be delivered to:
@@ -58,7 +62,7 @@ impl WebhookAdmin {
     fn check_reachable(&self, url: &WebhookUrl) -> Result<()> {
         let host = url.as_url().host_str().unwrap_or_default();
         if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-            self.guard.check(ip).map_err(|blocked| Error::validation("url", blocked.to_string()))?;
+            self.policy.guard.check(ip).map_err(|blocked| Error::validation("url", blocked.to_string()))?;
         }
         Ok(())
     }
@@ -109,7 +113,7 @@ impl WebhookAdmin {
             None => WebhookSecret::generate(),
         };
         let mut webhook = self.get(tenant, id).await?;
-        webhook.rotate_secret(new, self.secret_grace, Timestamp::now());
+        webhook.rotate_secret(new, self.policy.secret_grace, Timestamp::now());
         if !self.webhooks.update(&webhook).await? {
             return Err(Error::NotFound("webhook"));
         }

@@ -200,11 +200,10 @@ impl Webhook {
     /// previous one during its grace period.
     pub fn signing_secrets(&self, now: Timestamp) -> Vec<&WebhookSecret> {
         let mut secrets = vec![&self.secret];
-        if let (Some(previous), Some(expires)) = (&self.previous_secret, self.previous_secret_expires_at) {
-            if now < expires {
+        if let (Some(previous), Some(expires)) = (&self.previous_secret, self.previous_secret_expires_at)
+            && now < expires {
                 secrets.push(previous);
             }
-        }
         secrets
     }
 

@@ -192,11 +192,10 @@ impl EventStore for DynamoEventStore {
             };
             let codes = cancellation_codes(&err);
             if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
-                if let Some(existing) = self.idempotency_record(&record.key).await? {
-                    if existing.expires_at.as_secs() > now {
+                if let Some(existing) = self.idempotency_record(&record.key).await?
+                    && existing.expires_at.as_secs() > now {
                         return Ok(Insert::Duplicate(existing));
                     }
-                }
             } else if !codes.iter().any(|c| c == "TransactionConflict") {
                 return Err(unavailable(err));
             }

@@ -72,13 +72,11 @@ impl WebhookSender for HttpSender {
     async fn send(&self, request: OutboundRequest<'_>) -> SendResult {
         let started = Instant::now();
         // A literal IP in the URL skips the resolver, so it is checked here.
-        if let Some(host) = request.url.host_str() {
-            if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-                if let Err(blocked) = self.guard.check(ip) {
+        if let Some(host) = request.url.host_str()
+            && let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
+                && let Err(blocked) = self.guard.check(ip) {
                     return self.failure(blocked.to_string(), started);
                 }
-            }
-        }
         let mut builder = self.client.post(request.url.clone()).body(request.body);
         for (name, value) in request.headers {
             builder = builder.header(*name, *value);

@@ -116,7 +116,7 @@ impl DeliveryLog for MemoryDeliveryLog {
     async fn recent(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Delivery>> {
         let state = lock(&self.state);
         let mut recent: Vec<Delivery> = state.deliveries.values().filter(|d| &d.tenant == tenant).cloned().collect();
-        recent.sort_by(|a, b| (b.created_at, b.event_id).cmp(&(a.created_at, a.event_id)));
+        recent.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.event_id)));
         recent.truncate(limit);
         Ok(recent)
     }

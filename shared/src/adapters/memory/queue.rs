@@ -89,12 +89,11 @@ impl MemoryQueue {
                 next_visible = Some(next_visible.map_or(message.visible_at, |n| n.min(message.visible_at)));
                 continue;
             }
-            if let Some(redrive) = &self.redrive {
-                if message.receive_count >= redrive.max_receive_count {
+            if let Some(redrive) = &self.redrive
+                && message.receive_count >= redrive.max_receive_count {
                     dead.push(*seq);
                     continue;
                 }
-            }
             message.receive_count += 1;
             message.visible_at = now + self.visibility_timeout;
             let handle = format!("{}#{}", message.id, Uuid::new_v4().simple());

@@ -88,7 +88,8 @@ fn queues_match_the_bootstrap() {
     let Value::Tagged(tagged) = target else { panic!("deadLetterTargetArn is not !GetAtt: {target:?}") };
     assert_eq!(tagged.tag, "!GetAtt");
     assert_eq!(tagged.value, "RelayDeadLetterQueue.Arn");
-    assert!(!resource(&template, "RelayDeadLetterQueue").is_null());
+    let dlq = resource(&template, "RelayDeadLetterQueue");
+    assert_eq!(dlq["RedriveAllowPolicy"]["redrivePermission"], "byQueue", "only the relay queue may redrive into the DLQ");
 
     // The default schedule (WEBHOOK_MAX_RETRIES=3: 4 attempts) leaves room before the DLQ.
     assert!(spec.max_receive_count > relay::backoff::RetryPolicy::default().max_retries + 1);

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use super::unavailable;
 use crate::{Error, Result};
 
 /// What distinguishes a deployment's queues.
@@ -35,7 +35,6 @@ impl QueueSpec {
 
 /// Creates (or finds) `{name}-dlq` and `{name}` with a redrive policy to it; returns their URLs.
 pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(String, String)> {
-    let fail = |e: &dyn std::fmt::Display| Error::unavailable("queue", e.to_string());
     let retention = spec.retention.as_secs().to_string();
     let dlq_url = client
         .create_queue()
@@ -43,7 +42,7 @@ pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(Str
         .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
         .send()
         .await
-        .map_err(|e| fail(&DisplayErrorContext(e)))?
+        .map_err(unavailable)?
         .queue_url()
         .unwrap_or_default()
         .to_owned();
@@ -53,7 +52,7 @@ pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(Str
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| fail(&DisplayErrorContext(e)))?
+        .map_err(unavailable)?
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .ok_or_else(|| Error::unavailable("queue", "the dead-letter queue has no ARN"))?;
@@ -66,7 +65,7 @@ pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(Str
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()
         .await
-        .map_err(|e| fail(&DisplayErrorContext(e)))?
+        .map_err(unavailable)?
         .queue_url()
         .unwrap_or_default()
         .to_owned();

@@ -1,0 +1,190 @@
+//! Starting relay-local as a child process, on the embedded backends or on PostgreSQL, Redis
+//! and LocalStack/moto, with the settings a benchmark needs.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+use crate::http::{API_KEY, Conn, SERVICE_TOKEN, TENANT};
+
+/// Which backends relay-local runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In-memory stores, queue, locks (relay-local's default).
+    Memory,
+    /// DynamoDB (moto) and SQS (LocalStack) for events, webhooks and the queue, PostgreSQL for
+    /// the delivery log, Redis for locks and the webhook cache: the production layout.
+    Full,
+}
+
+impl Backend {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "memory" => Ok(Self::Memory),
+            "full" => Ok(Self::Full),
+            other => bail!("unknown backend {other:?}: memory or full"),
+        }
+    }
+}
+
+/// The defaults for the full backends when the environment does not say otherwise.
+const FULL_DEFAULTS: &[(&str, &str)] = &[
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_ENDPOINT_URL_SQS", "http://127.0.0.1:4566"),
+    ("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:5000"),
+    ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:5000"),
+    ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+    ("REDIS_URL", "redis://127.0.0.1:6379"),
+];
+
+/// The environment for the full backends: the caller's settings, else [`FULL_DEFAULTS`].
+pub fn full_backend_env() -> Vec<(String, String)> {
+    FULL_DEFAULTS
+        .iter()
+        .map(|(name, default)| ((*name).to_owned(), std::env::var(name).unwrap_or_else(|_| (*default).to_owned())))
+        .collect()
+}
+
+/// Where the relay binaries are: `RELAY_BIN_DIR`, else next to this executable (or its parent,
+/// for a test executable in `deps/`).
+pub fn bin_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("RELAY_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().context("locating the harness")?;
+    let mut dir = exe.parent().context("harness has no directory")?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// A binary in [`bin_dir`], or an error saying how to build it.
+pub fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!("{} not found: build it first (`cargo build --release -p {name}`, or bash bench/run)", path.display());
+    }
+    Ok(path)
+}
+
+/// How to start relay-local for one scenario.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    pub bin_dir: PathBuf,
+    pub backend: Backend,
+    /// `WORKER_CONCURRENCY`.
+    pub workers: u32,
+    /// Extra settings (retry delay, retries).
+    pub env: Vec<(String, String)>,
+    /// Where relay-local's stdout and stderr go.
+    pub log: PathBuf,
+}
+
+/// relay-local running as a child process; killed when dropped.
+#[derive(Debug)]
+pub struct RelayProcess {
+    child: Child,
+    pub pid: u32,
+    pub addr: SocketAddr,
+    /// From spawning the process to its first `200` on `/health`.
+    pub ready_after: Duration,
+}
+
+impl RelayProcess {
+    pub async fn start(options: &RelayOptions) -> Result<Self> {
+        let binary = binary(&options.bin_dir, "relay-local")?;
+        let port = free_port()?;
+        let mut command = Command::new(&binary);
+        command
+            .arg("--no-demo")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("SERVICE_TOKENS", SERVICE_TOKEN)
+            .env("API_KEYS", format!("{TENANT}:{API_KEY}"))
+            .env("RATE_LIMIT_PER_MINUTE", "0")
+            .env("WORKER_CONCURRENCY", options.workers.to_string())
+            .env("RUST_LOG", "warn");
+        if options.backend == Backend::Full {
+            let env = full_backend_env();
+            command.envs(env.iter().map(|(k, v)| (k, v)));
+            command.envs(bootstrap(&binary, &env).await?);
+        }
+        command.envs(options.env.iter().map(|(k, v)| (k, v)));
+        let log = std::fs::File::create(&options.log).with_context(|| format!("creating {}", options.log.display()))?;
+        command.stdout(log.try_clone()?).stderr(log).stdin(Stdio::null()).kill_on_drop(true);
+
+        let started = Instant::now();
+        let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
+        let pid = child.id().context("relay-local exited at once")?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut conn = Conn::new(addr);
+        loop {
+            if let Ok(response) = conn.send(Method::GET, "/health", &[], Bytes::new()).await
+                && response.status == StatusCode::OK
+            {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("relay-local exited with {status} before it was ready; see {}", options.log.display());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("relay-local was not healthy within 60 s; see {}", options.log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(Self { child, pid, addr, ready_after: started.elapsed() })
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Creates fresh DynamoDB tables and SQS queues with `relay-local bootstrap` and returns the
+/// variables it prints.
+pub async fn bootstrap(relay_local: &Path, env: &[(String, String)]) -> Result<Vec<(String, String)>> {
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let prefix = format!(
+        "bench-{}-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
+    );
+    let output = Command::new(relay_local)
+        .args(["bootstrap", "--prefix", &prefix])
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .await
+        .context("running relay-local bootstrap")?;
+    if !output.status.success() {
+        bail!(
+            "relay-local bootstrap failed (is local AWS running? bash localstack/start-local-aws.sh start): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

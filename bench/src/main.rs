@@ -14,6 +14,7 @@ usage: relay-bench [SCENARIO...] [--backend memory|full] [--smoke] [--out FILE]
 scenarios (default: all of them, in this order):
   ingest    POST /api/events, 1 KiB payload, concurrency 32 and 64, 10 s each
   e2e       10,000 events to one webhook, as fast as possible, then at a steady 300/s
+            (e2e-max, e2e-steady: one of the two)
   fanout    1,000 events to 10 webhooks
   failure   1,000 events to a receiver failing 50% of requests: exactly-once as the receiver
             dedupes, retries as configured

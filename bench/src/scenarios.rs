@@ -31,7 +31,10 @@ const EVENT_BYTES: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     Ingest,
+    /// Both end-to-end runs.
     EndToEnd,
+    EndToEndMax,
+    EndToEndSteady,
     FanOut,
     Failure,
     Startup,
@@ -44,6 +47,8 @@ impl Scenario {
         Ok(match name {
             "ingest" => Self::Ingest,
             "e2e" | "end-to-end" => Self::EndToEnd,
+            "e2e-max" => Self::EndToEndMax,
+            "e2e-steady" => Self::EndToEndSteady,
             "fanout" | "fan-out" => Self::FanOut,
             "failure" => Self::Failure,
             "startup" => Self::Startup,
@@ -151,6 +156,10 @@ pub async fn run_scenarios(plan: &Plan, mut progress: impl FnMut(&ScenarioResult
             }
             Scenario::EndToEnd => {
                 push(end_to_end(plan, None).await.context("end to end")?, &mut results);
+                push(end_to_end(plan, Some(plan.sizes.steady_rate)).await.context("end to end, steady")?, &mut results);
+            }
+            Scenario::EndToEndMax => push(end_to_end(plan, None).await.context("end to end")?, &mut results),
+            Scenario::EndToEndSteady => {
                 push(end_to_end(plan, Some(plan.sizes.steady_rate)).await.context("end to end, steady")?, &mut results);
             }
             Scenario::FanOut => push(fan_out(plan).await.context("fan-out")?, &mut results),

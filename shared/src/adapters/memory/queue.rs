@@ -1,7 +1,7 @@
 //! A queue with SQS semantics, in memory: delay, visibility timeout, receive count, change of
 //! visibility, and redrive to a dead-letter queue on the receive after `maxReceiveCount`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,10 +31,15 @@ struct Redrive {
     max_receive_count: u32,
 }
 
+/// Every operation is O(log n) in the messages held: a receive takes from the front of the
+/// schedule, a delete or visibility change finds its message by the sequence number its
+/// receipt handle starts with.
 #[derive(Debug, Default)]
 struct State {
-    /// By send order, so receives are roughly FIFO like a standard queue at low volume.
-    messages: BTreeMap<u64, Message>,
+    messages: HashMap<u64, Message>,
+    /// Every message by when it is next visible, then by send order, so receives are FIFO
+    /// among visible messages, like a standard queue at low volume.
+    schedule: BTreeSet<(Instant, u64)>,
     next_seq: u64,
 }
 
@@ -45,6 +50,22 @@ struct Message {
     visible_at: Instant,
     receive_count: u32,
     receipt_handle: Option<String>,
+}
+
+impl State {
+    fn reschedule(&mut self, seq: u64, visible_at: Instant) {
+        if let Some(message) = self.messages.get_mut(&seq) {
+            self.schedule.remove(&(message.visible_at, seq));
+            message.visible_at = visible_at;
+            self.schedule.insert((visible_at, seq));
+        }
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<Message> {
+        let message = self.messages.remove(&seq)?;
+        self.schedule.remove(&(message.visible_at, seq));
+        Some(message)
+    }
 }
 
 impl MemoryQueue {
@@ -58,45 +79,58 @@ impl MemoryQueue {
         self
     }
 
-    fn push(&self, body: String, delay: Duration) {
+    fn push_all(&self, bodies: impl IntoIterator<Item = String>, delay: Duration) {
+        let visible_at = Instant::now() + delay;
         let mut state = lock(&self.state);
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        let message = Message {
-            id: Uuid::new_v4().to_string(),
-            body,
-            visible_at: Instant::now() + delay,
-            receive_count: 0,
-            receipt_handle: None,
-        };
-        state.messages.insert(seq, message);
+        let mut pushed: usize = 0;
+        for body in bodies {
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            let message =
+                Message { id: Uuid::new_v4().to_string(), body, visible_at, receive_count: 0, receipt_handle: None };
+            state.messages.insert(seq, message);
+            state.schedule.insert((visible_at, seq));
+            pushed += 1;
+        }
         drop(state);
-        self.changed.notify_waiters();
+        if delay.is_zero() {
+            // One waiting receiver per batch's worth: waking every poller for each message
+            // would have them all scan for the same few.
+            for _ in 0..pushed.div_ceil(MAX_BATCH) {
+                self.changed.notify_one();
+            }
+        } else {
+            // Sleepers recompute when to wake.
+            self.changed.notify_waiters();
+        }
     }
 
     /// Takes what is visible now; otherwise says when something next becomes visible.
     fn take_visible(&self, max: usize) -> (Vec<ReceivedMessage>, Option<Instant>) {
         let now = Instant::now();
+        let hidden_until = now + self.visibility_timeout;
         let mut state = lock(&self.state);
         let mut taken = Vec::new();
         let mut dead = Vec::new();
-        let mut next_visible: Option<Instant> = None;
-        for (seq, message) in state.messages.iter_mut() {
-            if taken.len() == max {
+        while taken.len() < max {
+            let Some(&(visible_at, seq)) = state.schedule.first() else { break };
+            if visible_at > now {
                 break;
             }
-            if message.visible_at > now {
-                next_visible = Some(next_visible.map_or(message.visible_at, |n| n.min(message.visible_at)));
+            let Some(receive_count) = state.messages.get(&seq).map(|m| m.receive_count) else {
+                state.schedule.remove(&(visible_at, seq));
+                continue;
+            };
+            if let Some(redrive) = &self.redrive
+                && receive_count >= redrive.max_receive_count
+            {
+                dead.extend(state.remove(seq));
                 continue;
             }
-            if let Some(redrive) = &self.redrive
-                && message.receive_count >= redrive.max_receive_count {
-                    dead.push(*seq);
-                    continue;
-                }
+            state.reschedule(seq, hidden_until);
+            let Some(message) = state.messages.get_mut(&seq) else { continue };
             message.receive_count += 1;
-            message.visible_at = now + self.visibility_timeout;
-            let handle = format!("{}#{}", message.id, Uuid::new_v4().simple());
+            let handle = format!("{seq}#{}", Uuid::new_v4().simple());
             message.receipt_handle = Some(handle.clone());
             taken.push(ReceivedMessage {
                 message_id: message.id.clone(),
@@ -105,12 +139,12 @@ impl MemoryQueue {
                 receive_count: message.receive_count,
             });
         }
-        let dead: Vec<Message> = dead.iter().filter_map(|seq| state.messages.remove(seq)).collect();
+        let next_visible = state.schedule.first().map(|(at, _)| *at);
         drop(state);
         if let Some(redrive) = &self.redrive {
             for message in dead {
                 tracing::warn!(message_id = %message.id, receive_count = message.receive_count, "message moved to the dead-letter queue");
-                redrive.dead_letter.push(message.body, Duration::ZERO);
+                redrive.dead_letter.push_all([message.body], Duration::ZERO);
             }
         }
         (taken, next_visible)
@@ -118,11 +152,12 @@ impl MemoryQueue {
 
     fn with_handle<T>(&self, receipt_handle: &str, f: impl FnOnce(&mut State, u64) -> T) -> Result<T> {
         let mut state = lock(&self.state);
-        let seq = state
-            .messages
-            .iter()
-            .find(|(_, m)| m.receipt_handle.as_deref() == Some(receipt_handle))
-            .map(|(seq, _)| *seq)
+        let seq = receipt_handle
+            .split_once('#')
+            .and_then(|(seq, _)| seq.parse::<u64>().ok())
+            .filter(|seq| {
+                state.messages.get(seq).is_some_and(|m| m.receipt_handle.as_deref() == Some(receipt_handle))
+            })
             .ok_or_else(|| Error::Conflict {
                 code: "receipt_handle_invalid",
                 message: "the receipt handle is not that of a message's latest receive".into(),
@@ -134,14 +169,12 @@ impl MemoryQueue {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn send(&self, body: &str, delay: Duration) -> Result<()> {
-        self.push(body.to_owned(), delay);
+        self.push_all([body.to_owned()], delay);
         Ok(())
     }
 
     async fn send_batch(&self, bodies: &[String]) -> Result<()> {
-        for body in bodies {
-            self.push(body.clone(), Duration::ZERO);
-        }
+        self.push_all(bodies.iter().cloned(), Duration::ZERO);
         Ok(())
     }
 
@@ -166,16 +199,12 @@ impl Queue for MemoryQueue {
 
     async fn delete(&self, receipt_handle: &str) -> Result<()> {
         self.with_handle(receipt_handle, |state, seq| {
-            state.messages.remove(&seq);
+            state.remove(seq);
         })
     }
 
     async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<()> {
-        self.with_handle(receipt_handle, |state, seq| {
-            if let Some(message) = state.messages.get_mut(&seq) {
-                message.visible_at = Instant::now() + timeout;
-            }
-        })?;
+        self.with_handle(receipt_handle, |state, seq| state.reschedule(seq, Instant::now() + timeout))?;
         self.changed.notify_waiters();
         Ok(())
     }

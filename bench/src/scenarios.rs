@@ -221,7 +221,8 @@ async fn drive(
     event_type: &'static str,
 ) -> Load {
     let next = Arc::new(AtomicU64::new(0));
-    let start = Instant::now() + Duration::from_millis(5);
+    // At a rate, the first event is due once every sender is waiting.
+    let start = Instant::now() + if rate.is_some() { Duration::from_millis(5) } else { Duration::ZERO };
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let next = next.clone();
@@ -234,10 +235,13 @@ async fn drive(
                     break;
                 }
                 let due = match rate {
-                    Some(rate) => start + Duration::from_secs_f64(seq as f64 / rate),
-                    None => Instant::now().max(start),
+                    Some(rate) => {
+                        let due = start + Duration::from_secs_f64(seq as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
                 };
-                tokio::time::sleep_until(due.into()).await;
                 if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     break;
                 }

@@ -42,17 +42,18 @@ fn labels(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
 impl Metrics {
     pub fn increment(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        *counters.entry((name, labels(pairs))).or_insert(0) += 1;
+        update(&mut counters, name, pairs, |count| *count += 1);
     }
 
     pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], duration: Duration) {
         let ms = duration.as_secs_f64() * 1000.0;
         let bucket = BUCKETS_MS.iter().position(|le| ms <= *le).unwrap_or(BUCKETS_MS.len());
         let mut histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);
-        let histogram = histograms.entry((name, labels(pairs))).or_default();
-        histogram.counts[bucket] += 1;
-        histogram.sum_ms += ms;
-        histogram.count += 1;
+        update(&mut histograms, name, pairs, |histogram| {
+            histogram.counts[bucket] += 1;
+            histogram.sum_ms += ms;
+            histogram.count += 1;
+        });
     }
 
     pub fn to_json(&self) -> Value {
@@ -102,6 +103,24 @@ impl Metrics {
     }
 }
 
+/// Applies `f` to the value of `name` with these labels. Every request and delivery attempt
+/// records, so the value is found without allocating when it exists (the keys with one name
+/// are few and adjacent); only a new label combination allocates its key.
+fn update<V: Default>(map: &mut BTreeMap<Key, V>, name: &'static str, pairs: &[(&'static str, &str)], f: impl FnOnce(&mut V)) {
+    let same = |labels: &[(&'static str, String)]| {
+        labels.len() == pairs.len() && labels.iter().zip(pairs).all(|((k, v), (pk, pv))| k == pk && v == pv)
+    };
+    let existing = map
+        .range_mut((name, Vec::new())..)
+        .take_while(|((n, _), _)| *n == name)
+        .find(|((_, labels), _)| same(labels))
+        .map(|(_, value)| value);
+    match existing {
+        Some(value) => f(value),
+        None => f(map.entry((name, labels(pairs))).or_default()),
+    }
+}
+
 impl Histogram {
     fn cumulative(&self) -> Vec<u64> {
         self.counts[..BUCKETS_MS.len()]
@@ -128,6 +147,26 @@ fn render_labels(labels: &[(&str, String)], le: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_label_combination_counts_for_itself() {
+        let m = Metrics::default();
+        for _ in 0..3 {
+            m.increment("requests", &[("route", "/a"), ("status", "200")]);
+        }
+        m.increment("requests", &[("route", "/a")]);
+        m.increment("requests", &[("route", "/a"), ("status", "500")]);
+        m.increment("requests_other", &[("route", "/a"), ("status", "200")]);
+        m.increment("requests", &[]);
+        let counters = m.counters.lock().unwrap();
+        let value = |name: &'static str, pairs: &[(&'static str, &str)]| counters.get(&(name, labels(pairs))).copied();
+        assert_eq!(value("requests", &[("route", "/a"), ("status", "200")]), Some(3));
+        assert_eq!(value("requests", &[("route", "/a")]), Some(1));
+        assert_eq!(value("requests", &[("route", "/a"), ("status", "500")]), Some(1));
+        assert_eq!(value("requests_other", &[("route", "/a"), ("status", "200")]), Some(1));
+        assert_eq!(value("requests", &[]), Some(1));
+        assert_eq!(counters.len(), 5);
+    }
 
     #[test]
     fn renders_prometheus_text() {

@@ -25,6 +25,8 @@ scenarios (default: all of them, in this order):
   --backend full     DynamoDB (moto) + SQS (LocalStack) + PostgreSQL + Redis
   --smoke            tiny sizes: checks the harness and the relay work, in seconds; no timing
                      means anything
+  --events N         N events in e2e, N/10 in fanout and failure (default 10,000)
+  --seconds S        S seconds per ingest run (default 10)
   --out FILE         the JSON report (default bench/results/<backend>.json)
 
 The binaries are taken from RELAY_BIN_DIR, else the directory of this executable.";
@@ -45,6 +47,8 @@ async fn run() -> Result<ExitCode> {
     let mut backend = Backend::Memory;
     let mut smoke = false;
     let mut out: Option<PathBuf> = None;
+    let mut events: Option<u64> = None;
+    let mut seconds: Option<f64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -55,6 +59,8 @@ async fn run() -> Result<ExitCode> {
             "--backend" => backend = Backend::parse(&args.next().context("--backend needs a value")?)?,
             "--smoke" => smoke = true,
             "--out" => out = Some(PathBuf::from(args.next().context("--out needs a file")?)),
+            "--events" => events = Some(args.next().context("--events needs a number")?.parse().context("--events")?),
+            "--seconds" => seconds = Some(args.next().context("--seconds needs a number")?.parse().context("--seconds")?),
             "all" => scenarios.extend(Scenario::ALL),
             name if !name.starts_with('-') => scenarios.push(Scenario::parse(name)?),
             other => bail!("unknown option {other}\n\n{USAGE}"),
@@ -73,7 +79,7 @@ async fn run() -> Result<ExitCode> {
         bin_dir: relay::bin_dir()?,
         work_dir: std::env::temp_dir().join(format!("relay-bench-{}", std::process::id())),
         scenarios,
-        sizes: if smoke { Sizes::smoke() } else { Sizes::standard() },
+        sizes: if smoke { Sizes::smoke() } else { Sizes::standard() }.scaled(events, seconds),
     };
     eprintln!("relay-bench: binaries from {}, relay logs in {}", plan.bin_dir.display(), plan.work_dir.display());
     let report = run_scenarios(&plan, |result| eprintln!("relay-bench: {} done", result.name)).await?;

@@ -97,6 +97,20 @@ impl Sizes {
         }
     }
 
+    /// With `events` in the end-to-end runs (a tenth in fan-out and failure) and `seconds` per
+    /// ingest run, where given: the full backends run on one-process emulators.
+    pub fn scaled(mut self, events: Option<u64>, seconds: Option<f64>) -> Self {
+        if let Some(events) = events {
+            self.e2e_events = events.max(1);
+            self.fanout_events = (events / 10).max(1);
+            self.failure_events = (events / 10).max(1);
+        }
+        if let Some(seconds) = seconds {
+            self.ingest_seconds = seconds.max(0.1);
+        }
+        self
+    }
+
     /// A run of seconds that exercises every code path (CI).
     pub fn smoke() -> Self {
         Self {

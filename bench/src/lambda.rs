@@ -15,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -87,13 +88,14 @@ async fn runtime_api(api: Arc<RuntimeApi>, request: Request<Incoming>) -> Result
         let deadline = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
             + Duration::from_secs(30);
         let headers = response.headers_mut();
-        headers.insert("lambda-runtime-aws-request-id", REQUEST_ID.parse().expect("static header"));
-        headers.insert("lambda-runtime-deadline-ms", deadline.as_millis().to_string().parse().expect("digits"));
+        let deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_static(REQUEST_ID));
+        headers.insert("lambda-runtime-deadline-ms", HeaderValue::from(deadline_ms));
         headers.insert(
             "lambda-runtime-invoked-function-arn",
-            "arn:aws:lambda:us-east-1:123456789012:function:relay-bench".parse().expect("static header"),
+            HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:relay-bench"),
         );
-        headers.insert("lambda-runtime-trace-id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700".parse().expect("static header"));
+        headers.insert("lambda-runtime-trace-id", HeaderValue::from_static("Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700"));
         *response.body_mut() = Full::new(api.event.clone());
     } else if method == Method::POST && path.starts_with("/2018-06-01/runtime/") {
         let ok = path.ends_with("/response");

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use hyper::{Method, StatusCode};
+use hyper::Method;
 use serde_json::json;
 
 use crate::clock;
@@ -410,6 +409,16 @@ fn add_delivery_checks(result: &mut ScenarioResult, delivered: &Delivered, expec
     );
 }
 
+/// One delivery run: what was sent, what arrived, the relay's CPU seconds and peak RSS (KiB),
+/// and the webhooks it registered.
+struct Run {
+    load: Load,
+    delivered: Delivered,
+    relay_cpu: f64,
+    peak_rss: u64,
+    webhook_ids: Vec<String>,
+}
+
 /// Runs events to `webhooks` receivers and waits for every delivery.
 async fn deliver_all(
     plan: &Plan,
@@ -418,10 +427,11 @@ async fn deliver_all(
     count: u64,
     rate: Option<f64>,
     webhooks: u32,
-) -> Result<(Load, Delivered, f64, u64)> {
+) -> Result<Run> {
     let mut api = Api::new(relay.addr);
+    let mut ids = Vec::new();
     for webhook in 0..webhooks {
-        api.create_webhook(&format!("bench {webhook}"), &receiver.url(webhook), &[SUBSCRIBED_TYPE]).await?;
+        ids.push(api.create_webhook(&format!("bench {webhook}"), &receiver.url(webhook), &[SUBSCRIBED_TYPE]).await?);
     }
     let cpu = CpuMark::start(relay.pid)?;
     let rss = RssSampler::start(relay.pid);
@@ -432,7 +442,7 @@ async fn deliver_all(
     let relay_cpu = cpu.elapsed()?;
     let peak_rss = rss.stop();
     let delivered = tally(receiver, &load, webhooks);
-    Ok((load, delivered, relay_cpu, peak_rss))
+    Ok(Run { load, delivered, relay_cpu, peak_rss, webhook_ids: ids })
 }
 
 /// 10,000 events to one webhook, as fast as possible or at a steady rate.
@@ -445,7 +455,7 @@ async fn end_to_end(plan: &Plan, rate: Option<f64>) -> Result<ScenarioResult> {
     let relay = RelayProcess::start(&plan.relay(if rate.is_some() { "e2e-steady" } else { "e2e-max" }, &[])).await?;
     let idle_rss = rss_kib(relay.pid);
     let receiver = Receiver::start(Behaviour::ALWAYS_OK).await?;
-    let (load, delivered, relay_cpu, peak_rss) = deliver_all(plan, &relay, &receiver, count, rate, 1).await?;
+    let Run { load, delivered, relay_cpu, peak_rss, .. } = deliver_all(plan, &relay, &receiver, count, rate, 1).await?;
     relay.stop().await;
 
     let accepted = load.accepted.len() as f64;
@@ -472,7 +482,8 @@ async fn fan_out(plan: &Plan) -> Result<ScenarioResult> {
     let (count, webhooks) = (plan.sizes.fanout_events, plan.sizes.fanout_webhooks);
     let relay = RelayProcess::start(&plan.relay("fanout", &[])).await?;
     let receiver = Receiver::start(Behaviour::ALWAYS_OK).await?;
-    let (load, delivered, relay_cpu, peak_rss) = deliver_all(plan, &relay, &receiver, count, None, webhooks).await?;
+    let Run { load, delivered, relay_cpu, peak_rss, .. } =
+        deliver_all(plan, &relay, &receiver, count, None, webhooks).await?;
     relay.stop().await;
 
     let deliveries = load.accepted.len() as f64 * f64::from(webhooks);
@@ -504,9 +515,10 @@ async fn failure(plan: &Plan) -> Result<ScenarioResult> {
     // The receiver fails at most RETRIES times in a row, so the last attempt the relay is
     // allowed always lands: every event must end delivered.
     let receiver = Receiver::start(Behaviour { fail_ratio: 0.5, max_failures: RETRIES, seed: 42 }).await?;
-    let (load, delivered, relay_cpu, _) = deliver_all(plan, &relay, &receiver, count, None, 1).await?;
+    let Run { load, delivered, relay_cpu, webhook_ids, .. } = deliver_all(plan, &relay, &receiver, count, None, 1).await?;
     let records = receiver.records();
-    let log = Api::new(relay.addr).deliveries(&webhook_id(&relay).await?).await?;
+    let webhook = webhook_ids.first().context("no webhook registered")?;
+    let log = Api::new(relay.addr).deliveries(webhook).await?;
     relay.stop().await;
 
     let totals = receiver.totals();
@@ -560,15 +572,6 @@ async fn failure(plan: &Plan) -> Result<ScenarioResult> {
         format!("{too_many} events over {} attempts, {too_soon} retries earlier than the backoff", RETRIES + 1),
     );
     Ok(result)
-}
-
-/// The one webhook registered on a relay.
-async fn webhook_id(relay: &RelayProcess) -> Result<String> {
-    let mut conn = Conn::new(relay.addr);
-    let response =
-        conn.send(Method::GET, "/api/webhooks?limit=1", &[("x-api-key", crate::http::API_KEY)], Bytes::new()).await?;
-    let data = response.data(StatusCode::OK)?;
-    data[0]["id"].as_str().map(str::to_owned).context("no webhook registered")
 }
 
 /// Relay CPU per delivered event split into ingest and delivery, from the ingest run at the

@@ -3,6 +3,7 @@
 
 mod api_events;
 mod api_webhooks;
+mod auth;
 mod aws;
 mod aws_end_to_end;
 mod bad_input;
@@ -12,15 +13,19 @@ mod contract;
 mod dashboard;
 mod degradation;
 mod delivery;
+mod dependency_faults;
 mod helpers;
+mod hostile;
 mod hygiene;
 mod lambda_http;
 mod openapi;
 mod operations;
+mod pg;
+mod receiver_faults;
 mod redis_server;
 mod secrets;
+mod ssrf;
 mod template;
-mod pg;
 mod tools;
 
 /// The SQS event Lambda would hand the delivery function for these messages.

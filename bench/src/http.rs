@@ -127,6 +127,20 @@ impl Api {
         }
     }
 
+    /// The tenant's dashboard overview: delivery statistics, queue and dead-letter queue depth.
+    pub async fn overview(&mut self) -> Result<Value> {
+        let response =
+            self.conn.send(Method::GET, "/api/dashboard/overview", &[("x-api-key", API_KEY)], Bytes::new()).await?;
+        response.data(StatusCode::OK)
+    }
+
+    /// Accepts an event (`202`); returns its id.
+    pub async fn post_event(&mut self, body: Bytes) -> Result<String> {
+        let response = self.conn.send(Method::POST, "/api/events", &[("x-service-token", SERVICE_TOKEN)], body).await?;
+        let data = response.data(StatusCode::ACCEPTED).context("posting an event")?;
+        data["eventId"].as_str().map(str::to_owned).context("event without id")
+    }
+
     /// The relay's own metrics (JSON).
     pub async fn metrics(&mut self) -> Result<Value> {
         let response =

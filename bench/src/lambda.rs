@@ -238,7 +238,7 @@ fn answered_well(function: &str, answer: &Value) -> bool {
 /// The start-up scenario: binary sizes, then `runs` cold starts of each function.
 pub async fn startup(bin_dir: &Path, work_dir: &Path, runs: u32) -> Result<ScenarioResult> {
     let mut env = full_backend_env();
-    env.extend(bootstrap(&binary(bin_dir, "relay-local")?, &env).await?);
+    env.extend(bootstrap(&binary(bin_dir, "relay-local")?, &env, &[]).await?);
     env.push(("SERVICE_TOKENS".into(), SERVICE_TOKEN.into()));
     env.push(("API_KEYS".into(), format!("{TENANT}:{API_KEY}")));
 

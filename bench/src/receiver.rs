@@ -30,10 +30,13 @@ pub struct Behaviour {
     /// it to the relay's `WEBHOOK_MAX_RETRIES` and every event ends delivered.
     pub max_failures: u32,
     pub seed: u64,
+    /// How long each answer waits after the request is recorded (a slow receiver, so that
+    /// deliveries are in flight when a test kills the relay).
+    pub delay: Duration,
 }
 
 impl Behaviour {
-    pub const ALWAYS_OK: Self = Self { fail_ratio: 0.0, max_failures: 0, seed: 0 };
+    pub const ALWAYS_OK: Self = Self { fail_ratio: 0.0, max_failures: 0, seed: 0, delay: Duration::ZERO };
 
     fn fails(&self, event_id: &str, attempt: u32) -> bool {
         if attempt >= self.max_failures || self.fail_ratio <= 0.0 {
@@ -217,6 +220,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         }
     };
     shared.progress.notify_waiters();
+    if !shared.behaviour.delay.is_zero() {
+        tokio::time::sleep(shared.behaviour.delay).await;
+    }
     Ok(answer(status))
 }
 
@@ -232,7 +238,7 @@ mod tests {
 
     #[test]
     fn failure_share_is_close_to_the_ratio_and_capped() {
-        let behaviour = Behaviour { fail_ratio: 0.5, max_failures: 3, seed: 7 };
+        let behaviour = Behaviour { fail_ratio: 0.5, max_failures: 3, seed: 7, delay: Duration::ZERO };
         let ids: Vec<String> = (0..10_000).map(|i| format!("01a2-{i:08}")).collect();
         let failing = ids.iter().filter(|id| behaviour.fails(id, 0)).count();
         assert!((4_500..5_500).contains(&failing), "{failing}");

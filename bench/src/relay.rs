@@ -90,6 +90,24 @@ pub struct RelayOptions {
     pub env: Vec<(String, String)>,
     /// Where relay-local's stdout and stderr go.
     pub log: PathBuf,
+    /// Full backends: the tables and queues to run on (from [`RelayOptions::with_resources`]);
+    /// `None` creates fresh ones at every start.
+    pub resources: Option<Vec<(String, String)>>,
+}
+
+impl RelayOptions {
+    /// Creates the full backends' tables and queues now, so that every start of these options,
+    /// a restart after a crash included, runs on the same data. `visibility_timeout` (seconds)
+    /// replaces the queue's deployed 180 s.
+    pub async fn with_resources(mut self, visibility_timeout: Option<u64>) -> Result<Self> {
+        let binary = binary(&self.bin_dir, "relay-local")?;
+        let mut args = Vec::new();
+        if let Some(secs) = visibility_timeout {
+            args = vec!["--visibility-timeout".to_owned(), secs.to_string()];
+        }
+        self.resources = Some(bootstrap(&binary, &full_backend_env(), &args).await?);
+        Ok(self)
+    }
 }
 
 /// relay-local running as a child process; killed when dropped.
@@ -121,7 +139,10 @@ impl RelayProcess {
         if options.backend == Backend::Full {
             let env = full_backend_env();
             command.envs(env.iter().map(|(k, v)| (k, v)));
-            command.envs(bootstrap(&binary, &env).await?);
+            match &options.resources {
+                Some(resources) => command.envs(resources.iter().map(|(k, v)| (k, v))),
+                None => command.envs(bootstrap(&binary, &env, &[]).await?),
+            };
         }
         command.envs(options.env.iter().map(|(k, v)| (k, v)));
         let log = std::fs::File::create(&options.log).with_context(|| format!("creating {}", options.log.display()))?;
@@ -149,14 +170,15 @@ impl RelayProcess {
         Ok(Self { child, pid, addr, ready_after: started.elapsed() })
     }
 
+    /// Kills the process with SIGKILL: nothing is flushed or finished, as in a crash.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }
 
-/// Creates fresh DynamoDB tables and SQS queues with `relay-local bootstrap` and returns the
-/// variables it prints.
-pub async fn bootstrap(relay_local: &Path, env: &[(String, String)]) -> Result<Vec<(String, String)>> {
+/// Creates fresh DynamoDB tables and SQS queues with `relay-local bootstrap [args]` and returns
+/// the variables it prints.
+pub async fn bootstrap(relay_local: &Path, env: &[(String, String)], args: &[String]) -> Result<Vec<(String, String)>> {
     static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let prefix = format!(
         "bench-{}-{}-{}",
@@ -166,6 +188,7 @@ pub async fn bootstrap(relay_local: &Path, env: &[(String, String)]) -> Result<V
     );
     let output = Command::new(relay_local)
         .args(["bootstrap", "--prefix", &prefix])
+        .args(args)
         .env("RUST_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
@@ -182,6 +205,22 @@ pub async fn bootstrap(relay_local: &Path, env: &[(String, String)]) -> Result<V
         .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
+}
+
+/// Whether LocalStack (SQS) and moto (DynamoDB) answer on their ports. Under `CI=true` they
+/// must: a test that needs them fails instead of skipping.
+pub fn local_aws_available() -> bool {
+    let up = ["127.0.0.1:4566", "127.0.0.1:5000"].iter().all(|addr| {
+        addr.parse().is_ok_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok())
+    });
+    assert!(
+        up || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but LocalStack/moto are not running (bash localstack/start-local-aws.sh start)"
+    );
+    if !up {
+        eprintln!("SKIPPED the parts that need LocalStack/moto: they are not running");
+    }
+    up
 }
 
 /// A port that was free a moment ago.

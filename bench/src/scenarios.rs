@@ -147,6 +147,7 @@ impl Plan {
             workers: self.sizes.workers,
             env: env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
             log: self.work_dir.join(format!("{name}.log")),
+            resources: None,
         }
     }
 }
@@ -514,7 +515,7 @@ async fn failure(plan: &Plan) -> Result<ScenarioResult> {
     .await?;
     // The receiver fails at most RETRIES times in a row, so the last attempt the relay is
     // allowed always lands: every event must end delivered.
-    let receiver = Receiver::start(Behaviour { fail_ratio: 0.5, max_failures: RETRIES, seed: 42 }).await?;
+    let receiver = Receiver::start(Behaviour { fail_ratio: 0.5, max_failures: RETRIES, seed: 42, delay: Duration::ZERO }).await?;
     let Run { load, delivered, relay_cpu, webhook_ids, .. } = deliver_all(plan, &relay, &receiver, count, None, 1).await?;
     let records = receiver.records();
     let webhook = webhook_ids.first().context("no webhook registered")?;

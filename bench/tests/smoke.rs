@@ -3,25 +3,8 @@
 //! configured, every Lambda binary answers) and that the report is written; timings here mean
 //! nothing and are never asserted.
 
-use std::net::TcpStream;
-use std::time::Duration;
-
 use relay_bench::scenarios::{Scenario, Sizes};
 use relay_bench::{Backend, Plan, relay, run_scenarios};
-
-/// LocalStack (SQS) and moto (DynamoDB) answering; under CI=true they must.
-fn local_aws() -> bool {
-    let up = ["127.0.0.1:4566", "127.0.0.1:5000"].iter().all(|addr| {
-        TcpStream::connect_timeout(&addr.parse().expect("address"), Duration::from_millis(300)).is_ok()
-    });
-    if !up && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but LocalStack/moto are not running (bash localstack/start-local-aws.sh start)");
-    }
-    if !up {
-        eprintln!("SKIPPED the start-up scenario and the full backends: LocalStack/moto are not running");
-    }
-    up
-}
 
 async fn smoke(backend: Backend, scenarios: Vec<Scenario>, sizes: Sizes) {
     let dir = std::env::temp_dir().join(format!("relay-bench-smoke-{}-{backend:?}", std::process::id()));
@@ -43,15 +26,15 @@ async fn smoke(backend: Backend, scenarios: Vec<Scenario>, sizes: Sizes) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_runs_on_the_embedded_backends() {
     let mut scenarios = vec![Scenario::Ingest, Scenario::EndToEnd, Scenario::FanOut, Scenario::Failure];
-    if local_aws() {
+    if relay::local_aws_available() {
         scenarios.push(Scenario::Startup);
     }
     smoke(Backend::Memory, scenarios, Sizes::smoke()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_scenario_runs_on_postgres_redis_and_local_aws() {
-    if !local_aws() {
+async fn every_scenario_runs_on_postgres_redis_and_relay::local_aws_available() {
+    if !relay::local_aws_available() {
         return;
     }
     let sizes = Sizes { e2e_events: 40, steady_rate: 40.0, fanout_events: 10, failure_events: 20, ..Sizes::smoke() };

@@ -66,6 +66,12 @@ impl Error {
         Self::Validation { message: format!("{}: {}", detail.field, detail.message), details: vec![detail] }
     }
 
+    /// A webhook changed between a read and the write based on it (409 if it reaches a caller,
+    /// which happens only when it keeps changing under a retried write).
+    pub fn webhook_changed() -> Self {
+        Self::Conflict { code: "webhook_changed", message: "the webhook was changed at the same time; try again".into() }
+    }
+
     pub fn invalid(details: Vec<FieldError>) -> Self {
         let message = match details.as_slice() {
             [one] => format!("{}: {}", one.field, one.message),

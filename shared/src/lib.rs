@@ -17,6 +17,7 @@
 //! - [`api`]: the axum routers and the error envelope.
 //! - [`runtime`]: building backends and use cases from the configuration, once per process.
 //! - [`local`]: the whole relay in one process (relay-local), its demo and AWS bootstrap.
+//! - [`telemetry`]: logging set-up for every binary, with the AWS SDK capped below `trace`.
 //! - [`metrics`]: process-wide counters and latency histograms (JSON, Prometheus text).
 //! - [`error`], [`time`]: the error type and millisecond timestamps.
 
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod ports;
 pub mod runtime;
 pub mod signing;
+pub mod telemetry;
 pub mod time;
 pub mod worker;
 

@@ -4,13 +4,13 @@
 
 use aws_config::BehaviorVersion;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use relay::config::Need;
 use relay::runtime::{Backends, Relay};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    relay::telemetry::init(std::io::stdout);
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let config = relay::runtime::production_config(&sdk).await?;
     config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;

@@ -3,13 +3,13 @@
 //! connects on first use).
 
 use aws_config::BehaviorVersion;
-use lambda_http::{Error, run, tracing};
+use lambda_http::{Error, run};
 use relay::config::Need;
 use relay::runtime::{Backends, Relay};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    relay::telemetry::init(std::io::stdout);
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let config = relay::runtime::production_config(&sdk).await?;
     config.require(&[Need::ServiceTokens, Need::EventsTable, Need::IdempotencyTable, Need::QueueUrl])?;

@@ -2,7 +2,7 @@
 
 pub const USAGE: &str = "\
 usage: relay-local [--demo | --no-demo] [--exit-after-demo]
-       relay-local bootstrap [--prefix NAME]
+       relay-local bootstrap [--prefix NAME] [--visibility-timeout SECS]
 
   --demo             run the demo (default when no credentials are configured)
   --no-demo          do not run the demo
@@ -11,7 +11,8 @@ usage: relay-local [--demo | --no-demo] [--exit-after-demo]
 
 bootstrap creates the DynamoDB tables and SQS queues of template.yaml, named NAME-...
 (default webhook-relay), through the AWS_ENDPOINT_URL* settings (LocalStack, moto), and
-prints the variables that point relay-local at them.
+prints the variables that point relay-local at them. --visibility-timeout replaces the
+queue's 180 s (for tests that restart the relay and want its unfinished messages back soon).
 
 Configuration comes from environment variables; see the README.";
 
@@ -23,6 +24,8 @@ pub struct Args {
     pub help: bool,
     /// `bootstrap`: create the AWS resources with this name prefix, then exit.
     pub bootstrap: Option<String>,
+    /// `bootstrap --visibility-timeout`: the queue's visibility timeout in seconds.
+    pub visibility_timeout: Option<u64>,
 }
 
 impl Args {
@@ -34,6 +37,12 @@ impl Args {
                 "bootstrap" => parsed.bootstrap = Some("webhook-relay".into()),
                 "--prefix" if parsed.bootstrap.is_some() => {
                     parsed.bootstrap = Some(args.next().ok_or("--prefix needs a name")?);
+                }
+                "--visibility-timeout" if parsed.bootstrap.is_some() => {
+                    let secs = args.next().ok_or("--visibility-timeout needs a number of seconds")?;
+                    parsed.visibility_timeout = Some(
+                        secs.parse().ok().filter(|s| (1..=43_200).contains(s)).ok_or("--visibility-timeout: 1 to 43200 seconds")?,
+                    );
                 }
                 "--demo" => parsed.demo = Some(true),
                 "--no-demo" => parsed.demo = Some(false),
@@ -67,5 +76,9 @@ mod tests {
         assert_eq!(parse(&["bootstrap"]).unwrap().bootstrap.as_deref(), Some("webhook-relay"));
         assert_eq!(parse(&["bootstrap", "--prefix", "dev"]).unwrap().bootstrap.as_deref(), Some("dev"));
         assert!(parse(&["--prefix", "dev"]).is_err());
+        assert_eq!(parse(&["bootstrap", "--visibility-timeout", "5"]).unwrap().visibility_timeout, Some(5));
+        assert!(parse(&["bootstrap", "--visibility-timeout", "0"]).is_err());
+        assert!(parse(&["bootstrap", "--visibility-timeout", "soon"]).is_err());
+        assert!(parse(&["--visibility-timeout", "5"]).is_err());
     }
 }

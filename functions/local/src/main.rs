@@ -37,7 +37,7 @@ async fn run() -> anyhow::Result<()> {
 
     let config = Config::from_env(Profile::Local).context("configuration")?;
     if let Some(prefix) = &args.bootstrap {
-        return bootstrap(prefix).await;
+        return bootstrap(prefix, args.visibility_timeout).await;
     }
     let backends = Backends::from_config(&config).await.context("configuration")?;
     let listener = TcpListener::bind((config.host, config.port))
@@ -75,20 +75,16 @@ async fn run() -> anyhow::Result<()> {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs go to stderr; stdout carries the banner and the demo's result.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.compact().init();
-    }
+    relay::telemetry::init(std::io::stderr);
 }
 
-async fn bootstrap(prefix: &str) -> anyhow::Result<()> {
+async fn bootstrap(prefix: &str, visibility_timeout: Option<u64>) -> anyhow::Result<()> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    let queues = relay::adapters::sqs::QueueSpec::deployed(prefix);
+    let mut queues = relay::adapters::sqs::QueueSpec::deployed(prefix);
+    if let Some(secs) = visibility_timeout {
+        queues.visibility_timeout = Duration::from_secs(secs);
+    }
     let created = local::bootstrap_aws(&sdk, prefix, &queues).await.context("creating the AWS resources")?;
     let show = |value: Option<String>| value.unwrap_or_default();
     println!("export EVENTS_TABLE={}", show(created.events_table));

@@ -2,14 +2,14 @@
 //! enqueued and turns dead-lettered messages into failed deliveries; answers with its report.
 
 use aws_config::BehaviorVersion;
-use lambda_runtime::{Error, LambdaEvent, run, service_fn, tracing};
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use relay::config::Need;
 use relay::runtime::{Backends, Relay};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    relay::telemetry::init(std::io::stdout);
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let config = relay::runtime::production_config(&sdk).await?;
     config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DeadLetterQueueUrl, Need::DatabaseUrl])?;

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::RelayMessage;
+use super::{RelayMessage, modify_webhook};
 use crate::backoff::{RetryPolicy, parse_retry_after};
 use crate::domain::{
     Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, Trigger, Webhook,
@@ -243,9 +243,12 @@ impl Deliverer {
     }
 
     async fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {
-        if let Some(mut current) = self.webhooks.get(webhook.id).await? {
+        let disabled = modify_webhook(self.webhooks.as_ref(), webhook.id, |current| {
             current.disable(reason, Timestamp::now());
-            self.webhooks.update(&current).await?;
+            Ok(true)
+        })
+        .await?;
+        if disabled.is_some() {
             tracing::warn!(webhook_id = %webhook.id, reason, "webhook disabled");
         }
         Ok(())
@@ -260,20 +263,23 @@ impl Deliverer {
             && since.until(now) < self.disable_after {
                 return Ok(());
             }
-        let Some(mut current) = self.webhooks.get(webhook.id).await? else { return Ok(()) };
-        match (failed_at, current.failing_since) {
-            (None, None) => return Ok(()),
-            (None, Some(_)) => current.failing_since = None,
-            (Some(now), None) => current.failing_since = Some(now),
-            (Some(now), Some(since)) if since.until(now) >= self.disable_after && current.is_active => {
-                let hours = self.disable_after.as_secs_f64() / 3600.0;
-                let reason = format!("every delivery failed for {hours:.1} h (since {since})");
-                current.disable(reason.clone(), now);
-                tracing::warn!(webhook_id = %webhook.id, reason, "webhook disabled");
+        // Written at the revision read, so a rotation or change made meanwhile is never undone.
+        modify_webhook(self.webhooks.as_ref(), webhook.id, |current| {
+            match (failed_at, current.failing_since) {
+                (None, None) => return Ok(false),
+                (None, Some(_)) => current.failing_since = None,
+                (Some(now), None) => current.failing_since = Some(now),
+                (Some(now), Some(since)) if since.until(now) >= self.disable_after && current.is_active => {
+                    let hours = self.disable_after.as_secs_f64() / 3600.0;
+                    let reason = format!("every delivery failed for {hours:.1} h (since {since})");
+                    current.disable(reason.clone(), now);
+                    tracing::warn!(webhook_id = %webhook.id, reason, "webhook disabled");
+                }
+                (Some(_), Some(_)) => return Ok(false),
             }
-            (Some(_), Some(_)) => return Ok(()),
-        }
-        self.webhooks.update(&current).await?;
+            Ok(true)
+        })
+        .await?;
         Ok(())
     }
 }

@@ -21,6 +21,33 @@ pub struct DeliveryWithAttempts {
     pub attempts: Vec<Attempt>,
 }
 
+/// How often [`modify_webhook`] reads again after a concurrent write.
+const MODIFY_ATTEMPTS: usize = 5;
+
+/// Reads webhook `id`, lets `change` edit it, and writes it back at the revision it read; when
+/// another writer got there first, reads again and redoes the change (up to
+/// [`MODIFY_ATTEMPTS`] times). `change` returns false when there is nothing to write. Returns
+/// the webhook as written (or as found), `None` when it does not exist.
+pub async fn modify_webhook(
+    store: &dyn WebhookStore,
+    id: WebhookId,
+    mut change: impl FnMut(&mut Webhook) -> Result<bool>,
+) -> Result<Option<Webhook>> {
+    let mut attempts = 0;
+    loop {
+        let Some(mut webhook) = store.get(id).await? else { return Ok(None) };
+        if !change(&mut webhook)? {
+            return Ok(Some(webhook));
+        }
+        match store.update(&webhook).await {
+            Ok(true) => return Ok(Some(webhook)),
+            Ok(false) => return Ok(None),
+            Err(Error::Conflict { .. }) if attempts + 1 < MODIFY_ATTEMPTS => attempts += 1,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// Managing one tenant's webhooks, reading their delivery log, and retrying by hand. Every
 /// call is scoped to a tenant: another tenant's webhook is "not found".
 #[derive(Clone, Debug)]
@@ -91,15 +118,20 @@ impl WebhookAdmin {
 
     #[tracing::instrument(skip_all, fields(tenant = %tenant, webhook_id = id))]
     pub async fn update(&self, tenant: &TenantId, id: &str, input: WebhookInput) -> Result<Webhook> {
-        let mut webhook = self.get(tenant, id).await?;
+        let webhook = self.get(tenant, id).await?;
         let patch = WebhookPatch::parse(input, self.rules())?;
         if let Some(url) = &patch.url {
             self.check_reachable(url)?;
         }
-        webhook.apply(patch, Timestamp::now());
-        if !self.webhooks.update(&webhook).await? {
-            return Err(Error::NotFound("webhook"));
-        }
+        let webhook = modify_webhook(self.webhooks.as_ref(), webhook.id, |w| {
+            if &w.tenant != tenant {
+                return Err(Error::NotFound("webhook"));
+            }
+            w.apply(patch.clone(), Timestamp::now());
+            Ok(true)
+        })
+        .await?
+        .ok_or(Error::NotFound("webhook"))?;
         tracing::info!("webhook updated");
         Ok(webhook)
     }
@@ -112,11 +144,16 @@ impl WebhookAdmin {
             Some(text) => WebhookSecret::parse(text).map_err(|m| Error::validation("secret", m))?,
             None => WebhookSecret::generate(),
         };
-        let mut webhook = self.get(tenant, id).await?;
-        webhook.rotate_secret(new, self.policy.secret_grace, Timestamp::now());
-        if !self.webhooks.update(&webhook).await? {
-            return Err(Error::NotFound("webhook"));
-        }
+        let webhook = self.get(tenant, id).await?;
+        let webhook = modify_webhook(self.webhooks.as_ref(), webhook.id, |w| {
+            if &w.tenant != tenant {
+                return Err(Error::NotFound("webhook"));
+            }
+            w.rotate_secret(new.clone(), self.policy.secret_grace, Timestamp::now());
+            Ok(true)
+        })
+        .await?
+        .ok_or(Error::NotFound("webhook"))?;
         tracing::info!("webhook secret rotated");
         Ok(webhook)
     }

@@ -22,6 +22,9 @@ impl WebhookUrl {
             return Err("must be at most 2048 characters".into());
         }
         let url = Url::parse(value.trim()).map_err(|e| format!("is not a valid URL ({e})"))?;
+        if url.as_str().len() > 2048 {
+            return Err("must be at most 2048 characters once percent-encoded".into());
+        }
         match url.scheme() {
             "https" => {}
             "http" if !require_https => {}
@@ -150,6 +153,11 @@ pub struct Webhook {
     pub failing_since: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Bumped by the store on every write: an update is refused when the stored webhook is no
+    /// longer at the revision the writer read (optimistic concurrency), so a delivery noting a
+    /// failure cannot put back a secret rotated or a change made since it read the webhook.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Webhook {
@@ -168,6 +176,7 @@ impl Webhook {
             failing_since: None,
             created_at: now,
             updated_at: now,
+            revision: 0,
         }
     }
 
@@ -359,6 +368,9 @@ mod tests {
         for bad in ["not a url", "ftp://x.example/", "https://user:pw@x.example/", "https://x.example/#frag", "/relative"] {
             assert!(WebhookUrl::parse(bad, false).is_err(), "{bad} accepted");
         }
+        let grows = format!("https://x.example/{}", "é".repeat(1000));
+        assert!(grows.len() <= 2048, "within the limit as sent");
+        assert!(WebhookUrl::parse(&grows, false).is_err(), "past it once encoded");
     }
 
     #[test]

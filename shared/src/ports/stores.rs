@@ -92,7 +92,9 @@ pub trait WebhookStore: std::fmt::Debug + Send + Sync + 'static {
     async fn get(&self, id: WebhookId) -> Result<Option<Webhook>>;
     /// One tenant's webhooks, newest first.
     async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Webhook>>;
-    /// Replaces a stored webhook; false when it no longer exists.
+    /// Replaces a stored webhook that is still at `webhook.revision`, storing it at the next
+    /// revision; false when it no longer exists, [`crate::Error::Conflict`] when it was changed
+    /// since it was read (read it again and redo the change: [`crate::app::modify_webhook`]).
     async fn update(&self, webhook: &Webhook) -> Result<bool>;
     /// False when it did not exist.
     async fn delete(&self, id: WebhookId) -> Result<bool>;

@@ -48,10 +48,18 @@ impl DynamoWebhookStore {
     }
 
     fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem> {
+        self.put_if(item, condition, None)
+    }
+
+    /// A put on `condition`, with `:revision` bound to `revision` when given.
+    fn put_if(&self, item: Item, condition: Option<&str>, revision: Option<u64>) -> Result<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_values(
+                revision.map(|r| HashMap::from([(":revision".to_owned(), AttributeValue::N(r.to_string()))])),
+            )
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -73,21 +81,34 @@ impl DynamoWebhookStore {
     }
 
     /// Writes the webhook item and brings its subscription items from `before` to `after`.
+    /// A new item when `expected` is `None`; else a replacement of the item at revision
+    /// `expected` (an item from before revisions has none: it counts as 0).
     async fn write(
         &self,
         webhook: &Webhook,
-        condition: &str,
+        expected: Option<u64>,
         before: &BTreeSet<String>,
         after: &BTreeSet<String>,
     ) -> Result<()> {
-        let mut actions = vec![self.put(to_item(&WebhookItem::new(webhook))?, Some(condition))?];
+        let condition = match expected {
+            None => "attribute_not_exists(pk)",
+            Some(0) => "attribute_exists(pk) AND (attribute_not_exists(revision) OR revision = :revision)",
+            Some(_) => "attribute_exists(pk) AND revision = :revision",
+        };
+        let mut actions = vec![self.put_if(to_item(&WebhookItem::new(webhook))?, Some(condition), expected)?];
         for removed in before.difference(after) {
             actions.push(self.delete(Self::subscription_key(removed, webhook.id))?);
         }
         for added in after.difference(before) {
             actions.push(self.subscription_put(added, webhook.id)?);
         }
-        self.client.transact_write_items().set_transact_items(Some(actions)).send().await.map_err(unavailable)?;
+        self.client.transact_write_items().set_transact_items(Some(actions)).send().await.map_err(|err| {
+            // Cancelled: the condition failed, or another transaction wrote the item meanwhile.
+            match err.as_service_error() {
+                Some(e) if e.is_transaction_canceled_exception() && expected.is_some() => Error::webhook_changed(),
+                _ => unavailable(err),
+            }
+        })?;
         Ok(())
     }
 
@@ -165,6 +186,9 @@ struct WebhookItem {
     failing_since: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    /// Absent on items written before revisions existed: 0.
+    #[serde(default)]
+    revision: u64,
 }
 
 impl WebhookItem {
@@ -185,6 +209,7 @@ impl WebhookItem {
             failing_since: w.failing_since.map(Timestamp::as_millis),
             created_at: w.created_at.as_millis(),
             updated_at: w.updated_at.as_millis(),
+            revision: w.revision,
         }
     }
 
@@ -204,6 +229,7 @@ impl WebhookItem {
             failing_since: self.failing_since.map(Timestamp::from_millis),
             created_at: Timestamp::from_millis(self.created_at),
             updated_at: Timestamp::from_millis(self.updated_at),
+            revision: self.revision,
         })
     }
 }
@@ -211,7 +237,7 @@ impl WebhookItem {
 #[async_trait]
 impl WebhookStore for DynamoWebhookStore {
     async fn insert(&self, webhook: &Webhook) -> Result<()> {
-        self.write(webhook, "attribute_not_exists(pk)", &BTreeSet::new(), &subscriptions(webhook)).await
+        self.write(webhook, None, &BTreeSet::new(), &subscriptions(webhook)).await
     }
 
     async fn get(&self, id: WebhookId) -> Result<Option<Webhook>> {
@@ -245,7 +271,11 @@ impl WebhookStore for DynamoWebhookStore {
 
     async fn update(&self, webhook: &Webhook) -> Result<bool> {
         let Some(current) = self.get(webhook.id).await? else { return Ok(false) };
-        self.write(webhook, "attribute_exists(pk)", &subscriptions(&current), &subscriptions(webhook)).await?;
+        if current.revision != webhook.revision {
+            return Err(Error::webhook_changed());
+        }
+        let next = Webhook { revision: webhook.revision + 1, ..webhook.clone() };
+        self.write(&next, Some(webhook.revision), &subscriptions(&current), &subscriptions(webhook)).await?;
         Ok(true)
     }
 

@@ -4,5 +4,5 @@
 mod sender;
 mod ssrf;
 
-pub use sender::HttpSender;
+pub use sender::{HttpSender, Lookup, SystemLookup};
 pub use ssrf::{Blocked, SsrfGuard};

@@ -90,14 +90,27 @@ fn non_public(ip: IpAddr) -> Option<&'static str> {
             }
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            match first {
+            let s = v6.segments();
+            match s[0] {
                 _ if v6.is_loopback() => Some("loopback"),
                 _ if v6.is_unspecified() => Some("unspecified"),
+                // NAT64 local-use (64:ff9b:1::/48): a translator to any IPv4 network.
+                0x0064 if s[1..3] == [0xff9b, 0x0001] => Some("private"),
+                // IPv4-compatible (::a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d) and the rest
+                // of ::/8 that `canonical` did not turn into IPv4: no global addresses there.
+                0x0000..=0x00ff => Some("reserved"),
+                // Discard-only (100::/64).
+                0x0100 if s[1..4] == [0, 0, 0] => Some("reserved"),
                 0xfc00..=0xfdff => Some("private"),
                 0xfe80..=0xfebf => Some("link-local"),
+                // Deprecated site-local (fec0::/10), still routed inside some networks.
+                0xfec0..=0xfeff => Some("private"),
                 0xff00..=0xffff => Some("reserved"),
-                0x2001 if v6.segments()[1] == 0x0db8 => Some("documentation"),
+                // Benchmarking (2001:2::/48).
+                0x2001 if s[1..3] == [0x0002, 0] => Some("reserved"),
+                0x2001 if s[1] == 0x0db8 => Some("documentation"),
+                // Documentation (3fff::/20).
+                0x3fff if s[1] <= 0x0fff => Some("documentation"),
                 _ => None,
             }
         }
@@ -124,10 +137,27 @@ mod tests {
         }
     }
 
+    /// IPv4-compatible and IPv4-translated loopback (the rest of ::/8), NAT64 local-use,
+    /// discard-only, site-local, benchmarking and the newer documentation prefix.
+    #[test]
+    fn refuses_the_less_known_ipv6_ranges() {
+        let guard = SsrfGuard::default();
+        for bad in [
+            "::127.0.0.1", "::7f00:1", "::ffff:0:7f00:1", "::1:2", "64:ff9b:1::a00:1", "100::1", "fec0::1", "feff::1",
+            "2001:2::1", "3fff::1", "3fff:fff::1",
+        ] {
+            assert!(guard.check(ip(bad)).is_err(), "{bad} allowed");
+        }
+        assert_eq!(guard.check(ip("::7f00:1")).unwrap_err().to_string(), "blocked: ::7f00:1 is a reserved address");
+    }
+
     #[test]
     fn allows_public_addresses() {
         let guard = SsrfGuard::default();
-        for good in ["93.184.215.14", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for good in [
+            "93.184.215.14", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1",
+            "64:ff9b::101:101", "100:0:0:1::1", "2001:4860:4860::8888", "2001:3::1", "3fff:1000::1", "2a00:1450::1",
+        ] {
             assert!(guard.check(ip(good)).is_ok(), "{good} refused");
         }
     }

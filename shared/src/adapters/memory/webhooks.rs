@@ -39,8 +39,9 @@ impl WebhookStore for MemoryWebhookStore {
     async fn update(&self, webhook: &Webhook) -> Result<bool> {
         let mut webhooks = lock(&self.webhooks);
         match webhooks.get_mut(&webhook.id) {
+            Some(stored) if stored.revision != webhook.revision => Err(crate::Error::webhook_changed()),
             Some(stored) => {
-                *stored = webhook.clone();
+                *stored = Webhook { revision: webhook.revision + 1, ..webhook.clone() };
                 Ok(true)
             }
             None => Ok(false),

@@ -39,4 +39,5 @@ dynamo_suite! {
     webhooks::crud_by_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::subscribed_is_active_and_by_type_across_tenants => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::lists_page_through => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+    webhooks::stale_writes_are_refused_and_concurrent_changes_all_land => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
 }

@@ -36,6 +36,7 @@ suite! {
     webhooks::crud_by_tenant => Arc::new(MemoryWebhookStore::new());
     webhooks::subscribed_is_active_and_by_type_across_tenants => Arc::new(MemoryWebhookStore::new());
     webhooks::lists_page_through => Arc::new(MemoryWebhookStore::new());
+    webhooks::stale_writes_are_refused_and_concurrent_changes_all_land => Arc::new(MemoryWebhookStore::new());
     deliveries::ensure_keeps_what_exists => Arc::new(MemoryDeliveryLog::new());
     deliveries::record_appends_attempts_in_order => Arc::new(MemoryDeliveryLog::new());
     deliveries::lists_by_webhook_and_status => Arc::new(MemoryDeliveryLog::new());

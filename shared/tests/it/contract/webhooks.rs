@@ -75,3 +75,42 @@ pub async fn lists_page_through(store: Arc<dyn WebhookStore>) {
     }
     assert_eq!(seen, ids);
 }
+
+/// Optimistic concurrency: a write based on an old read is refused, and `modify_webhook`
+/// redoes concurrent changes so none is lost.
+pub async fn stale_writes_are_refused_and_concurrent_changes_all_land(store: Arc<dyn WebhookStore>) {
+    let hook = webhook("acme", &["job.created"], true);
+    store.insert(&hook).await.unwrap();
+    let read_by_one = store.get(hook.id).await.unwrap().unwrap();
+    let mut read_by_other = read_by_one.clone();
+
+    let mut rotated = read_by_one.clone();
+    rotated.rotate_secret(relay::domain::WebhookSecret::generate(), std::time::Duration::ZERO, Timestamp::now());
+    assert!(store.update(&rotated).await.unwrap());
+    read_by_other.failing_since = Some(Timestamp::now());
+    let stale = store.update(&read_by_other).await;
+    assert!(matches!(stale, Err(relay::Error::Conflict { code: "webhook_changed", .. })), "{stale:?}");
+    let stored = store.get(hook.id).await.unwrap().unwrap();
+    assert_eq!(stored.secret, rotated.secret, "a stale write put the old secret back");
+    assert_eq!(stored.failing_since, None);
+
+    let mut writers = tokio::task::JoinSet::new();
+    for n in 0..4 {
+        let store = store.clone();
+        writers.spawn(async move {
+            relay::app::modify_webhook(store.as_ref(), hook.id, |w| {
+                w.name = format!("{}+{n}", w.name);
+                Ok(true)
+            })
+            .await
+        });
+    }
+    while let Some(written) = writers.join_next().await {
+        assert!(written.unwrap().unwrap().is_some());
+    }
+    let stored = store.get(hook.id).await.unwrap().unwrap();
+    for n in 0..4 {
+        assert!(stored.name.contains(&format!("+{n}")), "change {n} was lost: {}", stored.name);
+    }
+    assert_eq!(stored.secret, rotated.secret);
+}

@@ -1,0 +1,130 @@
+//! No credential or secret in any log line. relay-local runs with `RUST_LOG=trace` (every
+//! library's most verbose output) through a whole working life — webhooks created, events
+//! accepted, deliveries signed, failed and retried, a secret revealed and rotated, requests
+//! with wrong keys — and its captured output is searched for every secret it was given or
+//! made: service token, API key, webhook secrets (whole and their key part), a wrong key a
+//! caller sent, the AWS secret key and the database password.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+use relay_bench::http::{API_KEY, Api, Conn, SERVICE_TOKEN, event_body};
+use relay_bench::receiver::{Behaviour, Receiver};
+use relay_bench::relay::{self, RelayProcess};
+use relay_bench::{Backend, RelayOptions, clock};
+
+const WRONG_KEY: &str = "canary-mistyped-api-key-0451";
+const AWS_SECRET: &str = "canary-aws-secret-access-key-0451";
+const DB_PASSWORD: &str = "canary-db-password-0451";
+
+async fn secret_of(conn: &mut Conn, webhook: &str) -> String {
+    let response = conn
+        .send(Method::GET, &format!("/api/webhooks/{webhook}/secret"), &[("x-api-key", API_KEY)], Bytes::new())
+        .await
+        .expect("secret");
+    response.data(StatusCode::OK).expect("secret revealed")["secret"].as_str().expect("a secret").to_owned()
+}
+
+/// Runs relay-local on `backend` through a working life; returns its output and the secrets
+/// that must not be in it.
+async fn working_life(backend: Backend, dir: &Path) -> (String, Vec<String>) {
+    let mut env = vec![("RUST_LOG", "trace".to_owned()), ("WEBHOOK_RETRY_DELAY", "100".to_owned())];
+    if backend == Backend::Full {
+        env.push(("AWS_SECRET_ACCESS_KEY", AWS_SECRET.to_owned()));
+        // Trust authentication: the server never asks for the password, but the relay holds it.
+        let database = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        env.push(("DATABASE_URL", with_password(&database, DB_PASSWORD)));
+    }
+    let log = dir.join(format!("{backend:?}.log"));
+    let options = RelayOptions {
+        bin_dir: relay::bin_dir().expect("binary directory"),
+        backend,
+        workers: 2,
+        env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        log: log.clone(),
+        resources: None,
+    };
+    let receiver = Receiver::start(Behaviour { fail_ratio: 0.5, max_failures: 2, seed: 3, delay: Duration::ZERO })
+        .await
+        .expect("receiver");
+    let relay = RelayProcess::start(&options).await.expect("relay-local starts");
+    let mut api = Api::new(relay.addr);
+    let mut conn = Conn::new(relay.addr);
+    let webhook = api.create_webhook("logged", &receiver.url(0), &["candidate.created"]).await.expect("webhook");
+    let first_secret = secret_of(&mut conn, &webhook).await;
+    for seq in 0..5 {
+        api.post_event(event_body("candidate.created", seq, clock::now_ns(), 128)).await.expect("event");
+    }
+    let rotated = conn
+        .send(Method::POST, &format!("/api/webhooks/{webhook}/secret/rotate"), &[("x-api-key", API_KEY)], Bytes::new())
+        .await
+        .expect("rotate");
+    assert_eq!(rotated.status, StatusCode::OK, "{}", String::from_utf8_lossy(&rotated.body));
+    let second_secret = secret_of(&mut conn, &webhook).await;
+    assert_ne!(first_secret, second_secret);
+    for seq in 5..10 {
+        api.post_event(event_body("candidate.created", seq, clock::now_ns(), 128)).await.expect("event");
+    }
+    // An unknown key is 401; a service token where an API key belongs is 403, whatever it is.
+    for (name, status) in [("x-api-key", StatusCode::UNAUTHORIZED), ("x-service-token", StatusCode::FORBIDDEN)] {
+        let refused = conn.send(Method::GET, "/api/webhooks", &[(name, WRONG_KEY)], Bytes::new()).await.expect("refused");
+        assert_eq!(refused.status, status);
+    }
+    let refused = conn
+        .send(Method::POST, "/api/events", &[("x-service-token", WRONG_KEY)], Bytes::from_static(b"{}"))
+        .await
+        .expect("refused");
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(receiver.wait_for(10, Instant::now() + Duration::from_secs(60)).await, "{:?}", receiver.totals());
+    assert!(receiver.totals().failed > 0, "no failed attempt was logged");
+    relay.stop().await;
+
+    let output = std::fs::read_to_string(&log).expect("relay output");
+    let mut secrets = vec![SERVICE_TOKEN.to_owned(), API_KEY.to_owned(), WRONG_KEY.to_owned()];
+    for secret in [first_secret, second_secret] {
+        // The key part too: `whsec_` + base64 of the signing key.
+        secrets.push(secret.trim_start_matches("whsec_").to_owned());
+        secrets.push(secret);
+    }
+    if backend == Backend::Full {
+        secrets.extend([AWS_SECRET.to_owned(), DB_PASSWORD.to_owned()]);
+    }
+    (output, secrets)
+}
+
+/// `url` with `password` as its user's password.
+fn with_password(url: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (userinfo, host) = rest.split_once('@').unwrap_or(("postgres", rest));
+    let user = userinfo.split(':').next().unwrap_or("postgres");
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+fn assert_no_secret(output: &str, secrets: &[String]) {
+    assert!(output.lines().count() > 100, "suspiciously little output at trace level:\n{output}");
+    for secret in secrets {
+        let leaks: Vec<&str> = output.lines().filter(|line| line.contains(secret.as_str())).take(3).collect();
+        assert!(leaks.is_empty(), "{secret:?} is in the log:\n{}", leaks.join("\n"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs_on_the_embedded_backends() {
+    let dir = std::env::temp_dir().join(format!("relay-log-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("work directory");
+    let (output, secrets) = working_life(Backend::Memory, &dir).await;
+    assert_no_secret(&output, &secrets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_logs_on_postgres_redis_and_local_aws() {
+    if !relay::local_aws_available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("relay-log-secrets-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("work directory");
+    let (output, secrets) = working_life(Backend::Full, &dir).await;
+    assert_no_secret(&output, &secrets);
+}

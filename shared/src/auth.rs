@@ -49,3 +49,52 @@ impl Credentials {
 fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: [(&str, &str); 3] =
+        [("acme", "acme-api-key-00000001"), ("globex", "globex-api-key-000001"), ("initech", "initech-api-key-00001")];
+
+    fn credentials() -> Credentials {
+        Credentials::new(
+            vec![Redacted(digest("service-token-000001"))],
+            KEYS.iter().map(|(t, k)| (TenantId::parse(t).unwrap(), Redacted(digest(k)))).collect(),
+        )
+    }
+
+    /// What makes the comparison timing-safe: only digests are held, so how long a comparison
+    /// takes can depend only on the digest of the guess, never on how much of a real key it
+    /// shares; and every digest is compared, so neither does the position of the match.
+    #[test]
+    fn only_digests_are_held_and_every_key_is_found_wherever_it_is() {
+        let credentials = credentials();
+        let shown = format!("{credentials:?}");
+        for (tenant, key) in KEYS {
+            assert!(!shown.contains(key), "{shown}");
+            assert_eq!(credentials.tenant(key).map(|t| t.as_str().to_owned()), Some(tenant.to_owned()));
+        }
+        assert!(credentials.service("service-token-000001"));
+    }
+
+    #[test]
+    fn near_misses_are_refused() {
+        let credentials = credentials();
+        let key = KEYS[0].1;
+        let near = [
+            format!("{}2", &key[..key.len() - 1]),
+            format!("b{}", &key[1..]),
+            key[..key.len() - 1].to_owned(),
+            format!("{key}0"),
+            key.to_uppercase(),
+            format!(" {key}"),
+            String::new(),
+        ];
+        for guess in &near {
+            assert_eq!(credentials.tenant(guess), None, "{guess:?}");
+            assert!(!credentials.service(guess), "{guess:?}");
+        }
+        assert!(!credentials.service(key), "an API key is not a service token");
+    }
+}

@@ -151,7 +151,9 @@ impl Config {
 
         let max_payload_bytes = parse_num::<usize>("MAX_PAYLOAD_BYTES", get("MAX_PAYLOAD_BYTES"), 256 * 1024, 1024..=6 * 1024 * 1024)?;
         let require_https = parse_bool("WEBHOOK_REQUIRE_HTTPS", get("WEBHOOK_REQUIRE_HTTPS"), !local)?;
+        // An empty value reads as unset (the default); `none` allows nothing, loopback included.
         let allowed_cidrs = match get("WEBHOOK_ALLOWED_CIDRS") {
+            Some(list) if list.eq_ignore_ascii_case("none") => Vec::new(),
             Some(list) => parse_cidrs(&list)?,
             None if local => vec![net("127.0.0.0/8"), net("::1/128")],
             None => Vec::new(),
@@ -467,6 +469,15 @@ mod tests {
             vars.push((var, "x"));
             assert!(load(Profile::Production, &vars).unwrap().require(&[need]).is_ok());
         }
+    }
+
+    #[test]
+    fn relay_local_allows_loopback_unless_told_none() {
+        let loopback: IpNet = "127.0.0.0/8".parse().unwrap();
+        assert!(load(Profile::Local, &[]).unwrap().allowed_cidrs.contains(&loopback));
+        assert!(load(Profile::Local, &[("WEBHOOK_ALLOWED_CIDRS", "")]).unwrap().allowed_cidrs.contains(&loopback));
+        assert!(load(Profile::Local, &[("WEBHOOK_ALLOWED_CIDRS", "none")]).unwrap().allowed_cidrs.is_empty());
+        assert!(load(Profile::Local, &[("WEBHOOK_ALLOWED_CIDRS", "NONE")]).unwrap().allowed_cidrs.is_empty());
     }
 
     #[test]

@@ -94,6 +94,52 @@ async fn the_seeds_javascript_snippet_verifies_a_delivery() {
     app.stop().await;
 }
 
+/// SECURITY.md's Python example, run by python3 on a real delivery: both signatures verify, a
+/// tampered body and a wrong secret do not.
+#[tokio::test]
+async fn the_python_example_in_security_md_verifies_a_delivery() {
+    let Some(python) = crate::tools::required_tool("python3") else { return };
+    let document = include_str!("../../../SECURITY.md");
+    let example = document
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("SECURITY.md has a python example");
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = app.create_webhook(&receiver.url(), &["job.created"]).await;
+    app.send_event("job.created").await;
+    let delivery = receiver.wait_for(1, WAIT).await.remove(0);
+    let headers: serde_json::Map<String, Value> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .iter()
+        .map(|name| ((*name).to_owned(), Value::from(delivery.header(name))))
+        .collect();
+    let driver = r#"
+import json, sys
+body, headers, relay_signature, secret = sys.argv[1].encode(), json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+print(verify_standard_signature(body, headers, secret), verify_relay_signature(body, relay_signature, secret))
+"#;
+    let run = |body: &str, secret: &str| {
+        let output = std::process::Command::new(&python)
+            .arg("-c")
+            .arg(format!("{example}\n{driver}"))
+            .arg(body)
+            .arg(Value::Object(headers.clone()).to_string())
+            .arg(delivery.header("x-relay-signature"))
+            .arg(secret)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let body = String::from_utf8(delivery.body.to_vec()).unwrap();
+    assert_eq!(run(&body, &secret), "True True");
+    assert_eq!(run(&body.replace("Zo", "Zz"), &secret), "False False", "a tampered body verified");
+    let other = WebhookSecret::generate();
+    assert_eq!(run(&body, other.expose()), "False False", "a wrong secret verified");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn only_subscribed_active_webhooks_receive_an_event() {
     let app = TestApp::spawn().await;

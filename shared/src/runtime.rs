@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::adapters::dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames};
@@ -27,6 +28,20 @@ use crate::Result;
 const DATABASE_POOL_SIZE: u32 = 5;
 /// How long a cached list of subscribed webhooks may live (changes invalidate it at once).
 const WEBHOOK_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Bounds on every DynamoDB and SQS request. The SDK's defaults bound only connecting: a
+/// service that takes the connection and then never answers (a frozen host, a lost network)
+/// would hold the request, and the caller of `POST /api/events`, until TCP gives up. A request
+/// without an answer in 4 s is tried again (the standard retry mode), and the call gives up
+/// after 8 s with `503`: within the ingest function's 10 s and API Gateway's 29 s. DynamoDB
+/// and SQS answer in milliseconds. An SQS long poll adds its wait (`SqsQueue::receive`).
+pub fn aws_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_millis(3100))
+        .operation_attempt_timeout(std::time::Duration::from_secs(4))
+        .operation_timeout(std::time::Duration::from_secs(8))
+        .build()
+}
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +148,8 @@ impl Backends {
     /// `QUEUE_URL`, `DLQ_URL`), with the delivery log in memory; see [`Backends::with_database`].
     ///
     /// Names left unset are left empty: each function first requires what it uses
-    /// ([`Config::require`]), so relay-ingest runs without a webhooks table.
+    /// ([`Config::require`]), so relay-ingest runs without a webhooks table. Every request is
+    /// bounded by [`aws_timeouts`].
     pub fn aws(config: &Config, sdk: &SdkConfig) -> Self {
         let aws = &config.aws;
         let tables = TableNames {
@@ -141,8 +157,10 @@ impl Backends {
             idempotency: aws.idempotency_table.clone().unwrap_or_default(),
             webhooks: aws.webhooks_table.clone().unwrap_or_default(),
         };
-        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(sdk).timeout_config(aws_timeouts()).build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(sdk).timeout_config(aws_timeouts()).build());
         Self {
             events: Arc::new(DynamoEventStore::new(dynamodb.clone(), &tables, config.event_retention)),
             webhooks: Arc::new(DynamoWebhookStore::new(dynamodb, &tables)),

@@ -1,13 +1,13 @@
 //! The events API, for internal services: `POST/GET /api/events`, `GET /api/events/{id}`.
 
 use axum::Router;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::envelope::{IDEMPOTENT_REPLAYED, list, ok};
-use super::extract::{Access, ApiJson, BodyLimit, Params, ServiceCaller};
+use super::extract::{Access, ApiJson, ApiPath, BodyLimit, Params, ServiceCaller};
 use crate::app::Ingest;
 use crate::domain::{EventInput, PageRequest};
 use crate::{Error, Timestamp};
@@ -84,7 +84,7 @@ async fn list_events(State(state): State<EventsState>, _caller: ServiceCaller, p
 async fn get_event(
     State(state): State<EventsState>,
     _caller: ServiceCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Error> {
     let event = state.ingest.get(&id).await?;
     Ok(ok(StatusCode::OK, &event).into_response())

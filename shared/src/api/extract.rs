@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Query, Request};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use bytes::Bytes;
@@ -86,6 +86,29 @@ where
             return Ok(Self(None));
         }
         parse_object(&bytes).map(|value| Self(Some(value)))
+    }
+}
+
+/// The path's ids. A segment that is not UTF-8 (`%FF`) names nothing: 404, as any malformed
+/// id is (axum's own `Path` answers 400 in plain text).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(ids)) => Ok(Self(ids)),
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(Error::RouteNotFound("nothing here: a path segment is not a valid id".into()))
+            }
+            Err(other) => Err(Error::Internal(other.body_text())),
+        }
     }
 }
 

@@ -60,13 +60,15 @@ async fn observe(request: Request, next: Next) -> Response {
     response
 }
 
-/// Wraps a finished router in the request id, security headers, access log and CORS.
+/// Wraps a finished router in CORS, then the request id, security headers and access log, so
+/// that a preflight (answered by the CORS layer itself) gets them too.
 pub fn wrap(router: Router, cors_origins: &[HeaderValue]) -> Router {
-    let router = router.layer(axum::middleware::from_fn(observe));
-    if cors_origins.is_empty() {
-        return router;
-    }
-    let cors = CorsLayer::new()
+    let router = if cors_origins.is_empty() { router } else { router.layer(cors(cors_origins)) };
+    router.layer(axum::middleware::from_fn(observe))
+}
+
+fn cors(cors_origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
         .allow_origin(AllowOrigin::list(cors_origins.iter().cloned()))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
@@ -77,6 +79,5 @@ pub fn wrap(router: Router, cors_origins: &[HeaderValue]) -> Router {
             HeaderName::from_static(REQUEST_ID),
         ])
         .expose_headers([HeaderName::from_static(REQUEST_ID), HeaderName::from_static("idempotent-replayed"), header::RETRY_AFTER])
-        .max_age(std::time::Duration::from_secs(600));
-    router.layer(cors)
+        .max_age(std::time::Duration::from_secs(600))
 }

@@ -3,14 +3,14 @@
 //! `GET /api/webhooks/{id}/deliveries`, `POST /api/webhooks/{webhookId}/retry/{eventId}`.
 
 use axum::Router;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
 use super::envelope::{list, ok};
-use super::extract::{Access, ApiJson, BodyLimit, OptionalJson, Params, TenantCaller};
+use super::extract::{Access, ApiJson, ApiPath, BodyLimit, OptionalJson, Params, TenantCaller};
 use super::views::{DeliveryView, WebhookView};
 use super::MANAGEMENT_BODY_LIMIT;
 use crate::app::{Dashboard, WebhookAdmin};
@@ -57,7 +57,7 @@ pub fn routes() -> Router<ManagementState> {
 async fn webhook_stats(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     params: Params,
 ) -> Result<Response, Error> {
     let webhook = state.admin.get(&tenant, &id).await?;
@@ -139,7 +139,7 @@ fn timestamp(field: &str, value: &str) -> Result<Timestamp, Error> {
 async fn recover(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<RecoverInput>,
 ) -> Result<Response, Error> {
     let since = timestamp("since", input.since.as_deref().ok_or_else(|| Error::validation("since", "is required"))?)?;
@@ -172,7 +172,7 @@ fn secret_view(webhook: &crate::domain::Webhook) -> serde_json::Value {
 async fn get_secret(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Error> {
     let webhook = state.admin.get(&tenant, &id).await?;
     Ok(ok(StatusCode::OK, secret_view(&webhook)))
@@ -182,7 +182,7 @@ async fn get_secret(
 async fn rotate_secret(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(input): OptionalJson<RotateInput>,
 ) -> Result<Response, Error> {
     let secret = input.and_then(|i| i.secret);
@@ -216,7 +216,7 @@ async fn list_webhooks(
 async fn get_webhook(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Error> {
     let webhook = state.admin.get(&tenant, &id).await?;
     Ok(ok(StatusCode::OK, WebhookView::new(&webhook)))
@@ -226,7 +226,7 @@ async fn get_webhook(
 async fn update_webhook(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> Result<Response, Error> {
     let webhook = state.admin.update(&tenant, &id, input).await?;
@@ -237,7 +237,7 @@ async fn update_webhook(
 async fn delete_webhook(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Error> {
     state.admin.delete(&tenant, &id).await?;
     Ok(ok(StatusCode::OK, json!({ "id": id, "deleted": true })))
@@ -247,7 +247,7 @@ async fn delete_webhook(
 async fn list_deliveries(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     params: Params,
 ) -> Result<Response, Error> {
     let page = params.page(PageRequest::MAX_LIMIT)?;
@@ -266,7 +266,7 @@ async fn list_deliveries(
 async fn retry_delivery(
     State(state): State<ManagementState>,
     TenantCaller(tenant): TenantCaller,
-    Path((webhook_id, event_id)): Path<(String, String)>,
+    ApiPath((webhook_id, event_id)): ApiPath<(String, String)>,
 ) -> Result<Response, Error> {
     let delivery = state.admin.retry(&tenant, &webhook_id, &event_id).await?;
     Ok(ok(StatusCode::OK, DeliveryView::new(&delivery)))

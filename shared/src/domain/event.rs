@@ -19,6 +19,22 @@ pub struct EventInput {
     pub source: Option<String>,
 }
 
+/// The deepest a payload may nest, the payload object itself being level 1. Every answer that
+/// holds a payload (the event, the list of events) wraps it in at most three more levels, and
+/// JSON parsers cap nesting (serde_json reads 127 levels by default): deeper payloads would
+/// make those answers unreadable.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// Whether `value` nests more than `levels` arrays or objects deep.
+fn deeper_than(value: &Value, levels: usize) -> bool {
+    let mut children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Array(items) => Box::new(items.iter()),
+        Value::Object(map) => Box::new(map.values()),
+        _ => return false,
+    };
+    levels == 0 || children.any(|child| deeper_than(child, levels - 1))
+}
+
 /// A checked event, ready to store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -46,6 +62,10 @@ impl NewEvent {
             Some(name) => required_text("eventName", name, 255).map_err(|e| problems.push(e)).ok(),
         };
         let payload = match input.payload {
+            Some(Value::Object(map)) if map.values().any(|v| deeper_than(v, MAX_PAYLOAD_DEPTH - 1)) => {
+                problems.push(FieldError::new("payload", format!("must not nest deeper than {MAX_PAYLOAD_DEPTH} levels")));
+                None
+            }
             Some(Value::Object(map)) => Some(map),
             None => {
                 problems.push(FieldError::new("payload", "is required"));
@@ -168,6 +188,24 @@ mod tests {
         let Error::Validation { details, .. } = err else { panic!("not a validation error") };
         let fields: Vec<_> = details.iter().map(|d| d.field.as_str()).collect();
         assert_eq!(fields, ["eventType", "eventName", "payload"]);
+    }
+
+    #[test]
+    fn payloads_nest_at_most_max_payload_depth_levels() {
+        let nested = |levels: usize| {
+            let mut payload = json!(1);
+            for _ in 0..levels {
+                payload = json!({ "a": payload });
+            }
+            NewEvent::parse(
+                input(json!({"eventType": "job.created", "eventName": "x", "payload": payload})),
+                &EventTypeRegistry::default(),
+            )
+        };
+        assert!(nested(MAX_PAYLOAD_DEPTH).is_ok());
+        let Error::Validation { details, .. } = nested(MAX_PAYLOAD_DEPTH + 1).unwrap_err() else { panic!() };
+        assert_eq!(details[0].field, "payload");
+        assert!(nested(1).is_ok());
     }
 
     #[test]

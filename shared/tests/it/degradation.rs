@@ -2,8 +2,6 @@
 //! duplicate messages deliver once, rate limits answer 429, and when either service goes away
 //! deliveries go on (Redis) or wait (PostgreSQL) without losing anything.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use relay::config::Config;
@@ -12,11 +10,9 @@ use relay::local::{Backends, Relay};
 use relay::ports::ReceivedMessage;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
 use crate::helpers::{ACME_KEY, GLOBEX_KEY, Receiver, TestApp, test_config};
+use crate::proxy::Proxy;
 use crate::{pg, redis_server};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -173,48 +169,6 @@ async fn redis_stopping_mid_run_loses_nothing() {
     assert_eq!(health(&app).await["status"], "degraded");
     assert_eq!(receiver.received().len(), 2);
     app.stop().await;
-}
-
-/// A TCP proxy to PostgreSQL that can be cut and restored.
-struct Proxy {
-    port: u16,
-    up: Arc<AtomicBool>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(target: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (up2, links2) = (up.clone(), links.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !up2.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection closes at once
-                }
-                let target = target.clone();
-                links2.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                }));
-            }
-        });
-        Self { port, up, links }
-    }
-
-    async fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        for link in self.links.lock().await.drain(..) {
-            link.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
 }
 
 #[tokio::test]

@@ -21,6 +21,7 @@ mod lambda_http;
 mod openapi;
 mod operations;
 mod pg;
+mod proxy;
 mod receiver_faults;
 mod redis_server;
 mod secrets;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
 
@@ -34,6 +35,27 @@ impl SqsQueue {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The client's bounds on a request and a call, extended by the time a long poll may
+    /// rightly wait for a message.
+    fn long_poll_timeouts(&self, wait: Duration) -> TimeoutConfig {
+        let config = self.client.config();
+        let bounds = config.timeout_config();
+        let mut extended = TimeoutConfig::builder();
+        if let Some(connect) = bounds.and_then(TimeoutConfig::connect_timeout) {
+            extended = extended.connect_timeout(connect);
+        }
+        if let Some(read) = bounds.and_then(TimeoutConfig::read_timeout) {
+            extended = extended.read_timeout(read + wait);
+        }
+        if let Some(attempt) = bounds.and_then(TimeoutConfig::operation_attempt_timeout) {
+            extended = extended.operation_attempt_timeout(attempt + wait);
+        }
+        if let Some(call) = bounds.and_then(TimeoutConfig::operation_timeout) {
+            extended = extended.operation_timeout(call + wait);
+        }
+        extended.build()
     }
 }
 
@@ -104,14 +126,16 @@ impl Queue for SqsQueue {
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>> {
         let max = i32::try_from(max.clamp(1, BATCH)).unwrap_or(10);
-        let wait = i32::try_from(wait.as_secs().min(MAX_WAIT_SECS)).unwrap_or(0);
+        let wait = Duration::from_secs(wait.as_secs().min(MAX_WAIT_SECS));
         let output = self
             .client
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(max)
-            .wait_time_seconds(wait)
+            .wait_time_seconds(i32::try_from(wait.as_secs()).unwrap_or(0))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(self.long_poll_timeouts(wait)))
             .send()
             .await
             .map_err(unavailable)?;

@@ -60,7 +60,10 @@ pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(Str
     let url = client
         .create_queue()
         .queue_name(&spec.name)
-        .attributes(QueueAttributeName::VisibilityTimeout, spec.visibility_timeout.as_secs().to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            spec.visibility_timeout.as_secs().to_string(),
+        )
         .attributes(QueueAttributeName::MessageRetentionPeriod, retention)
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()

@@ -33,7 +33,7 @@ async fn every_scenario_runs_on_the_embedded_backends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_scenario_runs_on_postgres_redis_and_relay::local_aws_available() {
+async fn every_scenario_runs_on_postgres_redis_and_local_aws() {
     if !relay::local_aws_available() {
         return;
     }

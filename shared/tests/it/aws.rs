@@ -33,6 +33,30 @@ pub async fn secrets_manager() -> Option<SdkConfig> {
     sdk_config("AWS_ENDPOINT_URL_SECRETS_MANAGER", "moto").await
 }
 
+/// Fresh tables and queues (named `{prefix}-<uuid>`, queues as `base` configures the embedded
+/// one, a day's retention), and the test configuration `base` on them.
+pub async fn fresh_resources(prefix: &str, base: &[(&str, &str)]) -> (SdkConfig, relay::config::Config) {
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let short = crate::helpers::test_config(base);
+    let queues = relay::adapters::sqs::QueueSpec {
+        name: String::new(),
+        visibility_timeout: short.queue_visibility_timeout,
+        max_receive_count: short.queue_max_receive_count,
+        retention: std::time::Duration::from_secs(86_400),
+    };
+    let created = relay::local::bootstrap_aws(&sdk, &unique(prefix), &queues).await.expect("bootstrap");
+    let names = [
+        ("EVENTS_TABLE", created.events_table.unwrap()),
+        ("IDEMPOTENCY_TABLE", created.idempotency_table.unwrap()),
+        ("WEBHOOKS_TABLE", created.webhooks_table.unwrap()),
+        ("QUEUE_URL", created.queue_url.unwrap()),
+        ("DLQ_URL", created.dead_letter_queue_url.unwrap()),
+    ];
+    let mut vars: Vec<(&str, &str)> = base.to_vec();
+    vars.extend(names.iter().map(|(k, v)| (*k, v.as_str())));
+    (sdk, crate::helpers::test_config(&vars))
+}
+
 /// A name no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use relay::Timestamp;
-use relay::adapters::sqs::{QueueSpec, SqsQueue};
+use relay::adapters::sqs::SqsQueue;
 use relay::app::{Ingest, RelayMessage};
 use relay::config::Config;
 use relay::domain::{EventId, EventInput, WebhookId};
-use relay::local::{Backends, Relay, bootstrap_aws};
+use relay::local::{Backends, Relay};
 use reqwest::Method;
 use serde_json::json;
 
 use crate::aws;
-use crate::helpers::{ACME_KEY, Receiver, Reply, SERVICE_TOKEN, TestApp, eventually, test_config};
+use crate::helpers::{ACME_KEY, Receiver, Reply, SERVICE_TOKEN, TestApp, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -32,25 +32,7 @@ async fn aws_relay() -> Option<(TestApp, Config)> {
         ("QUEUE_VISIBILITY_TIMEOUT", "2"),
         ("QUEUE_MAX_RECEIVE_COUNT", "3"),
     ];
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let short = test_config(&base);
-    let queues = QueueSpec {
-        name: String::new(),
-        visibility_timeout: short.queue_visibility_timeout,
-        max_receive_count: short.queue_max_receive_count,
-        retention: Duration::from_secs(86_400),
-    };
-    let created = bootstrap_aws(&sdk, &aws::unique("e2e"), &queues).await.expect("bootstrap");
-    let names = [
-        ("EVENTS_TABLE", created.events_table.unwrap()),
-        ("IDEMPOTENCY_TABLE", created.idempotency_table.unwrap()),
-        ("WEBHOOKS_TABLE", created.webhooks_table.unwrap()),
-        ("QUEUE_URL", created.queue_url.unwrap()),
-        ("DLQ_URL", created.dead_letter_queue_url.unwrap()),
-    ];
-    let mut vars: Vec<(&str, &str)> = base.to_vec();
-    vars.extend(names.iter().map(|(k, v)| (*k, v.as_str())));
-    let config = test_config(&vars);
+    let (sdk, config) = aws::fresh_resources("e2e", &base).await;
     let backends = Backends::aws(&config, &sdk);
     Some((TestApp::start(&config, backends).await, config))
 }

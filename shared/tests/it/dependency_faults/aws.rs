@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use aws_config::BehaviorVersion;
 use relay::Timestamp;
-use relay::adapters::sqs::QueueSpec;
 use relay::config::Config;
-use relay::local::{Backends, Relay, bootstrap_aws};
+use relay::local::{Backends, Relay};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -15,7 +14,7 @@ use super::{
     CATCH_UP, accepted, api, assert_unavailable, bounded, copies, health, post, wait_for_all,
 };
 use crate::aws;
-use crate::helpers::{Receiver, SERVICE_TOKEN, TestApp, test_config};
+use crate::helpers::{Receiver, SERVICE_TOKEN, TestApp};
 use crate::proxy::Proxy;
 
 /// A relay on fresh LocalStack queues and moto tables that reaches SQS and DynamoDB through a
@@ -42,27 +41,7 @@ async fn aws_relay_behind_proxies() -> Option<AwsRelay> {
         ("WEBHOOK_TIMEOUT", "1000"),
         ("QUEUE_VISIBILITY_TIMEOUT", "2"),
     ];
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let short = test_config(&base);
-    let queues = QueueSpec {
-        name: String::new(),
-        visibility_timeout: short.queue_visibility_timeout,
-        max_receive_count: short.queue_max_receive_count,
-        retention: Duration::from_secs(86_400),
-    };
-    let created = bootstrap_aws(&sdk, &aws::unique("faults"), &queues)
-        .await
-        .expect("bootstrap");
-    let names = [
-        ("EVENTS_TABLE", created.events_table.unwrap()),
-        ("IDEMPOTENCY_TABLE", created.idempotency_table.unwrap()),
-        ("WEBHOOKS_TABLE", created.webhooks_table.unwrap()),
-        ("QUEUE_URL", created.queue_url.unwrap()),
-        ("DLQ_URL", created.dead_letter_queue_url.unwrap()),
-    ];
-    let mut vars: Vec<(&str, &str)> = base.to_vec();
-    vars.extend(names.iter().map(|(k, v)| (*k, v.as_str())));
-    let config = test_config(&vars);
+    let (_, config) = aws::fresh_resources("faults", &base).await;
 
     // An endpoint set in code wins over AWS_ENDPOINT_URL_*: one SDK configuration per proxy.
     let sqs_endpoint = endpoint("AWS_ENDPOINT_URL_SQS");

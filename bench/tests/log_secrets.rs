@@ -1,7 +1,7 @@
 //! No credential or secret in any log line. relay-local runs with `RUST_LOG=trace` (every
 //! library's most verbose output) through a whole working life — webhooks created, events
 //! accepted, deliveries signed, failed and retried, a secret revealed and rotated, requests
-//! with wrong keys — and its captured output is searched for every secret it was given or
+//! with wrong keys, dashboard sign-ins — and its captured output is searched for every secret it was given or
 //! made: service token, API key, webhook secrets (whole and their key part), a wrong key a
 //! caller sent, the AWS secret key and the database password.
 
@@ -77,6 +77,12 @@ async fn working_life(backend: Backend, dir: &Path) -> (String, Vec<String>) {
         .await
         .expect("refused");
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    // The dashboard's sign-in form, with the right key and a wrong one.
+    for (key, status) in [(API_KEY, StatusCode::SEE_OTHER), (WRONG_KEY, StatusCode::UNAUTHORIZED)] {
+        let body = Bytes::from(format!("api_key={key}"));
+        let signed = conn.send(Method::POST, "/dashboard/sign-in", &[], body).await.expect("sign-in");
+        assert_eq!(signed.status, status);
+    }
     assert!(receiver.wait_for(10, Instant::now() + Duration::from_secs(60)).await, "{:?}", receiver.totals());
     assert!(receiver.totals().failed > 0, "no failed attempt was logged");
     relay.stop().await;

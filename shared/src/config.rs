@@ -102,6 +102,10 @@ pub struct Config {
     pub secret_grace: Duration,
     /// `CORS_ORIGINS`: browser origins allowed to call the API (none by default).
     pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// `DASHBOARD_SESSION_SECRET` (at least 32 characters): signs the dashboard's session
+    /// cookies. Unset: relay-local makes a random one at start (sessions end with the process);
+    /// relay-api serves no dashboard.
+    pub dashboard_session_secret: Option<Redacted<String>>,
 }
 
 impl Config {
@@ -213,6 +217,12 @@ impl Config {
             None => Vec::new(),
             Some(list) => parse_origins(&list)?,
         };
+        let dashboard_session_secret = match get("DASHBOARD_SESSION_SECRET") {
+            Some(secret) if secret.len() < 32 => {
+                return Err(ConfigError::new("DASHBOARD_SESSION_SECRET", "must be at least 32 characters"));
+            }
+            secret => secret.map(Redacted),
+        };
         let maintenance_interval =
             Duration::from_secs(parse_num::<u64>("MAINTENANCE_INTERVAL", get("MAINTENANCE_INTERVAL"), 60, 1..=86_400)?);
 
@@ -239,6 +249,7 @@ impl Config {
             redis_url,
             rate_limit_per_minute,
             secret_grace,
+            dashboard_session_secret,
             disable_after,
             cors_origins,
         })

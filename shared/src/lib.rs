@@ -18,6 +18,7 @@
 //! - [`runtime`]: building backends and use cases from the configuration, once per process.
 //! - [`local`]: the whole relay in one process (relay-local), its demo and AWS bootstrap.
 //! - [`telemetry`]: logging set-up for every binary, with the AWS SDK capped below `trace`.
+//! - [`web`]: the operators' dashboard (server-rendered HTML, session cookies, CSRF).
 //! - [`metrics`]: process-wide counters and latency histograms (JSON, Prometheus text).
 //! - [`error`], [`time`]: the error type and millisecond timestamps.
 
@@ -36,6 +37,7 @@ pub mod runtime;
 pub mod signing;
 pub mod telemetry;
 pub mod time;
+pub mod web;
 pub mod worker;
 
 pub use error::{Error, FieldError, Result};

@@ -21,11 +21,15 @@ use crate::api::{self, Access, Common, EventStoreProbe, EventsState, Health, Man
 use crate::app::{AdminPolicy, Dashboard, Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
 use crate::config::{Backend, Config, ConfigError, Need, Profile};
 use crate::ports::{DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookStore};
+use crate::web::{self, Sessions, WebState};
 use crate::worker::BatchHandler;
 use crate::Result;
 
 /// Connections per process: a Lambda handles one request at a time; relay-local a few.
 const DATABASE_POOL_SIZE: u32 = 5;
+/// How long a dashboard session lasts before signing in again.
+const DASHBOARD_SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
 /// How long a cached list of subscribed webhooks may live (changes invalidate it at once).
 const WEBHOOK_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -290,9 +294,24 @@ impl Relay {
         Common { health, cors_origins: self.config.cors_origins.clone() }
     }
 
+    /// The dashboard's routes, signed with `DASHBOARD_SESSION_SECRET`; without it relay-local
+    /// makes a random secret now (sessions end with the process) and relay-api serves none.
+    pub fn dashboard_routes(&self) -> axum::Router {
+        let secret = match &self.config.dashboard_session_secret {
+            Some(secret) => secret.0.as_bytes().to_vec(),
+            None if self.config.profile == Profile::Local => rand::random::<[u8; 32]>().to_vec(),
+            None => return axum::Router::new(),
+        };
+        web::routes(WebState {
+            management: self.management_state(),
+            sessions: Sessions::new(secret, DASHBOARD_SESSION_TTL),
+            always_secure: self.config.profile == Profile::Production,
+        })
+    }
+
     /// The whole API as one router (relay-local).
     pub fn router(&self) -> axum::Router {
-        api::local_app(self.events_state(), self.management_state(), self.common())
+        api::local_app(self.events_state(), self.management_state(), self.dashboard_routes(), self.common())
     }
 }
 

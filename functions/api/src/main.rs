@@ -14,5 +14,5 @@ async fn main() -> Result<(), Error> {
     config.require(&[Need::ApiKeys, Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
     let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
     let relay = Relay::new(&config, backends)?;
-    run(relay::api::management_app(relay.management_state(), relay.common())).await
+    run(relay::api::management_app(relay.management_state(), relay.dashboard_routes(), relay.common())).await
 }

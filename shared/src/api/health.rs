@@ -27,9 +27,54 @@ pub struct Health {
     optional: Arc<Vec<Arc<dyn Probe>>>,
 }
 
+/// One dependency's answer.
+#[derive(Debug, Clone)]
+pub struct DependencyReport {
+    pub name: &'static str,
+    pub up: bool,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+}
+
+/// Every dependency's answer and what they add up to.
+#[derive(Debug, Clone)]
+pub struct HealthReport {
+    /// `healthy`, `degraded` or `unhealthy`.
+    pub status: &'static str,
+    pub dependencies: Vec<DependencyReport>,
+}
+
 impl Health {
     pub fn new(critical: Vec<Arc<dyn Probe>>, optional: Vec<Arc<dyn Probe>>) -> Self {
         Self { critical: Arc::new(critical), optional: Arc::new(optional) }
+    }
+
+    /// Checks every dependency, each within [`PROBE_TIMEOUT`].
+    pub async fn run(&self) -> HealthReport {
+        let mut dependencies = Vec::new();
+        let mut degraded = false;
+        let mut unhealthy = false;
+        let probes = self.critical.iter().map(|p| (p, true)).chain(self.optional.iter().map(|p| (p, false)));
+        for (probe, critical) in probes {
+            let started = Instant::now();
+            let result = tokio::time::timeout(PROBE_TIMEOUT, probe.check()).await;
+            let latency_ms = started.elapsed().as_millis() as u64;
+            let error = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(err.to_string()),
+                Err(_) => Some("no answer in time".to_owned()),
+            };
+            if error.is_some() {
+                if critical { unhealthy = true } else { degraded = true }
+            }
+            dependencies.push(DependencyReport { name: probe.name(), up: error.is_none(), latency_ms, error });
+        }
+        let status = match (unhealthy, degraded) {
+            (true, _) => "unhealthy",
+            (false, true) => "degraded",
+            (false, false) => "healthy",
+        };
+        HealthReport { status, dependencies }
     }
 }
 
@@ -44,29 +89,17 @@ pub async fn report(health: &Health) -> Response {
 
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "healthy or degraded"), (status = 503, description = "unhealthy")))]
 async fn check(State(health): State<Health>) -> Response {
+    let report = health.run().await;
     let mut dependencies = Map::new();
-    let mut degraded = false;
-    let mut unhealthy = false;
-    let probes = health.critical.iter().map(|p| (p, true)).chain(health.optional.iter().map(|p| (p, false)));
-    for (probe, critical) in probes {
-        let started = Instant::now();
-        let result = tokio::time::timeout(PROBE_TIMEOUT, probe.check()).await;
-        let latency_ms = started.elapsed().as_millis() as u64;
-        let entry = match result {
-            Ok(Ok(())) => json!({ "status": "up", "latencyMs": latency_ms }),
-            Ok(Err(err)) => json!({ "status": "down", "latencyMs": latency_ms, "error": err.to_string() }),
-            Err(_) => json!({ "status": "down", "latencyMs": latency_ms, "error": "no answer in time" }),
+    for dependency in report.dependencies {
+        let entry = match dependency.error {
+            None => json!({ "status": "up", "latencyMs": dependency.latency_ms }),
+            Some(error) => json!({ "status": "down", "latencyMs": dependency.latency_ms, "error": error }),
         };
-        if entry["status"] == "down" {
-            if critical { unhealthy = true } else { degraded = true }
-        }
-        dependencies.insert(probe.name().to_owned(), entry);
+        dependencies.insert(dependency.name.to_owned(), entry);
     }
-    let (status, word) = match (unhealthy, degraded) {
-        (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"),
-        (false, true) => (StatusCode::OK, "degraded"),
-        (false, false) => (StatusCode::OK, "healthy"),
-    };
+    let word = report.status;
+    let status = if word == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     ok(
         status,
         json!({

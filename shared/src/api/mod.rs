@@ -19,7 +19,7 @@ use axum::extract::DefaultBodyLimit;
 pub use envelope::IDEMPOTENT_REPLAYED;
 pub use events::EventsState;
 pub use extract::Access;
-pub use health::{EventStoreProbe, Health, QueueProbe};
+pub use health::{DependencyReport, EventStoreProbe, Health, HealthReport, QueueProbe};
 pub use hygiene::REQUEST_ID;
 pub use openapi::ApiDoc;
 pub use webhooks::ManagementState;
@@ -41,14 +41,14 @@ pub fn ingest_app(state: EventsState, common: Common) -> Router {
     finish(events_routes(state), common)
 }
 
-/// relay-api's app: the management API and `/health`.
-pub fn management_app(state: ManagementState, common: Common) -> Router {
-    finish(management_routes(state), common)
+/// relay-api's app: the management API, `/health`, and `pages` (the dashboard, when on).
+pub fn management_app(state: ManagementState, pages: Router, common: Common) -> Router {
+    finish(management_routes(state).merge(pages), common)
 }
 
 /// relay-local's app: everything.
-pub fn local_app(events: EventsState, management: ManagementState, common: Common) -> Router {
-    finish(events_routes(events).merge(management_routes(management)), common)
+pub fn local_app(events: EventsState, management: ManagementState, pages: Router, common: Common) -> Router {
+    finish(events_routes(events).merge(management_routes(management)).merge(pages), common)
 }
 
 fn events_routes(state: EventsState) -> Router {

@@ -58,11 +58,11 @@ async fn ingest_accepts_an_http_api_event() {
 async fn management_lists_webhooks_from_an_http_api_event() {
     let relay = relay();
     let fixture = include_str!("fixtures/apigw_http_get_webhooks.json");
-    let (status, body, _) = call(relay::api::management_app(relay.management_state(), relay.common()), request(fixture, &[("API_KEY", ACME_KEY)])).await;
+    let (status, body, _) = call(relay::api::management_app(relay.management_state(), relay.dashboard_routes(), relay.common()), request(fixture, &[("API_KEY", ACME_KEY)])).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"], serde_json::json!([]));
     assert_eq!(body["pagination"]["limit"], 5, "query string parameters reach the router");
 
-    let (status, _, _) = call(relay::api::management_app(relay.management_state(), relay.common()), request(fixture, &[("API_KEY", "not-a-key-of-anyone")])).await;
+    let (status, _, _) = call(relay::api::management_app(relay.management_state(), relay.dashboard_routes(), relay.common()), request(fixture, &[("API_KEY", "not-a-key-of-anyone")])).await;
     assert_eq!(status, 401);
 }

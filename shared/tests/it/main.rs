@@ -28,6 +28,7 @@ mod secrets;
 mod ssrf;
 mod template;
 mod tools;
+mod web;
 
 /// The SQS event Lambda would hand the delivery function for these messages.
 fn worker_event(messages: &[relay::ports::ReceivedMessage]) -> aws_lambda_events::event::sqs::SqsEvent {

@@ -108,6 +108,20 @@ impl WebhookAdmin {
         self.webhooks.list(tenant, page).await
     }
 
+    /// Applies `change` to the tenant's webhook `id` with [`modify_webhook`]; another tenant's
+    /// webhook is not found.
+    async fn modify_own(&self, tenant: &TenantId, id: WebhookId, mut change: impl FnMut(&mut Webhook)) -> Result<Webhook> {
+        modify_webhook(self.webhooks.as_ref(), id, |w| {
+            if &w.tenant != tenant {
+                return Err(Error::NotFound("webhook"));
+            }
+            change(w);
+            Ok(true)
+        })
+        .await?
+        .ok_or(Error::NotFound("webhook"))
+    }
+
     pub async fn get(&self, tenant: &TenantId, id: &str) -> Result<Webhook> {
         let id = WebhookId::parse(id)?;
         match self.webhooks.get(id).await? {
@@ -118,20 +132,12 @@ impl WebhookAdmin {
 
     #[tracing::instrument(skip_all, fields(tenant = %tenant, webhook_id = id))]
     pub async fn update(&self, tenant: &TenantId, id: &str, input: WebhookInput) -> Result<Webhook> {
-        let webhook = self.get(tenant, id).await?;
+        let id = WebhookId::parse(id)?;
         let patch = WebhookPatch::parse(input, self.rules())?;
         if let Some(url) = &patch.url {
             self.check_reachable(url)?;
         }
-        let webhook = modify_webhook(self.webhooks.as_ref(), webhook.id, |w| {
-            if &w.tenant != tenant {
-                return Err(Error::NotFound("webhook"));
-            }
-            w.apply(patch.clone(), Timestamp::now());
-            Ok(true)
-        })
-        .await?
-        .ok_or(Error::NotFound("webhook"))?;
+        let webhook = self.modify_own(tenant, id, |w| w.apply(patch.clone(), Timestamp::now())).await?;
         tracing::info!("webhook updated");
         Ok(webhook)
     }
@@ -144,16 +150,11 @@ impl WebhookAdmin {
             Some(text) => WebhookSecret::parse(text).map_err(|m| Error::validation("secret", m))?,
             None => WebhookSecret::generate(),
         };
-        let webhook = self.get(tenant, id).await?;
-        let webhook = modify_webhook(self.webhooks.as_ref(), webhook.id, |w| {
-            if &w.tenant != tenant {
-                return Err(Error::NotFound("webhook"));
-            }
-            w.rotate_secret(new.clone(), self.policy.secret_grace, Timestamp::now());
-            Ok(true)
-        })
-        .await?
-        .ok_or(Error::NotFound("webhook"))?;
+        let webhook = self
+            .modify_own(tenant, WebhookId::parse(id)?, |w| {
+                w.rotate_secret(new.clone(), self.policy.secret_grace, Timestamp::now());
+            })
+            .await?;
         tracing::info!("webhook secret rotated");
         Ok(webhook)
     }

@@ -27,12 +27,11 @@ pub const MAX_PAYLOAD_DEPTH: usize = 64;
 
 /// Whether `value` nests more than `levels` arrays or objects deep.
 fn deeper_than(value: &Value, levels: usize) -> bool {
-    let mut children: Box<dyn Iterator<Item = &Value>> = match value {
-        Value::Array(items) => Box::new(items.iter()),
-        Value::Object(map) => Box::new(map.values()),
-        _ => return false,
-    };
-    levels == 0 || children.any(|child| deeper_than(child, levels - 1))
+    match value {
+        Value::Array(items) => levels == 0 || items.iter().any(|child| deeper_than(child, levels - 1)),
+        Value::Object(map) => levels == 0 || map.values().any(|child| deeper_than(child, levels - 1)),
+        _ => false,
+    }
 }
 
 /// A checked event, ready to store.

@@ -116,6 +116,20 @@ async fn health(app: &TestApp) -> (u16, Value) {
     (status, body["data"].clone())
 }
 
+/// Asserts `/health` answers `overall` (503 when unhealthy, else 200) with each of `down`
+/// down and each of `up` up.
+async fn assert_health(app: &TestApp, overall: &str, down: &[&str], up: &[&str]) {
+    let (status, body) = health(app).await;
+    let expected = if overall == "unhealthy" { 503 } else { 200 };
+    assert_eq!((status, body["status"].as_str()), (expected, Some(overall)), "{body}");
+    for dependency in down {
+        assert_eq!(body["dependencies"][*dependency]["status"], "down", "{body}");
+    }
+    for dependency in up {
+        assert_eq!(body["dependencies"][*dependency]["status"], "up", "{body}");
+    }
+}
+
 /// Posts `n` events, one every `every`, and returns their ids in order.
 async fn stream(app: &TestApp, label: &str, n: usize, every: Duration) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);

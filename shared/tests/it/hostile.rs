@@ -105,12 +105,7 @@ fn expect_for_body(route: &Route, body: &[u8], reply: &Reply) -> Result<(), Test
 fn any_json_body_gets_an_envelope() {
     let harness = Harness::start();
     harness.reset_statuses();
-    let routes: Vec<Route> = harness
-        .routes
-        .iter()
-        .filter(|r| r.takes_body())
-        .cloned()
-        .collect();
+    let routes = harness.body_routes();
     run(
         (select(routes), strategies::body_shape()),
         |(route, shape)| {
@@ -129,12 +124,7 @@ fn any_json_body_gets_an_envelope() {
 fn any_bytes_as_json_get_an_envelope() {
     let harness = Harness::start();
     harness.reset_statuses();
-    let routes: Vec<Route> = harness
-        .routes
-        .iter()
-        .filter(|r| r.takes_body())
-        .cloned()
-        .collect();
+    let routes = harness.body_routes();
     run((select(routes), strategies::raw_body()), |(route, raw)| {
         let body = raw.render(&harness.valid_body_text(&route));
         let reply = harness.exchange(&route, build(route.request(&route.path()), body.clone())?)?;

@@ -225,6 +225,11 @@ impl Harness {
         }
     }
 
+    /// The routes that read a body.
+    pub fn body_routes(&self) -> Vec<Route> {
+        self.routes.iter().filter(|r| r.takes_body()).cloned().collect()
+    }
+
     pub fn route(&self, method: Method, template: &str) -> &Route {
         self.routes
             .iter()

@@ -150,6 +150,13 @@ fn a_url_longer_than_2048_characters_once_encoded_is_refused() {
 /// CR/LF in a webhook URL, raw or percent-encoded: refused in the host; elsewhere stored
 /// percent-encoded (raw CR, LF and tab are dropped, as the URL standard says), and the
 /// delivery arrives with no header split off.
+
+/// Registers a webhook named "crlf" at `url` for acme.
+async fn register(app: &TestApp, url: &str) -> (reqwest::StatusCode, Value) {
+    app.api(reqwest::Method::POST, "/api/webhooks", ACME_KEY, Some(json!({"name": "crlf", "url": url, "eventTypes": ["job.created"]})))
+        .await
+}
+
 #[tokio::test]
 async fn crlf_in_webhook_urls_never_splits_a_delivery_header() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_PER_MINUTE", "0")]).await;
@@ -163,14 +170,7 @@ async fn crlf_in_webhook_urls_never_splits_a_delivery_header() {
         format!("{base}/a b\tc\u{0}d"),
     ];
     for url in &accepted {
-        let (status, body) = app
-            .api(
-                reqwest::Method::POST,
-                "/api/webhooks",
-                ACME_KEY,
-                Some(json!({"name": "crlf", "url": url, "eventTypes": ["job.created"]})),
-            )
-            .await;
+        let (status, body) = register(&app, url).await;
         assert_eq!(status, 201, "{url:?}: {body}");
         let stored = body["data"]["url"].as_str().unwrap();
         check_stored_url(stored).unwrap_or_else(|e| panic!("{url:?}: {e}"));
@@ -184,14 +184,7 @@ async fn crlf_in_webhook_urls_never_splits_a_delivery_header() {
         ),
         format!("http://{}:1%0d%0a/", receiver.addr.ip()),
     ] {
-        let (status, body) = app
-            .api(
-                reqwest::Method::POST,
-                "/api/webhooks",
-                ACME_KEY,
-                Some(json!({"name": "crlf", "url": url, "eventTypes": ["job.created"]})),
-            )
-            .await;
+        let (status, body) = register(&app, &url).await;
         assert_eq!(status, 422, "{url:?}: {body}");
         assert_eq!(body["error"]["details"][0]["field"], "url");
     }

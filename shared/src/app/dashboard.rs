@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::DeliveryWithAttempts;
 use crate::domain::{PageRequest, TenantId, WebhookId};
-use crate::ports::{DeliveryLog, DeliveryStats, Queue, QueueDepth, StatsScope, WebhookStore};
+use crate::ports::{DeliveryLog, DeliveryStats, Queue, QueueDepth, StatsScope, TimelineBucket, WebhookStore};
 use crate::{Result, Timestamp};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -108,6 +108,25 @@ impl Dashboard {
             .map(|delivery| {
                 let attempts = attempts.remove(&delivery.key()).unwrap_or_default();
                 DeliveryWithAttempts { delivery, attempts }
+            })
+            .collect())
+    }
+
+    /// The tenant's deliveries of the last 24 hours by status, in `buckets` equal buckets
+    /// ending at the bucket that holds `now`, empty ones included, oldest first.
+    pub async fn timeline(&self, tenant: &TenantId, now: Timestamp, buckets: u32) -> Result<Vec<TimelineBucket>> {
+        let width = DAY / buckets.max(1);
+        let width_ms = i64::try_from(width.as_millis()).unwrap_or(i64::MAX).max(1);
+        let last = now.as_millis().div_euclid(width_ms) * width_ms;
+        let first = last - width_ms * (i64::from(buckets.max(1)) - 1);
+        let mut filled = self.deliveries.timeline(tenant, Timestamp::from_millis(first), width).await?.into_iter().peekable();
+        Ok((0..i64::from(buckets.max(1)))
+            .map(|i| {
+                let start = Timestamp::from_millis(first + i * width_ms);
+                match filled.peek() {
+                    Some(bucket) if bucket.start == start => filled.next().unwrap_or_else(|| TimelineBucket::empty(start)),
+                    _ => TimelineBucket::empty(start),
+                }
             })
             .collect())
     }

@@ -14,4 +14,4 @@ pub use delivery::{Deliverer, DelivererPorts, Next};
 pub use ingest::{Accepted, Ingest, IDEMPOTENCY_TTL};
 pub use maintenance::{Maintenance, MaintenanceReport, REDISPATCH_AFTER};
 pub use message::RelayMessage;
-pub use webhooks::{AdminPolicy, DeliveryWithAttempts, WebhookAdmin, modify_webhook};
+pub use webhooks::{AdminPolicy, DeliveryWithAttempts, TenantEvent, WebhookAdmin, modify_webhook};

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::Deliverer;
 use crate::adapters::http::SsrfGuard;
 use crate::domain::{
-    Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventTypeRegistry, NewWebhook, Page, PageRequest,
+    encode_cursor, Attempt, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, EventTypeRegistry, NewWebhook, Page, PageRequest,
     TenantId, Trigger, Webhook, WebhookId, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret, WebhookUrl,
 };
 use crate::ports::{DeliveryLog, EventStore, WebhookStore};
@@ -20,6 +20,17 @@ pub struct DeliveryWithAttempts {
     pub delivery: Delivery,
     pub attempts: Vec<Attempt>,
 }
+
+/// One event as a tenant sees it: the event, and the tenant's deliveries of it, each with its
+/// webhook (`None` when the webhook was deleted since) and attempt log.
+#[derive(Debug, Clone)]
+pub struct TenantEvent {
+    pub event: Event,
+    pub deliveries: Vec<(Option<Webhook>, DeliveryWithAttempts)>,
+}
+
+/// How many pages of the delivery log one filtered events page reads at most.
+const EVENT_SCAN_PAGES: usize = 10;
 
 /// How often [`modify_webhook`] reads again after a concurrent write.
 const MODIFY_ATTEMPTS: usize = 5;
@@ -229,5 +240,71 @@ impl WebhookAdmin {
         let (delivery, _) = self.deliverer.attempt(&event, &webhook, &delivery, Trigger::Manual).await?;
         let attempts = self.deliveries.attempts(&[key]).await?.remove(&key).unwrap_or_default();
         Ok(DeliveryWithAttempts { delivery, attempts })
+    }
+
+    /// The event types a webhook can subscribe to, in the registry's order.
+    pub fn event_types(&self) -> impl Iterator<Item = &EventType> {
+        self.policy.registry.iter()
+    }
+
+    /// The events the tenant's webhooks have deliveries of, newest first: events are not a
+    /// tenant's until they are routed to one of its webhooks. The `source` filter is applied to
+    /// the events read, so a filtered page may hold fewer than `page.limit` events (it reads
+    /// at most [`EVENT_SCAN_PAGES`] pages of the log); its cursor continues after the last
+    /// event read either way. An event no longer in the event store is left out.
+    pub async fn events(
+        &self,
+        tenant: &TenantId,
+        event_type: Option<&str>,
+        source: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Event>> {
+        let event_type = event_type
+            .map(|t| self.policy.registry.parse(t).map_err(|m| Error::validation("eventType", m)))
+            .transpose()?;
+        let mut request = *page;
+        let mut found = Vec::new();
+        for _ in 0..EVENT_SCAN_PAGES {
+            let ids = self.deliveries.events(tenant, event_type.as_ref(), &request).await?;
+            for id in &ids.items {
+                if let Some(event) = self.events.get(*id).await? {
+                    if source.is_none_or(|s| event.source.as_deref() == Some(s)) {
+                        found.push(event);
+                    }
+                }
+            }
+            let last = ids.items.last().map(EventId::as_uuid);
+            match (ids.next_cursor, last) {
+                (Some(_), Some(last)) if source.is_some() && found.len() < page.limit => {
+                    request = PageRequest { limit: page.limit - found.len(), offset: 0, before: Some(last) };
+                }
+                (Some(_), Some(last)) => {
+                    return Ok(Page { items: found, next_cursor: Some(encode_cursor(last)) });
+                }
+                _ => return Ok(Page { items: found, next_cursor: None }),
+            }
+        }
+        let next_cursor = request.before.map(encode_cursor);
+        Ok(Page { items: found, next_cursor })
+    }
+
+    /// One event and the tenant's deliveries of it; an event none of the tenant's webhooks
+    /// has a delivery of is "not found", as another tenant's webhook is.
+    pub async fn event(&self, tenant: &TenantId, id: &str) -> Result<TenantEvent> {
+        let id = EventId::parse(id)?;
+        let deliveries = self.deliveries.of_event(tenant, id).await?;
+        if deliveries.is_empty() {
+            return Err(Error::NotFound("event"));
+        }
+        let event = self.events.get(id).await?.ok_or(Error::NotFound("event"))?;
+        let keys: Vec<DeliveryKey> = deliveries.iter().map(Delivery::key).collect();
+        let mut attempts = self.deliveries.attempts(&keys).await?;
+        let mut shown = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let webhook = self.webhooks.get(delivery.webhook_id).await?.filter(|w| &w.tenant == tenant);
+            let attempts = attempts.remove(&delivery.key()).unwrap_or_default();
+            shown.push((webhook, DeliveryWithAttempts { delivery, attempts }));
+        }
+        Ok(TenantEvent { event, deliveries: shown })
     }
 }

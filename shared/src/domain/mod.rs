@@ -12,7 +12,7 @@ pub use delivery::{Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus
 pub use event::{Event, EventInput, NewEvent};
 pub use event_type::{EventType, EventTypeRegistry};
 pub use ids::{EventId, TenantId, WebhookId};
-pub use page::{Page, PageRequest};
+pub use page::{Page, PageRequest, encode_cursor};
 pub use webhook::{NewWebhook, Webhook, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret, WebhookUrl};
 
 /// Trims `value` and checks it is non-empty and at most `max` characters long.

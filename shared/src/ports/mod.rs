@@ -9,4 +9,6 @@ mod stores;
 pub use coordination::{Cache, Locks, Probe, RateDecision, RateLimiter};
 pub use queue::{Queue, QueueDepth, ReceivedMessage};
 pub use sender::{OutboundRequest, SendResult, WebhookSender};
-pub use stores::{DeliveryLog, DeliveryStats, EventFilter, EventStore, IdempotencyRecord, Insert, StatsScope, WebhookStore};
+pub use stores::{
+    DeliveryLog, DeliveryStats, EventFilter, EventStore, IdempotencyRecord, Insert, StatsScope, TimelineBucket, WebhookStore,
+};

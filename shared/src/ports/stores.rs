@@ -15,6 +15,36 @@ pub enum StatsScope {
     Tenant(TenantId),
 }
 
+/// A tenant's deliveries created in one time bucket, by their status now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineBucket {
+    pub start: Timestamp,
+    pub pending: u64,
+    pub retrying: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+impl TimelineBucket {
+    pub fn empty(start: Timestamp) -> Self {
+        Self { start, pending: 0, retrying: 0, succeeded: 0, failed: 0 }
+    }
+
+    pub fn count(&mut self, status: DeliveryStatus, n: u64) {
+        match status {
+            DeliveryStatus::Pending => self.pending += n,
+            DeliveryStatus::Retrying => self.retrying += n,
+            DeliveryStatus::Succeeded => self.succeeded += n,
+            DeliveryStatus::Failed => self.failed += n,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.pending + self.retrying + self.succeeded + self.failed
+    }
+}
+
 /// Deliveries created since some time, and their attempts.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -120,4 +150,11 @@ pub trait DeliveryLog: std::fmt::Debug + Send + Sync + 'static {
     async fn stats(&self, scope: &StatsScope, since: Timestamp) -> Result<DeliveryStats>;
     /// A tenant's most recently created deliveries, newest first.
     async fn recent(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Delivery>>;
+    /// A tenant's deliveries created since `since`, counted by status in buckets of `bucket`
+    /// (aligned to the Unix epoch); only buckets with deliveries, oldest first.
+    async fn timeline(&self, tenant: &TenantId, since: Timestamp, bucket: std::time::Duration) -> Result<Vec<TimelineBucket>>;
+    /// The events the tenant's webhooks have deliveries of, optionally of one type, newest first.
+    async fn events(&self, tenant: &TenantId, event_type: Option<&EventType>, page: &PageRequest) -> Result<Page<EventId>>;
+    /// The tenant's deliveries of one event, one per webhook.
+    async fn of_event(&self, tenant: &TenantId, event: EventId) -> Result<Vec<Delivery>>;
 }

@@ -4,29 +4,34 @@
 //! (the key is not kept); every page shows the session's tenant only; every form that changes
 //! state carries a CSRF token tied to the session.
 
-mod pages;
+mod events;
+mod layout;
+mod overview;
 mod session;
+mod webhooks;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
 
 pub use session::{COOKIE, Session, Sessions};
 
 use crate::Timestamp;
 use crate::api::ManagementState;
-use crate::domain::PageRequest;
-use pages::Frame;
+use layout::Frame;
 
 /// HTML pages load only the relay's own stylesheet, and post forms only to the relay.
 const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 const STYLESHEET: &str = include_str!("app.css");
 const SIGN_IN: &str = "/dashboard/sign-in";
+/// Form posts are small; the largest is the create form.
+const FORM_LIMIT: usize = 16 * 1024;
 
 #[derive(Clone, Debug)]
 pub struct WebState {
@@ -38,33 +43,140 @@ pub struct WebState {
 
 pub fn routes(state: WebState) -> Router {
     Router::new()
-        .route("/dashboard", get(overview))
-        .route("/dashboard/webhooks", get(webhooks))
+        .route("/dashboard", get(overview::overview))
+        .route("/dashboard/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/dashboard/webhooks/new", get(webhooks::new_form))
+        .route("/dashboard/webhooks/{id}", get(webhooks::detail))
+        .route("/dashboard/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/dashboard/webhooks/{id}/disable", post(webhooks::disable))
+        .route("/dashboard/webhooks/{id}/delete", get(webhooks::delete_form).post(webhooks::delete))
+        .route("/dashboard/webhooks/{id}/secret", post(webhooks::reveal_secret))
+        .route("/dashboard/webhooks/{id}/secret/rotate", post(webhooks::rotate_secret))
+        .route("/dashboard/webhooks/{id}/retry/{event_id}", post(webhooks::retry))
+        .route("/dashboard/webhooks/{id}/recover", post(webhooks::recover))
+        .route("/dashboard/events", get(events::list))
+        .route("/dashboard/events/{id}", get(events::detail))
         .route(SIGN_IN, get(sign_in_form).post(sign_in))
         .route("/dashboard/sign-out", post(sign_out))
         .route("/dashboard/assets/app.css", get(stylesheet))
-        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(DefaultBodyLimit::max(FORM_LIMIT))
         .with_state(state)
 }
 
+/// A page: HTML under the Content-Security-Policy, never cached (it shows a tenant's data).
 fn html(status: StatusCode, markup: maud::Markup) -> Response {
     let mut response = (status, Html(markup.into_string())).into_response();
-    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-/// A signed-in request: the session from a valid cookie, else a redirect to the sign-in page.
+/// A signed-in operator: the session from a valid cookie, else a redirect to the sign-in page.
 #[derive(Debug)]
-pub struct SignedIn(pub Session);
+pub struct Operator {
+    pub session: Session,
+    /// The token this session's forms carry.
+    pub csrf: String,
+}
 
-impl FromRequestParts<WebState> for SignedIn {
+impl Operator {
+    fn frame(&self) -> Frame<'_> {
+        Frame { tenant: &self.session.tenant, csrf: &self.csrf }
+    }
+}
+
+impl FromRequestParts<WebState> for Operator {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Self::Rejection> {
-        cookie(&parts.headers, COOKIE)
+        let session = cookie(&parts.headers, COOKIE)
             .and_then(|value| state.sessions.verify(value, Timestamp::now()))
-            .map(Self)
-            .ok_or_else(|| Redirect::to(SIGN_IN).into_response())
+            .ok_or_else(|| Redirect::to(SIGN_IN).into_response())?;
+        let csrf = state.sessions.csrf_token(&session);
+        Ok(Self { session, csrf })
+    }
+}
+
+/// A form a signed-in operator posted from this dashboard: same origin (when the browser says
+/// where it came from) and carrying the session's CSRF token; else a 403 page.
+#[derive(Debug)]
+pub struct Posted {
+    pub operator: Operator,
+    fields: Vec<(String, String)>,
+}
+
+impl Posted {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find_map(|(key, value)| (key == name).then_some(value.as_str()))
+    }
+
+    fn fields<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.fields.iter().filter(move |(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+impl FromRequest<WebState> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &WebState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let operator = Operator::from_request_parts(&mut parts, state).await?;
+        if !same_origin(&parts.headers) {
+            return Err(forbidden());
+        }
+        let body = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|_| too_large())?;
+        let fields: Vec<(String, String)> = form(&body).collect();
+        let token = fields.iter().find_map(|(key, value)| (key == "csrf").then_some(value.as_str())).unwrap_or_default();
+        if !state.sessions.csrf_ok(&operator.session, token) {
+            return Err(forbidden());
+        }
+        Ok(Self { operator, fields })
+    }
+}
+
+/// False when the browser says the request comes from elsewhere. Browsers send
+/// `Sec-Fetch-Site`, which must be `same-origin` (or `none`: typed by the user); without it,
+/// an `Origin` must name this host. A request with neither passes: the CSRF token decides.
+/// (`Origin` alone is not enough: under the relay's `Referrer-Policy: no-referrer` browsers
+/// send `Origin: null` even for the dashboard's own forms.)
+fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    origin.split_once("://").is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host))
+}
+
+/// A path parameter; one that is not UTF-8 (or is missing) is a 404 page.
+#[derive(Debug)]
+pub struct WebPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<WebState> for WebPath<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state).await.map(|Path(value)| Self(value)).map_err(|_| not_found())
+    }
+}
+
+/// The query string's parameters (`application/x-www-form-urlencoded`).
+#[derive(Debug, Default)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find_map(|(key, value)| (key == name).then_some(value.as_str()))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Query {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        Ok(Self(form(query.as_bytes()).collect()))
     }
 }
 
@@ -79,13 +191,9 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .find_map(|(key, value)| (key == name).then_some(value))
 }
 
-/// The fields of a form post (`application/x-www-form-urlencoded`).
-fn form(body: &Bytes) -> impl Iterator<Item = (String, String)> + '_ {
+/// The fields of a form post or a query string (`application/x-www-form-urlencoded`).
+fn form(body: &[u8]) -> impl Iterator<Item = (String, String)> + '_ {
     url::form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned()))
-}
-
-fn field(body: &Bytes, name: &str) -> Option<String> {
-    form(body).find_map(|(key, value)| (key == name).then_some(value))
 }
 
 fn session_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
@@ -104,14 +212,18 @@ async fn stylesheet() -> Response {
 }
 
 async fn sign_in_form() -> Response {
-    html(StatusCode::OK, pages::sign_in(None))
+    html(StatusCode::OK, layout::sign_in(None))
 }
 
 async fn sign_in(State(state): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
-    let key = field(&body, "api_key").unwrap_or_default();
+    // A cross-site sign-in would put the victim in the attacker's tenant (login CSRF).
+    if !same_origin(&headers) {
+        return forbidden();
+    }
+    let key = form(&body).find_map(|(name, value)| (name == "api_key").then_some(value)).unwrap_or_default();
     let Some(tenant) = state.management.access.credentials.tenant(key.trim()) else {
         tracing::info!("dashboard sign-in refused");
-        return html(StatusCode::UNAUTHORIZED, pages::sign_in(Some("That API key is not valid.")));
+        return html(StatusCode::UNAUTHORIZED, layout::sign_in(Some("That API key is not valid.")));
     };
     let (session, value) = state.sessions.issue(tenant, Timestamp::now());
     tracing::info!(tenant = %session.tenant, "dashboard sign-in");
@@ -121,46 +233,37 @@ async fn sign_in(State(state): State<WebState>, headers: HeaderMap, body: Bytes)
     response
 }
 
-async fn sign_out(
-    State(state): State<WebState>,
-    SignedIn(session): SignedIn,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if !state.sessions.csrf_ok(&session, &field(&body, "csrf").unwrap_or_default()) {
-        return forbidden();
-    }
+async fn sign_out(State(state): State<WebState>, headers: HeaderMap, _: Posted) -> Response {
     let mut response = Redirect::to(SIGN_IN).into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, over_https(&state, &headers)));
     response
 }
 
 fn forbidden() -> Response {
-    html(StatusCode::FORBIDDEN, pages::message("Refused", "This form has expired or did not come from this dashboard. Reload the page and try again."))
+    let text = "This form has expired or did not come from this dashboard. Reload the page and try again.";
+    html(StatusCode::FORBIDDEN, layout::message("Refused", text))
 }
 
-/// A page for a failure of the relay itself (a store down), with the status it maps to.
+fn not_found() -> Response {
+    html(StatusCode::NOT_FOUND, layout::message("Not found", "There is nothing here for your tenant."))
+}
+
+fn too_large() -> Response {
+    html(StatusCode::PAYLOAD_TOO_LARGE, layout::message("Too large", "That form is larger than the dashboard accepts."))
+}
+
+/// The page for an error, with the status the API gives it.
 fn failure(err: crate::Error) -> Response {
-    let status = err.into_response().status();
-    html(status, pages::message("Unavailable", "Part of the relay did not answer. Try again in a moment."))
-}
-
-async fn overview(State(state): State<WebState>, SignedIn(session): SignedIn) -> Response {
-    let overview = match state.management.dashboard.overview(&session.tenant).await {
-        Ok(overview) => overview,
-        Err(err) => return failure(err),
+    use crate::Error;
+    let text = match &err {
+        Error::NotFound(what) => return html(StatusCode::NOT_FOUND, layout::message("Not found", &format!("No such {what} for your tenant."))),
+        Error::Validation { message, details } if details.is_empty() => message.clone(),
+        Error::Validation { details, .. } => {
+            details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect::<Vec<_>>().join("; ")
+        }
+        Error::Conflict { message, .. } => message.clone(),
+        _ => "Part of the relay did not answer. Try again in a moment.".to_owned(),
     };
-    let health = state.management.health.run().await;
-    let csrf = state.sessions.csrf_token(&session);
-    html(StatusCode::OK, pages::overview(&Frame { tenant: &session.tenant, csrf: &csrf }, &overview, &health))
-}
-
-async fn webhooks(State(state): State<WebState>, SignedIn(session): SignedIn) -> Response {
-    let page = PageRequest { limit: PageRequest::MAX_LIMIT, ..PageRequest::default() };
-    let listed = match state.management.admin.list(&session.tenant, &page).await {
-        Ok(listed) => listed,
-        Err(err) => return failure(err),
-    };
-    let csrf = state.sessions.csrf_token(&session);
-    html(StatusCode::OK, pages::webhooks(&Frame { tenant: &session.tenant, csrf: &csrf }, &listed.items))
+    let title = if matches!(err, Error::Validation { .. } | Error::Conflict { .. }) { "Not done" } else { "Unavailable" };
+    html(err.into_response().status(), layout::message(title, &text))
 }

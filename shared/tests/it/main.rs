@@ -8,6 +8,7 @@ mod aws;
 mod aws_end_to_end;
 mod bad_input;
 mod batch;
+mod browser;
 mod cold_start;
 mod contract;
 mod dashboard;

@@ -1,13 +1,14 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::lock;
 use crate::{Result, Timestamp};
-use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, Page, PageRequest, WebhookId};
+use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventType, Page, PageRequest, WebhookId};
 use crate::domain::TenantId;
-use crate::ports::{DeliveryLog, DeliveryStats, StatsScope};
+use crate::ports::{DeliveryLog, DeliveryStats, StatsScope, TimelineBucket};
 
 #[derive(Debug, Default)]
 pub struct MemoryDeliveryLog {
@@ -119,6 +120,33 @@ impl DeliveryLog for MemoryDeliveryLog {
         recent.sort_by_key(|d| std::cmp::Reverse((d.created_at, d.event_id)));
         recent.truncate(limit);
         Ok(recent)
+    }
+
+    async fn timeline(&self, tenant: &TenantId, since: Timestamp, bucket: Duration) -> Result<Vec<TimelineBucket>> {
+        let width = i64::try_from(bucket.as_millis()).unwrap_or(i64::MAX).max(1);
+        let state = lock(&self.state);
+        let mut buckets: BTreeMap<i64, TimelineBucket> = BTreeMap::new();
+        for d in state.deliveries.values().filter(|d| &d.tenant == tenant && d.created_at >= since) {
+            let start = d.created_at.as_millis().div_euclid(width) * width;
+            buckets.entry(start).or_insert_with(|| TimelineBucket::empty(Timestamp::from_millis(start))).count(d.status, 1);
+        }
+        Ok(buckets.into_values().collect())
+    }
+
+    async fn events(&self, tenant: &TenantId, event_type: Option<&EventType>, page: &PageRequest) -> Result<Page<EventId>> {
+        let state = lock(&self.state);
+        let ids: BTreeSet<EventId> = state
+            .deliveries
+            .values()
+            .filter(|d| &d.tenant == tenant && event_type.is_none_or(|t| &d.event_type == t))
+            .map(|d| d.event_id)
+            .collect();
+        Ok(page.apply(ids.into_iter().rev(), EventId::as_uuid))
+    }
+
+    async fn of_event(&self, tenant: &TenantId, event: EventId) -> Result<Vec<Delivery>> {
+        let state = lock(&self.state);
+        Ok(state.deliveries.values().filter(|d| d.event_id == event && &d.tenant == tenant).cloned().collect())
     }
 
     async fn attempts(&self, keys: &[DeliveryKey]) -> Result<HashMap<DeliveryKey, Vec<Attempt>>> {

@@ -2,6 +2,7 @@
 //! `ensure` and `attempts` cost the same round trips for one delivery as for a hundred.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
@@ -9,9 +10,9 @@ use uuid::Uuid;
 
 use super::rows::{AttemptRow, AttemptValues, DeliveryColumns, DeliveryRow, DeliveryValues};
 use super::{PostgresDeliveryLog, database};
-use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, Page, PageRequest, WebhookId};
+use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventType, Page, PageRequest, WebhookId};
 use crate::domain::TenantId;
-use crate::ports::{DeliveryLog, DeliveryStats, StatsScope};
+use crate::ports::{DeliveryLog, DeliveryStats, StatsScope, TimelineBucket};
 use crate::{Error, Result, Timestamp};
 
 const INSERT_MISSING: &str = concat!(
@@ -223,6 +224,63 @@ impl DeliveryLog for PostgresDeliveryLog {
         ))
         .bind(tenant.as_str())
         .bind(sql_count(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database)?;
+        rows.into_iter().map(DeliveryRow::into_delivery).collect()
+    }
+
+    async fn timeline(&self, tenant: &TenantId, since: Timestamp, bucket: Duration) -> Result<Vec<TimelineBucket>> {
+        let width = i64::try_from(bucket.as_millis()).unwrap_or(i64::MAX).max(1);
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT (floor(extract(epoch FROM created_at) * 1000 / $3::int8) * $3::int8)::int8 AS start, status, count(*) \
+             FROM deliveries WHERE tenant = $1 AND created_at >= $2 GROUP BY 1, 2 ORDER BY 1",
+        )
+        .bind(tenant.as_str())
+        .bind(since.to_datetime())
+        .bind(width)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(database)?;
+        let mut buckets: Vec<TimelineBucket> = Vec::new();
+        for (start, status, count) in rows {
+            let status = DeliveryStatus::parse(&status)
+                .ok_or_else(|| Error::unavailable("database", format!("unknown delivery status {status:?}")))?;
+            let start = Timestamp::from_millis(start);
+            if buckets.last().is_none_or(|b| b.start != start) {
+                buckets.push(TimelineBucket::empty(start));
+            }
+            if let Some(bucket) = buckets.last_mut() {
+                bucket.count(status, u64::try_from(count).unwrap_or(0));
+            }
+        }
+        Ok(buckets)
+    }
+
+    async fn events(&self, tenant: &TenantId, event_type: Option<&EventType>, page: &PageRequest) -> Result<Page<EventId>> {
+        let mut query = QueryBuilder::new("SELECT DISTINCT event_id FROM deliveries WHERE tenant = ");
+        query.push_bind(tenant.as_str());
+        if let Some(event_type) = event_type {
+            query.push(" AND event_type = ").push_bind(event_type.as_str());
+        }
+        if let Some(before) = page.before {
+            query.push(" AND event_id < ").push_bind(before);
+        }
+        query.push(" ORDER BY event_id DESC LIMIT ").push_bind(sql_count(page.limit.saturating_add(1)));
+        query.push(" OFFSET ").push_bind(sql_count(page.offset));
+        let ids: Vec<(Uuid,)> = query.build_query_as().fetch_all(&self.pool).await.map_err(database)?;
+        let rest = PageRequest { offset: 0, before: None, ..*page };
+        Ok(rest.apply(ids.into_iter().map(|(id,)| EventId::from(id)), EventId::as_uuid))
+    }
+
+    async fn of_event(&self, tenant: &TenantId, event: EventId) -> Result<Vec<Delivery>> {
+        let rows: Vec<DeliveryRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE tenant = $1 AND event_id = $2 ORDER BY webhook_id"
+        ))
+        .bind(tenant.as_str())
+        .bind(event.as_uuid())
         .fetch_all(&self.pool)
         .await
         .map_err(database)?;

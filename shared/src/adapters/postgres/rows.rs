@@ -205,7 +205,7 @@ impl AttemptValues {
             duration_ms: i64::try_from(a.duration_ms).unwrap_or(i64::MAX),
             error: storable(a.error.as_deref()),
             response_body: storable(a.response_body.as_deref()),
-            trigger: trigger_name(a.trigger),
+            trigger: a.trigger.as_str(),
             created_at: a.created_at.to_datetime(),
         })
     }
@@ -229,15 +229,8 @@ fn status_code(value: i32) -> Result<u16, String> {
     u16::try_from(value).map_err(|_| format!("status code {value}"))
 }
 
-fn trigger_name(trigger: Trigger) -> &'static str {
-    match trigger {
-        Trigger::Scheduled => "scheduled",
-        Trigger::Manual => "manual",
-    }
-}
-
 fn parse_trigger(name: &str) -> Option<Trigger> {
-    [Trigger::Scheduled, Trigger::Manual].into_iter().find(|t| trigger_name(*t) == name)
+    [Trigger::Scheduled, Trigger::Manual].into_iter().find(|t| t.as_str() == name)
 }
 
 /// Text PostgreSQL can store: a `text` value cannot hold NUL, which a receiver's response body

@@ -143,3 +143,58 @@ pub async fn stats_count_and_time_what_is_in_scope(log: Arc<dyn DeliveryLog>) {
     assert!(recent.windows(2).all(|w| w[0].created_at >= w[1].created_at));
     assert_eq!(log.recent(&w1.tenant, 2).await.unwrap().len(), 2);
 }
+
+/// What the dashboard reads: a tenant's deliveries per time bucket, the events its webhooks
+/// have deliveries of, and one event's deliveries, never another tenant's.
+pub async fn timeline_and_events_are_the_tenants_own(log: Arc<dyn DeliveryLog>) {
+    const HOUR: i64 = 3_600_000;
+    let (w1, w2) = (webhook("acme", &["job.created", "job.updated"], true), webhook("acme", &["job.created"], true));
+    let g = webhook("globex", &["job.created"], true);
+    let (e1, e2, e3) = (event("job.created", None), event("job.updated", None), event("job.created", None));
+    let base = (Timestamp::now().as_millis() - 3 * HOUR).div_euclid(HOUR) * HOUR;
+    let at = |d: &mut relay::domain::Delivery, millis: i64, status: DeliveryStatus| {
+        d.created_at = Timestamp::from_millis(millis);
+        d.status = status;
+    };
+    let (mut d1, mut d2, mut d3) = (delivery(&e1, &w1), delivery(&e1, &w2), delivery(&e2, &w1));
+    let (mut early, mut theirs) = (delivery(&e3, &w2), delivery(&e3, &g));
+    at(&mut d1, base + 10 * 60_000, DeliveryStatus::Succeeded);
+    at(&mut d2, base + 20 * 60_000, DeliveryStatus::Failed);
+    at(&mut d3, base + 70 * 60_000, DeliveryStatus::Pending);
+    at(&mut early, base - 60_000, DeliveryStatus::Succeeded);
+    at(&mut theirs, base + 5 * 60_000, DeliveryStatus::Retrying);
+    log.ensure(&[d1.clone(), d2.clone(), d3.clone(), early.clone(), theirs.clone()]).await.unwrap();
+
+    let acme = relay::domain::TenantId::parse("acme").unwrap();
+    let globex = relay::domain::TenantId::parse("globex").unwrap();
+    let timeline = log.timeline(&acme, Timestamp::from_millis(base), std::time::Duration::from_secs(3600)).await.unwrap();
+    let counts: Vec<_> = timeline.iter().map(|b| (b.start.as_millis(), b.pending, b.retrying, b.succeeded, b.failed)).collect();
+    assert_eq!(counts, [(base, 0, 0, 1, 1), (base + HOUR, 1, 0, 0, 0)]);
+    let theirs_timeline = log.timeline(&globex, Timestamp::from_millis(base), std::time::Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(theirs_timeline.iter().map(|b| b.retrying).collect::<Vec<_>>(), [1]);
+
+    // Newest event first, each once, whatever its number of deliveries.
+    let all = log.events(&acme, None, &PageRequest::default()).await.unwrap();
+    assert_eq!(all.items, [e3.id, e2.id, e1.id]);
+    let created = e1.event_type.clone();
+    assert_eq!(log.events(&acme, Some(&created), &PageRequest::default()).await.unwrap().items, [e3.id, e1.id]);
+    assert_eq!(log.events(&globex, None, &PageRequest::default()).await.unwrap().items, [e3.id]);
+    let mut seen = Vec::new();
+    let mut request = PageRequest { limit: 2, ..PageRequest::default() };
+    loop {
+        let page = log.events(&acme, None, &request).await.unwrap();
+        seen.extend(page.items);
+        let Some(cursor) = page.next_cursor else { break };
+        request = PageRequest::parse(Some("2"), None, Some(&cursor), 500).unwrap();
+    }
+    assert_eq!(seen, [e3.id, e2.id, e1.id]);
+
+    let mut of_e1 = log.of_event(&acme, e1.id).await.unwrap();
+    of_e1.sort_by_key(|d| d.webhook_id);
+    let mut expected = vec![d1, d2];
+    expected.sort_by_key(|d| d.webhook_id);
+    assert_eq!(of_e1, expected);
+    assert_eq!(log.of_event(&acme, e3.id).await.unwrap(), [early]);
+    assert_eq!(log.of_event(&globex, e3.id).await.unwrap(), [theirs]);
+    assert!(log.of_event(&globex, e1.id).await.unwrap().is_empty());
+}

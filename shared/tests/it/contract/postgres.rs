@@ -30,6 +30,7 @@ pg_suite!(
     record_appends_attempts_in_order,
     lists_by_webhook_and_status,
     stats_count_and_time_what_is_in_scope,
+    timeline_and_events_are_the_tenants_own,
 );
 
 const CALLERS: u32 = 50;

@@ -1,12 +1,36 @@
 //! The dashboard's handlers over real HTTP: sign-in exchanges an API key for a signed,
 //! HttpOnly, SameSite=Strict cookie and never shows the key; every page needs the session and
 //! shows its tenant only; hostile webhook names are escaped; sign-out needs the CSRF token.
+//! `forms` covers every page and form behind the sign-in.
+
+mod forms;
 
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{ACME_KEY, GLOBEX_KEY, TestApp};
+
+/// Every page, and every form with a placeholder webhook and event id.
+const PAGES: [&str; 6] = [
+    "/dashboard",
+    "/dashboard/webhooks",
+    "/dashboard/webhooks/new",
+    "/dashboard/webhooks/{id}",
+    "/dashboard/webhooks/{id}/delete",
+    "/dashboard/events",
+];
+const FORMS: [&str; 9] = [
+    "/dashboard/webhooks",
+    "/dashboard/webhooks/{id}/enable",
+    "/dashboard/webhooks/{id}/disable",
+    "/dashboard/webhooks/{id}/delete",
+    "/dashboard/webhooks/{id}/secret",
+    "/dashboard/webhooks/{id}/secret/rotate",
+    "/dashboard/webhooks/{id}/retry/{event}",
+    "/dashboard/webhooks/{id}/recover",
+    "/dashboard/sign-out",
+];
 
 /// A form post's body.
 fn form(pairs: &[(&str, &str)]) -> String {
@@ -43,13 +67,20 @@ async fn page(app: &TestApp, path: &str, cookie: &str) -> (StatusCode, String) {
 #[tokio::test]
 async fn every_page_needs_a_session() {
     let app = TestApp::spawn().await;
-    for path in ["/dashboard", "/dashboard/webhooks"] {
+    let (webhook, _) = app.create_webhook("https://example.com/hook", &["job.created"]).await;
+    let event = uuid::Uuid::now_v7().to_string();
+    let fill = |path: &str| path.replace("{id}", &webhook).replace("{event}", &event);
+    let requests = PAGES.iter().map(|p| (Method::GET, fill(p))).chain(FORMS.iter().map(|p| (Method::POST, fill(p))));
+    for (method, path) in requests.chain([(Method::GET, format!("/dashboard/events/{event}"))]) {
         for cookie in ["", "relay_session=garbage", "relay_session=v1.acme.99999999999999.bm9uY2U.c2ln"] {
-            let response = browser().get(app.url(path)).header("cookie", cookie).send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path} with {cookie:?}");
+            let response = browser().request(method.clone(), app.url(&path)).header("cookie", cookie).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::SEE_OTHER, "{method} {path} with {cookie:?}");
             assert_eq!(response.headers()["location"], "/dashboard/sign-in");
         }
     }
+    // Nothing changed.
+    let (status, body) = app.api(Method::GET, &format!("/api/webhooks/{webhook}"), ACME_KEY, None).await;
+    assert_eq!((status, body["data"]["isActive"].as_bool()), (StatusCode::OK, Some(true)));
     let form = browser().get(app.url("/dashboard/sign-in")).send().await.unwrap();
     assert_eq!(form.status(), StatusCode::OK);
     let csp = form.headers()["content-security-policy"].to_str().unwrap().to_owned();

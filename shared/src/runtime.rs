@@ -57,8 +57,9 @@ pub enum StartupError {
 }
 
 /// The Lambda functions' configuration: the environment, completed at cold start from Secrets
-/// Manager: `CREDENTIALS_SECRET` (a JSON secret with `SERVICE_TOKENS` and `API_KEYS`; a
-/// variable set in the environment wins) and `DATABASE_SECRET` (RDS's JSON secret with
+/// Manager: `CREDENTIALS_SECRET` (a JSON secret with `SERVICE_TOKENS` and `API_KEYS`),
+/// `DASHBOARD_SECRET` (a JSON secret with `DASHBOARD_SESSION_SECRET`), where a variable set in
+/// the environment wins, and `DATABASE_SECRET` (RDS's JSON secret with
 /// `username` and `password`), which with `DATABASE_HOST` becomes `DATABASE_URL` (TLS required).
 pub async fn production_config(sdk: &SdkConfig) -> Result<Config, StartupError> {
     config_with_secrets(sdk, std::env::vars().collect()).await
@@ -67,11 +68,16 @@ pub async fn production_config(sdk: &SdkConfig) -> Result<Config, StartupError> 
 /// [`production_config`] over the given variables.
 pub async fn config_with_secrets(sdk: &SdkConfig, mut vars: HashMap<String, String>) -> Result<Config, StartupError> {
     let client = aws_sdk_secretsmanager::Client::new(sdk);
-    if let Some(id) = vars.get("CREDENTIALS_SECRET").filter(|v| !v.is_empty()).cloned() {
-        let secret: HashMap<String, String> = secret_json(&client, &id, "CREDENTIALS_SECRET").await?;
-        for name in ["SERVICE_TOKENS", "API_KEYS"] {
-            if let Some(value) = secret.get(name) {
-                vars.entry(name.to_owned()).or_insert_with(|| value.clone());
+    let json_secrets = [
+        ("CREDENTIALS_SECRET", &["SERVICE_TOKENS", "API_KEYS"][..]),
+        ("DASHBOARD_SECRET", &["DASHBOARD_SESSION_SECRET"][..]),
+    ];
+    for (variable, names) in json_secrets {
+        let Some(id) = vars.get(variable).filter(|v| !v.is_empty()).cloned() else { continue };
+        let secret: HashMap<String, String> = secret_json(&client, &id, variable).await?;
+        for name in names {
+            if let Some(value) = secret.get(*name) {
+                vars.entry((*name).to_owned()).or_insert_with(|| value.clone());
             }
         }
     }

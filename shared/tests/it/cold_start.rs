@@ -23,8 +23,10 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
     )
     .await;
     let database = create_secret(&client, r#"{"username": "relay", "password": "p@ss/word:with#odd chars"}"#).await;
+    let dashboard = create_secret(&client, r#"{"DASHBOARD_SESSION_SECRET": "a-session-secret-from-secrets-manager-0000"}"#).await;
     let vars = HashMap::from([
         ("CREDENTIALS_SECRET".to_owned(), credentials.clone()),
+        ("DASHBOARD_SECRET".to_owned(), dashboard),
         ("DATABASE_SECRET".to_owned(), database.clone()),
         ("DATABASE_HOST".to_owned(), "proxy.example.internal".to_owned()),
     ]);
@@ -37,6 +39,7 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
     assert_eq!(url.username(), "relay");
     assert_eq!(percent_decode(url.password().unwrap()), "p@ss/word:with#odd chars");
     assert_eq!(url.query(), Some("sslmode=require"));
+    assert_eq!(config.dashboard_session_secret.as_ref().map(|s| s.0.as_str()), Some("a-session-secret-from-secrets-manager-0000"));
 
     // A variable set in the environment wins; a database secret needs its host.
     let vars = HashMap::from([

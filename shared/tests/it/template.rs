@@ -146,3 +146,20 @@ fn every_function_builds_a_workspace_binary_on_arm64() {
     // relay-ingest needs only DynamoDB and SQS: no VPC, no cold-start network setup.
     assert!(function(&template, "IngestFunction")["Properties"]["VpcConfig"].is_null());
 }
+
+#[test]
+fn the_dashboard_is_routed_to_the_api_function_with_its_session_secret() {
+    let template = template();
+    let api = &function(&template, "ApiFunction")["Properties"];
+    let paths: Vec<&str> = api["Events"].as_mapping().unwrap().values().filter_map(|e| e["Properties"]["Path"].as_str()).collect();
+    for path in ["/dashboard", "/dashboard/{proxy+}"] {
+        assert!(paths.contains(&path), "{path} is not routed to relay-api: {paths:?}");
+    }
+    let is_ref = |value: &Value| matches!(value, Value::Tagged(t) if t.tag == "!Ref" && t.value == "DashboardSessionSecret");
+    assert!(is_ref(&api["Environment"]["Variables"]["DASHBOARD_SECRET"]), "DASHBOARD_SECRET is not the dashboard secret");
+    let secret = &resource(&template, "DashboardSessionSecret")["GenerateSecretString"];
+    assert_eq!(secret["GenerateStringKey"], "DASHBOARD_SESSION_SECRET");
+    assert!(number(&secret["PasswordLength"]) >= 32, "the relay refuses a session secret under 32 characters");
+    let readable = api["Policies"].as_sequence().unwrap().iter().any(|p| is_ref(&p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]));
+    assert!(readable, "relay-api cannot read the dashboard secret");
+}

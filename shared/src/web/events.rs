@@ -79,7 +79,8 @@ fn render_list(frame: &Frame<'_>, events: &Page<Event>, filters: &Filters<'_>) -
                         tbody {
                             @for event in &events.items {
                                 tr {
-                                    td { a href=(format!("/dashboard/events/{}", event.id)) { code { (event.id.to_string()) } } }
+                                    @let id = event.id.to_string();
+                                    td { a href=(format!("/dashboard/events/{id}")) title=(id) { code { (super::webhooks::short_id(&id)) } } }
                                     td { (event.event_type.as_str()) }
                                     td.break { (event.event_name) }
                                     td.break { (event.source.as_deref().unwrap_or("—")) }

@@ -122,9 +122,9 @@ pub fn card(label: &str, value: impl std::fmt::Display, class: &str) -> Markup {
 pub fn stats_cards(stats: &DeliveryStats) -> Markup {
     html! {
         (card("Deliveries", stats.deliveries, ""))
-        (card("Succeeded", stats.succeeded, "ok"))
-        (card("Retrying", stats.retrying + stats.pending, "warn"))
-        (card("Failed", stats.failed, "bad"))
+        (card("Succeeded", stats.succeeded, if stats.succeeded > 0 { "ok" } else { "" }))
+        (card("Retrying", stats.retrying + stats.pending, if stats.retrying + stats.pending > 0 { "warn" } else { "" }))
+        (card("Failed", stats.failed, if stats.failed > 0 { "bad" } else { "" }))
         (card("Success rate", percent(stats.success_rate), ""))
         (card("p95 latency", millis(stats.p95_latency_ms), ""))
     }

@@ -232,6 +232,12 @@ fn button_form(frame: &Frame<'_>, action: &str, label: &str, class: &str) -> Mar
     }
 }
 
+/// The last block of a UUID: its random part, enough to tell rows apart on one page (the
+/// first block of a UUIDv7 is its time, the same for everything in the same minute).
+pub(super) fn short_id(id: &str) -> &str {
+    id.rsplit('-').next().unwrap_or(id)
+}
+
 const STATUSES: [DeliveryStatus; 4] =
     [DeliveryStatus::Pending, DeliveryStatus::Retrying, DeliveryStatus::Succeeded, DeliveryStatus::Failed];
 
@@ -291,12 +297,13 @@ fn render_detail(frame: &Frame<'_>, view: &Detail<'_>) -> Markup {
             } @else {
                 div.table-wrap {
                     table.deliveries {
-                        thead { tr { th { "Event" } th { "Type" } th { "Status" } th { "Last response" } th { "Created" } th { "Attempts" } th { "" } } }
-                        tbody {
-                            @for d in &view.deliveries.items {
-                                @let event = d.delivery.event_id.to_string();
+                        thead { tr { th { "Event" } th { "Type" } th { "Status" } th { "Last response" } th { "Created" } th { span.visually-hidden { "Retry" } } } }
+                        // Each delivery is two rows: its state, then its attempts across the table.
+                        @for d in &view.deliveries.items {
+                            @let event = d.delivery.event_id.to_string();
+                            tbody {
                                 tr #(format!("delivery-{event}")) {
-                                    td { a href=(format!("/dashboard/events/{event}")) { code { (event) } } }
+                                    td { a href=(format!("/dashboard/events/{event}")) title=(event) { code { (short_id(&event)) } } }
                                     td { (d.delivery.event_type.as_str()) }
                                     td { (status(d.delivery.status)) }
                                     td.break {
@@ -304,9 +311,9 @@ fn render_detail(frame: &Frame<'_>, view: &Detail<'_>) -> Markup {
                                         span.muted { (d.delivery.last_error.as_deref().unwrap_or("")) }
                                     }
                                     td { (when(d.delivery.created_at)) }
-                                    td { (attempts(d)) }
                                     td { (button_form(frame, &format!("{base}/retry/{event}"), "Retry", "secondary")) }
                                 }
+                                tr.attempts-row #(format!("attempts-{event}")) { td colspan="6" { (attempts(d)) } }
                             }
                         }
                     }

@@ -33,11 +33,11 @@ async fn an_operator_signs_in_creates_a_webhook_and_retries_a_failed_delivery() 
 
     // Signed out, the dashboard sends the browser to the sign-in form.
     browser.goto(&app.url("/dashboard")).await;
-    assert!(browser.url().await.ends_with("/dashboard/sign-in"));
+    browser.wait_for_url("/dashboard/sign-in").await;
     let key = browser.find("#api_key").await;
     browser.type_into(&key, ACME_KEY).await;
     browser.click(&browser.find("form.sign-in button[type=submit]").await).await;
-    assert!(browser.url().await.ends_with("/dashboard"), "{}: {}", browser.url().await, browser.source().await);
+    browser.wait_for_url("/dashboard").await;
     assert!(!browser.source().await.contains(ACME_KEY));
 
     // The keyboard reaches the skip link, then the navigation.
@@ -48,15 +48,15 @@ async fn an_operator_signs_in_creates_a_webhook_and_retries_a_failed_delivery() 
 
     // Create a webhook through the form.
     browser.press("\u{E007}").await;
-    assert!(browser.url().await.ends_with("/dashboard/webhooks"));
+    browser.wait_for_url("/dashboard/webhooks").await;
     browser.click(&browser.find("a.button[href='/dashboard/webhooks/new']").await).await;
+    browser.wait_for_url("/dashboard/webhooks/new").await;
     browser.type_into(&browser.find("#name").await, "Receiver in the test").await;
     browser.type_into(&browser.find("#url").await, &receiver.url()).await;
     browser.click(&browser.find("#type-job\\.created").await).await;
     browser.click(&browser.find("#type-job\\.updated").await).await;
     browser.click(&browser.find("form.panel button[type=submit]").await).await;
-    let page = browser.url().await;
-    assert!(page.contains("notice=created"), "{page}");
+    let page = browser.wait_for_url("?notice=created").await;
     assert!(browser.source().await.contains("Webhook created."));
 
     // An event posted through the API shows up delivered.
@@ -79,12 +79,13 @@ async fn an_operator_signs_in_creates_a_webhook_and_retries_a_failed_delivery() 
     assert_eq!(browser.text(&browser.find(&format!("{row} .status")).await).await, "failed");
     receiver.always(Reply::status(200));
     browser.click(&browser.find(&format!("{row} button")).await).await;
-    assert!(browser.url().await.contains("notice=retried"), "{}", browser.url().await);
+    browser.wait_for_url("?notice=retried").await;
     assert!(browser.source().await.contains("Retried: the delivery succeeded."));
     assert_eq!(browser.text(&browser.find(&format!("{row} .status")).await).await, "succeeded");
     // Its attempts open from the keyboard-reachable disclosure.
-    browser.click(&browser.find(&format!("{row} details summary")).await).await;
-    let attempts = browser.text(&browser.find(&format!("{row} details")).await).await;
+    let attempts_row = format!("#attempts-{failing}");
+    browser.click(&browser.find(&format!("{attempts_row} details summary")).await).await;
+    let attempts = browser.text(&browser.find(&format!("{attempts_row} details")).await).await;
     assert!(attempts.contains("maintenance") && attempts.contains("manual"), "{attempts}");
     assert_eq!(receiver.received().len(), 3);
 

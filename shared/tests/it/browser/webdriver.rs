@@ -89,6 +89,25 @@ impl Browser {
         self.get("/url").await.as_str().unwrap_or_default().to_owned()
     }
 
+    /// Waits until the address's path ends with `wanted`, or, when `wanted` is a query
+    /// (`?notice=created`), the address holds it: a key press or click that follows a link can
+    /// return before the next page loads. Panics after 15 s.
+    pub async fn wait_for_url(&self, wanted: &str) -> String {
+        for _ in 0..150 {
+            let url = self.url().await;
+            let arrived = if wanted.starts_with('?') {
+                url.contains(wanted)
+            } else {
+                url.split(['?', '#']).next().is_some_and(|path| path.ends_with(wanted))
+            };
+            if arrived {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never got to {wanted}: at {}", self.url().await)
+    }
+
     pub async fn source(&self) -> String {
         self.get("/source").await.as_str().unwrap_or_default().to_owned()
     }

@@ -106,5 +106,6 @@ fn print_banner(config: &Config, base_url: &str) {
         println!("  X-Service-Token: {DEV_SERVICE_TOKEN}");
         println!("  X-Api-Key:       {DEV_API_KEY}   (tenant \"dev\")");
     }
+    println!("dashboard: {base_url}/dashboard (sign in with an API key)");
     println!();
 }

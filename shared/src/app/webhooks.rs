@@ -267,10 +267,10 @@ impl WebhookAdmin {
         for _ in 0..EVENT_SCAN_PAGES {
             let ids = self.deliveries.events(tenant, event_type.as_ref(), &request).await?;
             for id in &ids.items {
-                if let Some(event) = self.events.get(*id).await? {
-                    if source.is_none_or(|s| event.source.as_deref() == Some(s)) {
-                        found.push(event);
-                    }
+                if let Some(event) = self.events.get(*id).await?
+                    && source.is_none_or(|s| event.source.as_deref() == Some(s))
+                {
+                    found.push(event);
                 }
             }
             let last = ids.items.last().map(EventId::as_uuid);

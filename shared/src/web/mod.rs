@@ -252,15 +252,20 @@ fn too_large() -> Response {
     html(StatusCode::PAYLOAD_TOO_LARGE, layout::message("Too large", "That form is larger than the dashboard accepts."))
 }
 
+/// What a validation error says, one line per field (`url: must be https`).
+fn problems(message: &str, details: &[crate::error::FieldError]) -> Vec<String> {
+    if details.is_empty() {
+        return vec![message.to_owned()];
+    }
+    details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect()
+}
+
 /// The page for an error, with the status the API gives it.
 fn failure(err: crate::Error) -> Response {
     use crate::Error;
     let text = match &err {
         Error::NotFound(what) => return html(StatusCode::NOT_FOUND, layout::message("Not found", &format!("No such {what} for your tenant."))),
-        Error::Validation { message, details } if details.is_empty() => message.clone(),
-        Error::Validation { details, .. } => {
-            details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect::<Vec<_>>().join("; ")
-        }
+        Error::Validation { message, details } => problems(message, details).join("; "),
         Error::Conflict { message, .. } => message.clone(),
         _ => "Part of the relay did not answer. Try again in a moment.".to_owned(),
     };

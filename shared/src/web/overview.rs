@@ -73,8 +73,11 @@ fn render(frame: &Frame<'_>, overview: &Overview, timeline: &[TimelineBucket], h
     )
 }
 
+/// How many deliveries of one status a bucket holds.
+type Count = fn(&TimelineBucket) -> u64;
+
 /// The statuses in the order the bars stack them, bottom up, with their legend names.
-const SERIES: [(&str, fn(&TimelineBucket) -> u64); 4] = [
+const SERIES: [(&str, Count); 4] = [
     ("succeeded", |b| b.succeeded),
     ("retrying", |b| b.retrying),
     ("pending", |b| b.pending),

@@ -147,12 +147,8 @@ pub async fn create(State(state): State<WebState>, posted: Posted) -> Response {
     match state.management.admin.create(&posted.operator.session.tenant, input).await {
         Ok(webhook) => Redirect::to(&detail_url(&webhook.id.to_string(), "created")).into_response(),
         Err(Error::Validation { message, details }) => {
-            let mut problems: Vec<String> = details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect();
-            if problems.is_empty() {
-                problems.push(message);
-            }
             let frame = posted.operator.frame();
-            html(StatusCode::UNPROCESSABLE_ENTITY, render_form(&state, &frame, &draft, &problems))
+            html(StatusCode::UNPROCESSABLE_ENTITY, render_form(&state, &frame, &draft, &super::problems(&message, &details)))
         }
         Err(err) => failure(err),
     }

@@ -301,14 +301,27 @@ async fn events_are_the_tenants_own_filtered_and_paged() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn every_form_refuses_a_wrong_token_and_a_cross_site_post() {
-    let app = TestApp::spawn().await;
+/// An acme webhook at a receiver, with one event delivered to it.
+struct Delivered {
+    receiver: Receiver,
+    id: String,
+    event: String,
+    secret_before: String,
+}
+
+async fn one_delivered(app: &TestApp) -> Delivered {
     let receiver = Receiver::start().await;
     let (id, _) = app.create_webhook(&receiver.url(), &["job.created"]).await;
     let event = app.send_event("job.created").await;
     app.wait_for_delivery(&id, &event, "succeeded").await;
-    let secret_before = secret(&app, &id).await;
+    let secret_before = secret(app, &id).await;
+    Delivered { receiver, id, event, secret_before }
+}
+
+#[tokio::test]
+async fn every_form_refuses_a_wrong_token_and_a_cross_site_post() {
+    let app = TestApp::spawn().await;
+    let Delivered { receiver, id, event, secret_before } = one_delivered(&app).await;
     let acme = Operator::sign_in(&app, ACME_KEY).await;
     let other = Operator::sign_in(&app, ACME_KEY).await;
     let token = acme.csrf().await;
@@ -369,11 +382,7 @@ async fn every_form_refuses_a_wrong_token_and_a_cross_site_post() {
 #[tokio::test]
 async fn another_tenants_webhooks_are_not_found_on_any_page_or_form() {
     let app = TestApp::spawn().await;
-    let receiver = Receiver::start().await;
-    let (id, _) = app.create_webhook(&receiver.url(), &["job.created"]).await;
-    let event = app.send_event("job.created").await;
-    app.wait_for_delivery(&id, &event, "succeeded").await;
-    let secret_before = secret(&app, &id).await;
+    let Delivered { receiver, id, event, secret_before } = one_delivered(&app).await;
     let globex = Operator::sign_in(&app, GLOBEX_KEY).await;
     let fill = |p: &str| p.replace("{id}", &id).replace("{event}", &event);
     for path in PAGES.iter().filter(|p| p.contains("{id}")).map(|p| fill(p)) {

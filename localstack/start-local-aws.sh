@@ -18,6 +18,8 @@ LOCALSTACK_VERSION=2026.3.0
 MOTO_VERSION=5.2.5
 mkdir -p "$VENVS" "$STATE/tmp" "$STATE/fs"
 
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
 log() { printf 'local-aws: %s\n' "$*"; }
 
 python313() {
@@ -76,6 +78,16 @@ wait_until() {
   return 1
 }
 
+# Waits up to 30 s for a service to stop answering.
+wait_gone() {
+  local check=$1 i
+  for ((i = 0; i < 60; i++)); do
+    "$check" || return 0
+    sleep 0.5
+  done
+  return 1
+}
+
 start() {
   install
   if localstack_ready; then
@@ -94,12 +106,21 @@ start() {
       echo $! >"$STATE/localstack.pid"
     )
   fi
+  # A moto started before moto_server.py existed lets concurrent conditional writes through:
+  # replace it.
+  if moto_ready && [ ! -f "$STATE/moto.atomic" ] && [ -f "$STATE/moto.pid" ]; then
+    log "restarting moto with atomic DynamoDB operations"
+    kill "$(cat "$STATE/moto.pid")" 2>/dev/null || true
+    rm -f "$STATE/moto.pid"
+    wait_gone moto_ready
+  fi
   if moto_ready; then
     log "moto already running on 127.0.0.1:5000"
   else
     log "starting moto (DynamoDB) on 127.0.0.1:5000"
-    nohup "$VENVS/moto/bin/moto_server" -H 127.0.0.1 -p 5000 >"$STATE/moto.log" 2>&1 &
+    nohup "$VENVS/moto/bin/python" "$HERE/moto_server.py" -H 127.0.0.1 -p 5000 >"$STATE/moto.log" 2>&1 &
     echo $! >"$STATE/moto.pid"
+    touch "$STATE/moto.atomic"
   fi
   wait_until localstack localstack_ready
   wait_until moto moto_ready
@@ -112,6 +133,7 @@ stop() {
     if [ -f "$STATE/$name.pid" ]; then
       kill "$(cat "$STATE/$name.pid")" 2>/dev/null || true
       rm -f "$STATE/$name.pid"
+      rm -f "$STATE/$name.atomic"
     fi
   done
   log "stopped"

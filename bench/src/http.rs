@@ -25,6 +25,7 @@ pub struct Conn {
 #[derive(Debug)]
 pub struct Response {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -73,9 +74,10 @@ impl Conn {
         }
         let response = sender.send_request(request.body(Full::new(body))?).await?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response.into_body().collect().await?.to_bytes();
         self.sender = Some(sender);
-        Ok(Response { status, body })
+        Ok(Response { status, headers, body })
     }
 }
 

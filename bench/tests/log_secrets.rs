@@ -1,9 +1,10 @@
 //! No credential or secret in any log line. relay-local runs with `RUST_LOG=trace` (every
 //! library's most verbose output) through a whole working life — webhooks created, events
 //! accepted, deliveries signed, failed and retried, a secret revealed and rotated, requests
-//! with wrong keys, dashboard sign-ins — and its captured output is searched for every secret it was given or
-//! made: service token, API key, webhook secrets (whole and their key part), a wrong key a
-//! caller sent, the AWS secret key and the database password.
+//! with wrong keys, dashboard sign-ins, pages, and a secret rotated and revealed there — and its
+//! captured output is searched for every secret it was given or made: service token, API key,
+//! webhook secrets (whole and their key part), a wrong key a caller sent, the dashboard's
+//! session cookie, the AWS secret key and the database password.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -78,18 +79,43 @@ async fn working_life(backend: Backend, dir: &Path) -> (String, Vec<String>) {
         .expect("refused");
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     // The dashboard's sign-in form, with the right key and a wrong one.
+    let mut session = String::new();
     for (key, status) in [(API_KEY, StatusCode::SEE_OTHER), (WRONG_KEY, StatusCode::UNAUTHORIZED)] {
         let body = Bytes::from(format!("api_key={key}"));
         let signed = conn.send(Method::POST, "/dashboard/sign-in", &[], body).await.expect("sign-in");
         assert_eq!(signed.status, status);
+        if let Some(cookie) = signed.headers.get("set-cookie") {
+            session = cookie.to_str().unwrap().split(';').next().unwrap().to_owned();
+        }
     }
     assert!(receiver.wait_for(10, Instant::now() + Duration::from_secs(60)).await, "{:?}", receiver.totals());
+    // Signed in: every page, then the secret revealed and rotated through the dashboard's forms.
+    let cookie = [("cookie", session.as_str())];
+    let detail = conn.send(Method::GET, &format!("/dashboard/webhooks/{webhook}"), &cookie, Bytes::new()).await.expect("page");
+    assert_eq!(detail.status, StatusCode::OK);
+    let page = String::from_utf8_lossy(&detail.body).into_owned();
+    let csrf = page.split(r#"name="csrf" value=""#).nth(1).and_then(|rest| rest.split('"').next()).expect("a CSRF token");
+    for path in ["/dashboard", "/dashboard/webhooks", "/dashboard/events"] {
+        assert_eq!(conn.send(Method::GET, path, &cookie, Bytes::new()).await.expect("page").status, StatusCode::OK, "{path}");
+    }
+    // (`Conn` labels any body JSON; the dashboard reads a form whatever its label.)
+    let form = cookie;
+    let body = Bytes::from(format!("csrf={csrf}"));
+    let path = format!("/dashboard/webhooks/{webhook}/secret/rotate");
+    let rotated = conn.send(Method::POST, &path, &form, body.clone()).await.expect("rotate");
+    assert_eq!(rotated.status, StatusCode::OK);
+    let third_secret = secret_of(&mut conn, &webhook).await;
+    assert!(String::from_utf8_lossy(&rotated.body).contains(&third_secret), "the page shows the new secret");
+    let path = format!("/dashboard/webhooks/{webhook}/secret");
+    assert_eq!(conn.send(Method::POST, &path, &form, body).await.expect("reveal").status, StatusCode::OK);
     assert!(receiver.totals().failed > 0, "no failed attempt was logged");
     relay.stop().await;
 
     let output = std::fs::read_to_string(&log).expect("relay output");
-    let mut secrets = vec![SERVICE_TOKEN.to_owned(), API_KEY.to_owned(), WRONG_KEY.to_owned()];
-    for secret in [first_secret, second_secret] {
+    // The session cookie is a credential too, and so is its signature alone.
+    let signature = session.rsplit('.').next().unwrap_or_default().to_owned();
+    let mut secrets = vec![SERVICE_TOKEN.to_owned(), API_KEY.to_owned(), WRONG_KEY.to_owned(), session, signature];
+    for secret in [first_secret, second_secret, third_secret] {
         // The key part too: `whsec_` + base64 of the signing key.
         secrets.push(secret.trim_start_matches("whsec_").to_owned());
         secrets.push(secret);

@@ -74,17 +74,17 @@ fn render_list(frame: &Frame<'_>, events: &Page<Event>, filters: &Filters<'_>) -
                 p.muted { "No events." }
             } @else {
                 div.table-wrap {
-                    table {
+                    table.stack {
                         thead { tr { th { "Event" } th { "Type" } th { "Name" } th { "Source" } th { "Received" } } }
                         tbody {
                             @for event in &events.items {
                                 tr {
                                     @let id = event.id.to_string();
-                                    td { a href=(format!("/dashboard/events/{id}")) title=(id) { code { (super::webhooks::short_id(&id)) } } }
-                                    td { (event.event_type.as_str()) }
-                                    td.break { (event.event_name) }
-                                    td.break { (event.source.as_deref().unwrap_or("—")) }
-                                    td { (when(event.created_at)) }
+                                    td data-label="Event" { a href=(format!("/dashboard/events/{id}")) title=(id) { code { (super::webhooks::short_id(&id)) } } }
+                                    td data-label="Type" { (event.event_type.as_str()) }
+                                    td.break data-label="Name" { (event.event_name) }
+                                    td.break data-label="Source" { (event.source.as_deref().unwrap_or("—")) }
+                                    td data-label="Received" { (when(event.created_at)) }
                                 }
                             }
                         }
@@ -122,24 +122,24 @@ fn render_detail(frame: &Frame<'_>, shown: &TenantEvent) -> Markup {
             pre.payload { (payload) }
             h2 { "Deliveries" }
             div.table-wrap {
-                table {
+                table.stack {
                     thead { tr { th { "Webhook" } th { "Status" } th { "Last response" } th { "Next attempt" } th { "Attempts" } } }
                     tbody {
                         @for (webhook, d) in &shown.deliveries {
                             tr {
-                                td {
+                                td data-label="Webhook" {
                                     @match webhook {
                                         Some(w) => a href=(format!("/dashboard/webhooks/{}#delivery-{}", w.id, event.id)) { (w.name) },
                                         None => span.muted { "deleted webhook" },
                                     }
                                 }
-                                td { (status(d.delivery.status)) }
-                                td.break {
+                                td data-label="Status" { (status(d.delivery.status)) }
+                                td.break data-label="Last response" {
                                     @if let Some(code) = d.delivery.last_status_code { (code) " " }
                                     span.muted { (d.delivery.last_error.as_deref().unwrap_or("")) }
                                 }
-                                td { (d.delivery.next_attempt_at.map(when).unwrap_or_default()) }
-                                td { (attempts(d)) }
+                                td data-label="Next attempt" { (d.delivery.next_attempt_at.map(when).unwrap_or_default()) }
+                                td data-label="Attempts" { (attempts(d)) }
                             }
                         }
                     }

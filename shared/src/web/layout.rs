@@ -147,24 +147,24 @@ pub fn attempts(delivery: &DeliveryWithAttempts) -> Markup {
             summary { (count) @if count == 1 { " attempt" } @else { " attempts" } }
             @if count > 0 {
                 div.table-wrap {
-                    table {
+                    table.stack {
                         thead { tr { th { "#" } th { "When" } th { "Trigger" } th { "Status" } th { "Duration" } th { "Error" } th { "Response" } } }
                         tbody {
                             @for attempt in &delivery.attempts {
                                 tr {
-                                    td { (attempt.number) }
-                                    td { (when(attempt.created_at)) }
-                                    td { (attempt.trigger.as_str()) }
-                                    td {
+                                    td data-label="#" { (attempt.number) }
+                                    td data-label="When" { (when(attempt.created_at)) }
+                                    td data-label="Trigger" { (attempt.trigger.as_str()) }
+                                    td data-label="Status" {
                                         @match attempt.status_code {
                                             Some(code) if (200..300).contains(&code) => span.ok { (code) },
                                             Some(code) => span.bad { (code) },
                                             None => span.muted { "—" },
                                         }
                                     }
-                                    td { (attempt.duration_ms) " ms" }
-                                    td.break { (attempt.error.as_deref().unwrap_or("")) }
-                                    td { @if let Some(body) = &attempt.response_body { pre.excerpt { (body) } } }
+                                    td data-label="Duration" { (attempt.duration_ms) " ms" }
+                                    td.break data-label="Error" { (attempt.error.as_deref().unwrap_or("")) }
+                                    td data-label="Response" { @if let Some(body) = &attempt.response_body { pre.excerpt { (body) } } }
                                 }
                             }
                         }

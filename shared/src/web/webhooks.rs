@@ -91,17 +91,17 @@ fn render_list(frame: &Frame<'_>, rows: &[(&Webhook, DeliveryStats)], next: Opti
                 p.muted { "No webhooks yet." }
             } @else {
                 div.table-wrap {
-                    table {
+                    table.stack {
                         thead { tr { th { "Name" } th { "URL" } th { "Event types" } th { "Status" } th { "Success (24 h)" } th { "Deliveries (24 h)" } } }
                         tbody {
                             @for (webhook, stats) in rows {
                                 tr {
-                                    td { a href=(format!("/dashboard/webhooks/{}", webhook.id)) { (webhook.name) } }
-                                    td.break { code { (webhook.url.as_str()) } }
-                                    td { (event_types(webhook)) }
-                                    td { (active_badge(webhook)) }
-                                    td { (percent(stats.success_rate)) }
-                                    td { (stats.deliveries) }
+                                    td data-label="Name" { a href=(format!("/dashboard/webhooks/{}", webhook.id)) { (webhook.name) } }
+                                    td.break data-label="URL" { code { (webhook.url.as_str()) } }
+                                    td data-label="Event types" { (event_types(webhook)) }
+                                    td data-label="Status" { (active_badge(webhook)) }
+                                    td data-label="Success (24 h)" { (percent(stats.success_rate)) }
+                                    td data-label="Deliveries (24 h)" { (stats.deliveries) }
                                 }
                             }
                         }
@@ -292,21 +292,21 @@ fn render_detail(frame: &Frame<'_>, view: &Detail<'_>) -> Markup {
                 p.muted { "No deliveries." }
             } @else {
                 div.table-wrap {
-                    table.deliveries {
+                    table.deliveries.stack {
                         thead { tr { th { "Event" } th { "Type" } th { "Status" } th { "Last response" } th { "Created" } th { span.visually-hidden { "Retry" } } } }
                         // Each delivery is two rows: its state, then its attempts across the table.
                         @for d in &view.deliveries.items {
                             @let event = d.delivery.event_id.to_string();
                             tbody {
                                 tr #(format!("delivery-{event}")) {
-                                    td { a href=(format!("/dashboard/events/{event}")) title=(event) { code { (short_id(&event)) } } }
-                                    td { (d.delivery.event_type.as_str()) }
-                                    td { (status(d.delivery.status)) }
-                                    td.break {
+                                    td data-label="Event" { a href=(format!("/dashboard/events/{event}")) title=(event) { code { (short_id(&event)) } } }
+                                    td data-label="Type" { (d.delivery.event_type.as_str()) }
+                                    td data-label="Status" { (status(d.delivery.status)) }
+                                    td.break data-label="Last response" {
                                         @if let Some(code) = d.delivery.last_status_code { (code) " " }
                                         span.muted { (d.delivery.last_error.as_deref().unwrap_or("")) }
                                     }
-                                    td { (when(d.delivery.created_at)) }
+                                    td data-label="Created" { (when(d.delivery.created_at)) }
                                     td { (button_form(frame, &format!("{base}/retry/{event}"), "Retry", "secondary")) }
                                 }
                                 tr.attempts-row #(format!("attempts-{event}")) { td colspan="6" { (attempts(d)) } }

@@ -18,7 +18,7 @@ use axum::extract::DefaultBodyLimit;
 
 pub use envelope::IDEMPOTENT_REPLAYED;
 pub use events::EventsState;
-pub use extract::Access;
+pub use extract::{Access, Params};
 pub use health::{DependencyReport, EventStoreProbe, Health, HealthReport, QueueProbe};
 pub use hygiene::REQUEST_ID;
 pub use openapi::ApiDoc;

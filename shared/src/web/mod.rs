@@ -23,6 +23,7 @@ pub use session::{COOKIE, Session, Sessions};
 
 use crate::Timestamp;
 use crate::api::ManagementState;
+use crate::api::Params;
 use layout::Frame;
 
 /// HTML pages load only the relay's own stylesheet, and post forms only to the relay.
@@ -161,22 +162,22 @@ impl<T: DeserializeOwned + Send> FromRequestParts<WebState> for WebPath<T> {
     }
 }
 
-/// The query string's parameters (`application/x-www-form-urlencoded`).
-#[derive(Debug, Default)]
-pub struct Query(Vec<(String, String)>);
+/// The query string's parameters: the API's [`Params`], with a page for the rare string
+/// that does not decode.
+#[derive(Debug)]
+pub struct Query(Params);
 
 impl Query {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find_map(|(key, value)| (key == name).then_some(value.as_str()))
+        self.0.get(name)
     }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Query {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        Ok(Self(form(query.as_bytes()).collect()))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Params::from_request_parts(parts, state).await.map(Self).map_err(failure)
     }
 }
 

@@ -33,6 +33,15 @@ pub async fn secrets_manager() -> Option<SdkConfig> {
     sdk_config("AWS_ENDPOINT_URL_SECRETS_MANAGER", "moto").await
 }
 
+/// Quick failure handling for the tests on local AWS: 1 s backoff, 1 retry, a 1 s webhook
+/// timeout and a 2 s visibility timeout.
+pub const QUICK_RETRIES: [(&str, &str); 4] = [
+    ("WEBHOOK_RETRY_DELAY", "1000"),
+    ("WEBHOOK_MAX_RETRIES", "1"),
+    ("WEBHOOK_TIMEOUT", "1000"),
+    ("QUEUE_VISIBILITY_TIMEOUT", "2"),
+];
+
 /// Fresh tables and queues (named `{prefix}-<uuid>`, queues as `base` configures the embedded
 /// one, a day's retention), and the test configuration `base` on them.
 pub async fn fresh_resources(prefix: &str, base: &[(&str, &str)]) -> (SdkConfig, relay::config::Config) {

@@ -25,13 +25,7 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn aws_relay() -> Option<(TestApp, Config)> {
     aws::sqs().await?;
     aws::dynamodb().await?;
-    let base = [
-        ("WEBHOOK_RETRY_DELAY", "1000"),
-        ("WEBHOOK_MAX_RETRIES", "1"),
-        ("WEBHOOK_TIMEOUT", "1000"),
-        ("QUEUE_VISIBILITY_TIMEOUT", "2"),
-        ("QUEUE_MAX_RECEIVE_COUNT", "3"),
-    ];
+    let base = [aws::QUICK_RETRIES.as_slice(), &[("QUEUE_MAX_RECEIVE_COUNT", "3")]].concat();
     let (sdk, config) = aws::fresh_resources("e2e", &base).await;
     let backends = Backends::aws(&config, &sdk);
     Some((TestApp::start(&config, backends).await, config))

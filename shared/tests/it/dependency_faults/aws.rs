@@ -35,13 +35,7 @@ fn endpoint(service_var: &str) -> String {
 async fn aws_relay_behind_proxies() -> Option<AwsRelay> {
     aws::sqs().await?;
     aws::dynamodb().await?;
-    let base = [
-        ("WEBHOOK_RETRY_DELAY", "1000"),
-        ("WEBHOOK_MAX_RETRIES", "1"),
-        ("WEBHOOK_TIMEOUT", "1000"),
-        ("QUEUE_VISIBILITY_TIMEOUT", "2"),
-    ];
-    let (_, config) = aws::fresh_resources("faults", &base).await;
+    let (_, config) = aws::fresh_resources("faults", &aws::QUICK_RETRIES).await;
 
     // An endpoint set in code wins over AWS_ENDPOINT_URL_*: one SDK configuration per proxy.
     let sqs_endpoint = endpoint("AWS_ENDPOINT_URL_SQS");

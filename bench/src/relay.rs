@@ -46,6 +46,9 @@ const FULL_DEFAULTS: &[(&str, &str)] = &[
     ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:5000"),
     ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
     ("REDIS_URL", "redis://127.0.0.1:6379"),
+    // Webhook secrets are sealed in DynamoDB: one fixed key, so a restarted relay (the crash
+    // test) opens what the first one sealed.
+    ("SECRETS_ENCRYPTION_KEYS", "bench:relay-bench-fixed-key-material-0000000000"),
 ];
 
 /// The environment for the full backends: the caller's settings, else [`FULL_DEFAULTS`].

@@ -44,9 +44,16 @@ impl Credentials {
         }
         found
     }
+
+    /// Whether `tenant` has a key for which `matches` holds (given the key's digest): how a
+    /// dashboard session checks that the key it was opened with still exists.
+    pub fn tenant_has_key(&self, tenant: &TenantId, matches: impl Fn(&[u8; 32]) -> bool) -> bool {
+        self.api_keys.iter().filter(|(owner, _)| owner == tenant).fold(false, |found, (_, known)| found | matches(&known.0))
+    }
 }
 
-fn digest(value: &str) -> [u8; 32] {
+/// The SHA-256 digest of a credential: the only form in which credentials are held.
+pub fn digest(value: &str) -> [u8; 32] {
     Sha256::digest(value.as_bytes()).into()
 }
 

@@ -6,11 +6,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
-
-use crate::auth::Credentials;
+use crate::auth::{Credentials, digest as sha256};
 use crate::backoff::{RetryPolicy, MAX_DELAY};
 use crate::domain::{EventTypeRegistry, TenantId};
+use crate::sealing::SecretKeys;
 
 /// Where the configuration is used: the defaults differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +94,15 @@ pub struct Config {
     pub redis_url: Option<Redacted<String>>,
     /// `RATE_LIMIT_PER_MINUTE` (600; 0 turns it off): requests per credential per minute.
     pub rate_limit_per_minute: u32,
+    /// `AUTH_FAILURE_LIMIT_PER_MINUTE` (20; 0 turns it off): failed credentials per client
+    /// address per minute before the address is refused with 429 until the minute ends.
+    pub auth_failure_limit_per_minute: u32,
+    /// `SECRETS_ENCRYPTION_KEYS`: the keys webhook secrets are sealed with (`id:material`,
+    /// comma-separated, the first sealing). Required by the functions that read webhooks and by
+    /// relay-local on AWS; relay-local in memory makes a key at start when it is unset.
+    pub secret_keys: Option<SecretKeys>,
+    /// relay-local's HTTP server limits and graceful stop (not read by the Lambda functions).
+    pub server: ServerSettings,
     /// `WEBHOOK_DISABLE_AFTER` (s, 432000 = 5 days): a webhook whose deliveries all failed for
     /// this long is disabled.
     pub disable_after: Duration,
@@ -209,6 +217,19 @@ impl Config {
         let database_url = get("DATABASE_URL").map(Redacted);
         let redis_url = get("REDIS_URL").map(Redacted);
         let rate_limit_per_minute = parse_num::<u32>("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), 600, 0..=1_000_000)?;
+        let auth_failure_limit_per_minute =
+            parse_num::<u32>("AUTH_FAILURE_LIMIT_PER_MINUTE", get("AUTH_FAILURE_LIMIT_PER_MINUTE"), 20, 0..=1_000_000)?;
+        let secret_keys = match get("SECRETS_ENCRYPTION_KEYS") {
+            Some(list) => Some(SecretKeys::parse(&list).map_err(|m| ConfigError::new("SECRETS_ENCRYPTION_KEYS", m))?),
+            None if local && backend == Backend::Aws => {
+                return Err(ConfigError::new(
+                    "SECRETS_ENCRYPTION_KEYS",
+                    "is required on DynamoDB (webhook secrets are stored sealed with it): id:material, e.g. k1:$(openssl rand -base64 32)",
+                ));
+            }
+            None => None,
+        };
+        let server = if local { ServerSettings::from_lookup(&get)? } else { ServerSettings::default() };
         let disable_after =
             Duration::from_secs(parse_num::<u64>("WEBHOOK_DISABLE_AFTER", get("WEBHOOK_DISABLE_AFTER"), 5 * 86_400, 1..=365 * 86_400)?);
         let secret_grace =
@@ -248,6 +269,9 @@ impl Config {
             maintenance_interval,
             redis_url,
             rate_limit_per_minute,
+            auth_failure_limit_per_minute,
+            secret_keys,
+            server,
             secret_grace,
             dashboard_session_secret,
             disable_after,
@@ -268,6 +292,7 @@ impl Config {
                 Need::QueueUrl => ("QUEUE_URL", self.aws.queue_url.is_some(), "the relay queue's URL"),
                 Need::DeadLetterQueueUrl => ("DLQ_URL", self.aws.dead_letter_queue_url.is_some(), "the dead-letter queue's URL"),
                 Need::DatabaseUrl => ("DATABASE_URL", self.database_url.is_some(), "a postgres:// URL"),
+                Need::SecretKeys => ("SECRETS_ENCRYPTION_KEYS", self.secret_keys.is_some(), "id:material, comma-separated"),
             };
             if !present {
                 return Err(ConfigError::new(var, format!("is required ({what})")));
@@ -288,6 +313,53 @@ pub enum Need {
     QueueUrl,
     DeadLetterQueueUrl,
     DatabaseUrl,
+    SecretKeys,
+}
+
+/// relay-local's HTTP server: how long a client may take, how many connections it may hold,
+/// and how long a stop waits for work in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// `HTTP_HEADER_TIMEOUT` (s, 10): to send a request's head.
+    pub header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT` (s, 30): to send a request's body.
+    pub body_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT` (s, 60): a keep-alive connection without a request is closed.
+    pub idle_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS` (4096): connections held at once; at the cap the longest idle one
+    /// is closed for a newcomer.
+    pub max_connections: usize,
+    /// `SHUTDOWN_TIMEOUT` (s, 30): on SIGTERM or Ctrl-C, how long requests and deliveries in
+    /// progress may take to finish.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServerSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let secs = |var: &'static str, default: Duration, range| {
+            parse_num::<u64>(var, get(var), default.as_secs(), range).map(Duration::from_secs)
+        };
+        Ok(Self {
+            header_timeout: secs("HTTP_HEADER_TIMEOUT", defaults.header_timeout, 1..=3600)?,
+            body_timeout: secs("HTTP_BODY_TIMEOUT", defaults.body_timeout, 1..=3600)?,
+            idle_timeout: secs("HTTP_IDLE_TIMEOUT", defaults.idle_timeout, 1..=86_400)?,
+            max_connections: parse_num::<usize>("HTTP_MAX_CONNECTIONS", get("HTTP_MAX_CONNECTIONS"), defaults.max_connections, 16..=1_000_000)?,
+            shutdown_timeout: secs("SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, 0..=3600)?,
+        })
+    }
 }
 
 /// Which backends relay-local runs on.
@@ -317,10 +389,6 @@ impl AwsSettings {
 
 /// A tenant and the SHA-256 digest of one of its API keys.
 type TenantKey = (TenantId, Redacted<[u8; 32]>);
-
-fn sha256(value: &str) -> [u8; 32] {
-    Sha256::digest(value.as_bytes()).into()
-}
 
 fn tenant(value: &str) -> Result<TenantId, ConfigError> {
     TenantId::parse(value).map_err(|m| ConfigError::new("API_KEYS", m))
@@ -483,6 +551,36 @@ mod tests {
     }
 
     #[test]
+    fn secret_keys_are_required_where_webhooks_are_stored() {
+        assert_eq!(load(Profile::Production, &PROD).unwrap().require(&[Need::SecretKeys]).unwrap_err().var, "SECRETS_ENCRYPTION_KEYS");
+        let mut vars = PROD.to_vec();
+        vars.push(("SECRETS_ENCRYPTION_KEYS", "k1:0123456789abcdef0123456789abcdef"));
+        assert!(load(Profile::Production, &vars).unwrap().require(&[Need::SecretKeys]).is_ok());
+        // relay-local: a key made at start in memory; on DynamoDB the key must be given.
+        assert!(load(Profile::Local, &[]).unwrap().secret_keys.is_none());
+        assert_eq!(load(Profile::Local, &[("QUEUE_URL", "http://q")]).unwrap_err().var, "SECRETS_ENCRYPTION_KEYS");
+        let keys = "k1:0123456789abcdef0123456789abcdef";
+        assert!(load(Profile::Local, &[("QUEUE_URL", "http://q"), ("SECRETS_ENCRYPTION_KEYS", keys)]).unwrap().secret_keys.is_some());
+    }
+
+    /// relay-local's server settings are read in relay-local only: a Lambda function never
+    /// validates them.
+    #[test]
+    fn server_settings_are_relay_locals() {
+        let local = load(Profile::Local, &[("HTTP_HEADER_TIMEOUT", "3"), ("HTTP_MAX_CONNECTIONS", "100"), ("SHUTDOWN_TIMEOUT", "0")]).unwrap();
+        assert_eq!(local.server.header_timeout, Duration::from_secs(3));
+        assert_eq!(local.server.max_connections, 100);
+        assert_eq!(local.server.shutdown_timeout, Duration::ZERO);
+        assert_eq!(local.server.idle_timeout, Duration::from_secs(60));
+        for (var, value) in [("HTTP_HEADER_TIMEOUT", "0"), ("HTTP_BODY_TIMEOUT", "x"), ("HTTP_IDLE_TIMEOUT", "-1"), ("HTTP_MAX_CONNECTIONS", "1")] {
+            assert_eq!(load(Profile::Local, &[(var, value)]).unwrap_err().var, var);
+            let mut vars = PROD.to_vec();
+            vars.push((var, value));
+            assert_eq!(load(Profile::Production, &vars).unwrap().server, ServerSettings::default(), "{var} read in Lambda");
+        }
+    }
+
+    #[test]
     fn relay_local_allows_loopback_unless_told_none() {
         let loopback: IpNet = "127.0.0.0/8".parse().unwrap();
         assert!(load(Profile::Local, &[]).unwrap().allowed_cidrs.contains(&loopback));
@@ -494,8 +592,9 @@ mod tests {
     #[test]
     fn relay_local_picks_aws_when_aws_names_are_set() {
         assert_eq!(load(Profile::Local, &[]).unwrap().backend, Backend::Memory);
-        assert_eq!(load(Profile::Local, &[("QUEUE_URL", "http://q")]).unwrap().backend, Backend::Aws);
-        assert_eq!(load(Profile::Local, &[("RELAY_BACKEND", "aws")]).unwrap().backend, Backend::Aws);
+        let keys = ("SECRETS_ENCRYPTION_KEYS", "k1:0123456789abcdef0123456789abcdef");
+        assert_eq!(load(Profile::Local, &[("QUEUE_URL", "http://q"), keys]).unwrap().backend, Backend::Aws);
+        assert_eq!(load(Profile::Local, &[("RELAY_BACKEND", "aws"), keys]).unwrap().backend, Backend::Aws);
         assert_eq!(load(Profile::Production, &[("RELAY_BACKEND", "memory")]).unwrap_err().var, "RELAY_BACKEND");
     }
 
@@ -553,6 +652,8 @@ mod tests {
             ("CORS_ORIGINS", "*"),
             ("WEBHOOK_SECRET_GRACE", "-5"),
             ("WEBHOOK_DISABLE_AFTER", "0"),
+            ("AUTH_FAILURE_LIMIT_PER_MINUTE", "-1"),
+            ("SECRETS_ENCRYPTION_KEYS", "k1:too-short"),
         ] {
             let mut vars = PROD.to_vec();
             vars.retain(|(k, _)| *k != var);

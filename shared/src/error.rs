@@ -46,6 +46,9 @@ pub enum Error {
     /// The request conflicts with the current state (409).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// The client took longer than `HTTP_BODY_TIMEOUT` to send the body (408).
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// The body is larger than the configured limit (413).
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },

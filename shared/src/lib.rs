@@ -7,6 +7,7 @@
 //! - [`domain`]: events, event types, webhooks, deliveries, attempts and paging, each value
 //!   from outside behind a `parse` constructor.
 //! - [`signing`]: `X-Relay-Signature` and the Standard Webhooks headers.
+//! - [`sealing`]: webhook secrets sealed with AES-256-GCM wherever they are kept.
 //! - [`backoff`]: the retry schedule and `Retry-After`.
 //! - [`config`]: the one typed configuration, read from the environment.
 //! - [`auth`]: service tokens and per-tenant API keys, compared in constant time.
@@ -34,6 +35,7 @@ pub mod local;
 pub mod metrics;
 pub mod ports;
 pub mod runtime;
+pub mod sealing;
 pub mod signing;
 pub mod telemetry;
 pub mod time;

@@ -1,9 +1,18 @@
 //! Process-wide counters and latency histograms, rendered as JSON or in the Prometheus text
-//! format by `GET /api/dashboard/metrics`. In Lambda each instance counts for itself; the
+//! format by the operators' `GET /api/metrics`. In Lambda each instance counts for itself; the
 //! durable numbers are the delivery log's (dashboard overview and stats).
+//!
+//! The number of series is bounded by construction: callers pass label values from closed sets
+//! (the router's route templates, known methods, status codes, configured event types,
+//! outcomes), and each metric holds at most [`MAX_SERIES`] label combinations; past that, new
+//! combinations are counted together under labels whose values are all `other`. A lookup
+//! hashes the name and labels and compares the few series with that hash: it does not scan,
+//! and it allocates only for a new series.
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,12 +21,31 @@ use serde_json::{Value, json};
 /// Upper bounds of the latency buckets, in milliseconds.
 pub const BUCKETS_MS: [f64; 11] = [5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
 
-type Key = (&'static str, Vec<(&'static str, String)>);
+/// The most label combinations one metric keeps.
+pub const MAX_SERIES: usize = 1000;
+
+/// The value every label takes in the series that collects combinations past [`MAX_SERIES`].
+const OTHER: &str = "other";
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The series of every metric of one kind (counters or histograms), found by hash.
+#[derive(Debug)]
+struct Series<V> {
+    by_hash: HashMap<u64, Vec<(&'static str, Labels, V)>>,
+    per_name: HashMap<&'static str, usize>,
+}
+
+impl<V> Default for Series<V> {
+    fn default() -> Self {
+        Self { by_hash: HashMap::new(), per_name: HashMap::new() }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<Key, u64>>,
-    histograms: Mutex<BTreeMap<Key, Histogram>>,
+    counters: Mutex<Series<u64>>,
+    histograms: Mutex<Series<Histogram>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,38 +63,119 @@ pub fn global() -> &'static Metrics {
     &GLOBAL
 }
 
-fn labels(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
-    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+/// The method as a label: one of the methods the API serves, else `other`, so a client
+/// cannot add series by inventing methods.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => OTHER,
+    }
+}
+
+fn hash(name: &str, pairs: &[(&'static str, &str)]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    name.hash(&mut hasher);
+    for (key, value) in pairs {
+        key.hash(&mut hasher);
+        value.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+fn same(labels: &Labels, pairs: &[(&'static str, &str)]) -> bool {
+    labels.len() == pairs.len() && labels.iter().zip(pairs).all(|((k, v), (pk, pv))| k == pk && v == pv)
+}
+
+impl<V: Default> Series<V> {
+    /// Applies `f` to the value of `name` with these labels, creating it if there is room, else
+    /// applying it to the metric's `other` series.
+    fn update(&mut self, name: &'static str, pairs: &[(&'static str, &str)], f: impl FnOnce(&mut V)) {
+        let key = hash(name, pairs);
+        if let Some(found) = self.find(key, name, pairs) {
+            return f(found);
+        }
+        let count = self.per_name.entry(name).or_insert(0);
+        if *count >= MAX_SERIES {
+            let other: Vec<(&'static str, &str)> = pairs.iter().map(|(k, _)| (*k, OTHER)).collect();
+            let key = hash(name, &other);
+            if let Some(found) = self.find(key, name, &other) {
+                return f(found);
+            }
+            return f(self.insert(key, name, &other));
+        }
+        *count += 1;
+        f(self.insert(key, name, pairs));
+    }
+
+    fn find(&mut self, key: u64, name: &'static str, pairs: &[(&'static str, &str)]) -> Option<&mut V> {
+        self.by_hash
+            .get_mut(&key)?
+            .iter_mut()
+            .find(|(n, labels, _)| *n == name && same(labels, pairs))
+            .map(|(_, _, value)| value)
+    }
+
+    fn insert(&mut self, key: u64, name: &'static str, pairs: &[(&'static str, &str)]) -> &mut V {
+        let labels = pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        let bucket = self.by_hash.entry(key).or_default();
+        bucket.push((name, labels, V::default()));
+        let last = bucket.len() - 1;
+        &mut bucket[last].2
+    }
+
+    /// Every series, sorted by name and labels, for stable output.
+    fn sorted(&self) -> Vec<(&'static str, &Labels, &V)> {
+        let mut all: Vec<_> = self.by_hash.values().flatten().map(|(name, labels, value)| (*name, labels, value)).collect();
+        all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        all
+    }
+
+    fn len(&self) -> usize {
+        self.by_hash.values().map(Vec::len).sum()
+    }
 }
 
 impl Metrics {
     pub fn increment(&self, name: &'static str, pairs: &[(&'static str, &str)]) {
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        update(&mut counters, name, pairs, |count| *count += 1);
+        counters.update(name, pairs, |count| *count += 1);
     }
 
     pub fn observe(&self, name: &'static str, pairs: &[(&'static str, &str)], duration: Duration) {
         let ms = duration.as_secs_f64() * 1000.0;
         let bucket = BUCKETS_MS.iter().position(|le| ms <= *le).unwrap_or(BUCKETS_MS.len());
         let mut histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);
-        update(&mut histograms, name, pairs, |histogram| {
+        histograms.update(name, pairs, |histogram| {
             histogram.counts[bucket] += 1;
             histogram.sum_ms += ms;
             histogram.count += 1;
         });
     }
 
+    /// How many series exist, counters and histograms together.
+    pub fn series(&self) -> usize {
+        let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner).len();
+        counters + self.histograms.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     pub fn to_json(&self) -> Value {
         let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);
-        let label_map = |labels: &[(&str, String)]| -> Value {
+        let label_map = |labels: &Labels| -> Value {
             labels.iter().map(|(k, v)| ((*k).to_owned(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>().into()
         };
         json!({
-            "counters": counters.iter().map(|((name, labels), value)| json!({
+            "counters": counters.sorted().into_iter().map(|(name, labels, value)| json!({
                 "name": name, "labels": label_map(labels), "value": value,
             })).collect::<Vec<_>>(),
-            "histograms": histograms.iter().map(|((name, labels), h)| json!({
+            "histograms": histograms.sorted().into_iter().map(|(name, labels, h)| json!({
                 "name": name,
                 "labels": label_map(labels),
                 "count": h.count,
@@ -81,15 +190,15 @@ impl Metrics {
         let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = String::new();
-        let mut typed = std::collections::BTreeSet::new();
-        for ((name, labels), value) in counters.iter() {
-            if typed.insert(*name) {
+        let mut typed = BTreeSet::new();
+        for (name, labels, value) in counters.sorted() {
+            if typed.insert(name) {
                 let _ = writeln!(out, "# TYPE {name} counter");
             }
             let _ = writeln!(out, "{name}{} {value}", render_labels(labels, None));
         }
-        for ((name, labels), h) in histograms.iter() {
-            if typed.insert(*name) {
+        for (name, labels, h) in histograms.sorted() {
+            if typed.insert(name) {
                 let _ = writeln!(out, "# TYPE {name} histogram");
             }
             for (le, n) in BUCKETS_MS.iter().zip(h.cumulative()) {
@@ -100,24 +209,6 @@ impl Metrics {
             let _ = writeln!(out, "{name}_count{} {}", render_labels(labels, None), h.count);
         }
         out
-    }
-}
-
-/// Applies `f` to the value of `name` with these labels. Every request and delivery attempt
-/// records, so the value is found without allocating when it exists (the keys with one name
-/// are few and adjacent); only a new label combination allocates its key.
-fn update<V: Default>(map: &mut BTreeMap<Key, V>, name: &'static str, pairs: &[(&'static str, &str)], f: impl FnOnce(&mut V)) {
-    let same = |labels: &[(&'static str, String)]| {
-        labels.len() == pairs.len() && labels.iter().zip(pairs).all(|((k, v), (pk, pv))| k == pk && v == pv)
-    };
-    let existing = map
-        .range_mut((name, Vec::new())..)
-        .take_while(|((n, _), _)| *n == name)
-        .find(|((_, labels), _)| same(labels))
-        .map(|(_, value)| value);
-    match existing {
-        Some(value) => f(value),
-        None => f(map.entry((name, labels(pairs))).or_default()),
     }
 }
 
@@ -133,7 +224,7 @@ impl Histogram {
     }
 }
 
-fn render_labels(labels: &[(&str, String)], le: Option<&str>) -> String {
+fn render_labels(labels: &Labels, le: Option<&str>) -> String {
     let mut parts: Vec<String> = labels
         .iter()
         .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
@@ -148,6 +239,11 @@ fn render_labels(labels: &[(&str, String)], le: Option<&str>) -> String {
 mod tests {
     use super::*;
 
+    fn counter(m: &Metrics, name: &'static str, pairs: &[(&'static str, &str)]) -> Option<u64> {
+        let mut counters = m.counters.lock().unwrap();
+        counters.find(hash(name, pairs), name, pairs).copied()
+    }
+
     #[test]
     fn each_label_combination_counts_for_itself() {
         let m = Metrics::default();
@@ -158,14 +254,39 @@ mod tests {
         m.increment("requests", &[("route", "/a"), ("status", "500")]);
         m.increment("requests_other", &[("route", "/a"), ("status", "200")]);
         m.increment("requests", &[]);
-        let counters = m.counters.lock().unwrap();
-        let value = |name: &'static str, pairs: &[(&'static str, &str)]| counters.get(&(name, labels(pairs))).copied();
-        assert_eq!(value("requests", &[("route", "/a"), ("status", "200")]), Some(3));
-        assert_eq!(value("requests", &[("route", "/a")]), Some(1));
-        assert_eq!(value("requests", &[("route", "/a"), ("status", "500")]), Some(1));
-        assert_eq!(value("requests_other", &[("route", "/a"), ("status", "200")]), Some(1));
-        assert_eq!(value("requests", &[]), Some(1));
-        assert_eq!(counters.len(), 5);
+        assert_eq!(counter(&m, "requests", &[("route", "/a"), ("status", "200")]), Some(3));
+        assert_eq!(counter(&m, "requests", &[("route", "/a")]), Some(1));
+        assert_eq!(counter(&m, "requests", &[("route", "/a"), ("status", "500")]), Some(1));
+        assert_eq!(counter(&m, "requests_other", &[("route", "/a"), ("status", "200")]), Some(1));
+        assert_eq!(counter(&m, "requests", &[]), Some(1));
+        assert_eq!(m.series(), 5);
+    }
+
+    /// Past `MAX_SERIES` combinations of one metric, new ones count together under `other`;
+    /// other metrics keep their own room.
+    #[test]
+    fn series_are_bounded_per_metric() {
+        let m = Metrics::default();
+        for i in 0..MAX_SERIES + 500 {
+            m.increment("requests", &[("route", &format!("/r{i}")), ("status", "200")]);
+            m.observe("latency", &[("route", &format!("/r{i}"))], Duration::from_millis(1));
+        }
+        m.increment("requests", &[("route", "/r0"), ("status", "200")]);
+        assert_eq!(counter(&m, "requests", &[("route", "/r0"), ("status", "200")]), Some(2));
+        assert_eq!(counter(&m, "requests", &[("route", "other"), ("status", "other")]), Some(500));
+        assert_eq!(counter(&m, "requests", &[("route", &format!("/r{MAX_SERIES}")), ("status", "200")]), None);
+        assert_eq!(m.series(), 2 * (MAX_SERIES + 1));
+        m.increment("accepted", &[("event_type", "job.created")]);
+        assert_eq!(counter(&m, "accepted", &[("event_type", "job.created")]), Some(1));
+    }
+
+    #[test]
+    fn only_known_methods_are_labels() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::adapters::dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames
 use crate::adapters::http::{HttpSender, SsrfGuard};
 use crate::adapters::cached::CachedWebhookStore;
 use crate::adapters::memory::{
-    MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter, MemoryWebhookStore,
+    MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter, MemoryWebhookStore,
 };
 use crate::adapters::postgres::PostgresDeliveryLog;
 use crate::adapters::redis::RedisStore;
@@ -20,7 +20,8 @@ use crate::adapters::sqs::SqsQueue;
 use crate::api::{self, Access, Common, EventStoreProbe, EventsState, Health, ManagementState, QueueProbe};
 use crate::app::{AdminPolicy, Dashboard, Deliverer, DelivererPorts, Ingest, Maintenance, WebhookAdmin};
 use crate::config::{Backend, Config, ConfigError, Need, Profile};
-use crate::ports::{DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookStore};
+use crate::ports::{Cache, DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookStore};
+use crate::sealing::SecretKeys;
 use crate::web::{self, Sessions, WebState};
 use crate::worker::BatchHandler;
 use crate::Result;
@@ -58,8 +59,8 @@ pub enum StartupError {
 
 /// The Lambda functions' configuration: the environment, completed at cold start from Secrets
 /// Manager: `CREDENTIALS_SECRET` (a JSON secret with `SERVICE_TOKENS` and `API_KEYS`),
-/// `DASHBOARD_SECRET` (a JSON secret with `DASHBOARD_SESSION_SECRET`), where a variable set in
-/// the environment wins, and `DATABASE_SECRET` (RDS's JSON secret with
+/// `DASHBOARD_SECRET` (a JSON secret with `DASHBOARD_SESSION_SECRET`) and `ENCRYPTION_SECRET`
+/// (a JSON secret with `SECRETS_ENCRYPTION_KEYS`), where a variable set in the environment wins, and `DATABASE_SECRET` (RDS's JSON secret with
 /// `username` and `password`), which with `DATABASE_HOST` becomes `DATABASE_URL` (TLS required).
 pub async fn production_config(sdk: &SdkConfig) -> Result<Config, StartupError> {
     config_with_secrets(sdk, std::env::vars().collect()).await
@@ -71,6 +72,7 @@ pub async fn config_with_secrets(sdk: &SdkConfig, mut vars: HashMap<String, Stri
     let json_secrets = [
         ("CREDENTIALS_SECRET", &["SERVICE_TOKENS", "API_KEYS"][..]),
         ("DASHBOARD_SECRET", &["DASHBOARD_SESSION_SECRET"][..]),
+        ("ENCRYPTION_SECRET", &["SECRETS_ENCRYPTION_KEYS"][..]),
     ];
     for (variable, names) in json_secrets {
         let Some(id) = vars.get(variable).filter(|v| !v.is_empty()).cloned() else { continue };
@@ -132,6 +134,8 @@ pub struct Backends {
     pub dead_letter: Arc<dyn Queue>,
     pub locks: Arc<dyn Locks>,
     pub limiter: Arc<dyn RateLimiter>,
+    /// Shared short-lived state: the dashboard's ended sessions.
+    pub cache: Arc<dyn Cache>,
     /// What the health endpoint checks.
     pub probes: Vec<Arc<dyn Probe>>,
 }
@@ -150,6 +154,7 @@ impl Backends {
             dead_letter,
             locks: Arc::new(MemoryLocks::new()),
             limiter: Arc::new(MemoryRateLimiter::new()),
+            cache: Arc::new(MemoryCache::new()),
             probes: Vec::new(),
         }
     }
@@ -179,6 +184,7 @@ impl Backends {
             dead_letter: Arc::new(SqsQueue::new(sqs, aws.dead_letter_queue_url.clone().unwrap_or_default())),
             locks: Arc::new(MemoryLocks::new()),
             limiter: Arc::new(MemoryRateLimiter::new()),
+            cache: Arc::new(MemoryCache::new()),
             probes: Vec::new(),
         }
     }
@@ -195,13 +201,15 @@ impl Backends {
         Ok(self)
     }
 
-    /// Puts locks, rate limits and the webhook cache in Redis at `REDIS_URL`, if it is set.
+    /// Puts locks, rate limits, ended sessions and the webhook cache in Redis at `REDIS_URL`,
+    /// if it is set.
     /// It connects on first use, so an unreachable Redis does not stop start-up.
     pub fn with_redis(mut self, config: &Config) -> Result<Self, StartupError> {
         if let Some(url) = &config.redis_url {
             let redis = Arc::new(RedisStore::new(&url.0, "relay")?);
             self.locks = redis.clone();
             self.limiter = redis.clone();
+            self.cache = redis.clone();
             self.webhooks = Arc::new(CachedWebhookStore::new(self.webhooks.clone(), redis.clone(), WEBHOOK_CACHE_TTL));
             self.probes.push(redis);
         }
@@ -218,7 +226,23 @@ impl Backends {
                 Self::aws(config, &aws_config::defaults(BehaviorVersion::latest()).load().await)
             }
         };
-        backends.with_database(config).await?.with_redis(config)
+        let backends = backends.with_database(config).await?.with_redis(config)?;
+        if config.backend == Backend::Memory && config.database_url.is_some() {
+            backends.close_orphans().await?;
+        }
+        Ok(backends)
+    }
+
+    /// With the queue in memory and the log in PostgreSQL, a delivery a previous run left
+    /// `pending` or `retrying` waits for a message that died with that run: close it as
+    /// `failed`, with a reason, so it can be retried by hand instead of waiting forever.
+    async fn close_orphans(&self) -> Result<(), StartupError> {
+        const REASON: &str = "relay-local restarted: its queue was in memory, so this delivery's message was lost; retry it by hand";
+        let closed = self.deliveries.close_unfinished(REASON, crate::Timestamp::now()).await?;
+        if closed > 0 {
+            tracing::warn!(closed, "closed deliveries a previous run left unfinished (their queue was in memory)");
+        }
+        Ok(())
     }
 }
 
@@ -227,11 +251,14 @@ impl Backends {
 pub struct Relay {
     pub ingest: Ingest,
     pub admin: WebhookAdmin,
-    pub deliverer: Deliverer,
     pub handler: BatchHandler,
     pub maintenance: Maintenance,
     pub dashboard: Dashboard,
     pub backends: Backends,
+    /// Who may call, shared by every router (one count of failed credentials per process).
+    access: Access,
+    /// The dependency report, shared by `/health` and the dashboards.
+    health: Health,
     config: Arc<Config>,
 }
 
@@ -240,6 +267,9 @@ impl Relay {
         let guard = SsrfGuard::new(config.allowed_cidrs.clone());
         let sender = Arc::new(HttpSender::new(config.webhook_timeout, guard.clone())?);
         let registry = Arc::new(config.event_types.clone());
+        // Functions that read webhooks require the keys (`Need::SecretKeys`), and relay-local on
+        // DynamoDB too; only in memory (or where webhooks are never read) is a fresh key right.
+        let keys = config.secret_keys.clone().unwrap_or_else(SecretKeys::random);
         let b = &backends;
         let ports = DelivererPorts {
             events: b.events.clone(),
@@ -249,12 +279,13 @@ impl Relay {
             sender,
             locks: b.locks.clone(),
         };
-        let deliverer = Deliverer::new(ports, config.retry, config.webhook_timeout, config.disable_after);
+        let deliverer = Deliverer::new(ports, config.retry, config.webhook_timeout, config.disable_after, keys.clone());
         let policy = AdminPolicy {
             registry: registry.clone(),
             require_https: config.require_https,
             guard: Arc::new(guard),
             secret_grace: config.secret_grace,
+            keys,
         };
         let admin = WebhookAdmin::new(b.webhooks.clone(), b.deliveries.clone(), b.events.clone(), deliverer.clone(), policy);
         let ingest = Ingest::new(b.events.clone(), b.queue.clone(), registry);
@@ -265,39 +296,36 @@ impl Relay {
             b.deliveries.clone(),
             b.queue.clone(),
             b.dead_letter.clone(),
-            deliverer.clone(),
+            deliverer,
         );
         let dashboard = Dashboard::new(b.deliveries.clone(), b.webhooks.clone(), b.queue.clone(), b.dead_letter.clone());
-        Ok(Self { ingest, admin, deliverer, handler, maintenance, dashboard, backends, config: Arc::new(config.clone()) })
-    }
-
-    fn access(&self) -> Access {
-        Access {
-            credentials: Arc::new(self.config.credentials.clone()),
-            limiter: self.backends.limiter.clone(),
-            per_minute: self.config.rate_limit_per_minute,
-        }
+        let access = Access::new(
+            Arc::new(config.credentials.clone()),
+            b.limiter.clone(),
+            config.rate_limit_per_minute,
+            config.auth_failure_limit_per_minute,
+        );
+        let critical: Vec<Arc<dyn Probe>> = vec![Arc::new(EventStoreProbe(b.events.clone())), Arc::new(QueueProbe(b.queue.clone()))];
+        let health = Health::new(critical, b.probes.clone());
+        Ok(Self { ingest, admin, handler, maintenance, dashboard, backends, access, health, config: Arc::new(config.clone()) })
     }
 
     pub fn events_state(&self) -> EventsState {
-        EventsState { ingest: self.ingest.clone(), access: self.access(), max_payload_bytes: self.config.max_payload_bytes }
+        EventsState { ingest: self.ingest.clone(), access: self.access.clone(), max_payload_bytes: self.config.max_payload_bytes }
     }
 
     pub fn management_state(&self) -> ManagementState {
         ManagementState {
             admin: self.admin.clone(),
             dashboard: self.dashboard.clone(),
-            access: self.access(),
-            health: self.common().health,
+            access: self.access.clone(),
+            health: self.health.clone(),
         }
     }
 
     /// `/health` and CORS, for every app.
     pub fn common(&self) -> Common {
-        let critical: Vec<Arc<dyn Probe>> =
-            vec![Arc::new(EventStoreProbe(self.backends.events.clone())), Arc::new(QueueProbe(self.backends.queue.clone()))];
-        let health = Health::new(critical, self.backends.probes.clone());
-        Common { health, cors_origins: self.config.cors_origins.clone() }
+        Common { health: self.health.clone(), access: Some(self.access.clone()), cors_origins: self.config.cors_origins.clone() }
     }
 
     /// The dashboard's routes, signed with `DASHBOARD_SESSION_SECRET`; without it relay-local
@@ -311,6 +339,7 @@ impl Relay {
         web::routes(WebState {
             management: self.management_state(),
             sessions: Sessions::new(secret, DASHBOARD_SESSION_TTL),
+            ended: self.backends.cache.clone(),
             always_secure: self.config.profile == Profile::Production,
         })
     }

@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     relay::telemetry::init(std::io::stdout);
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let config = relay::runtime::production_config(&sdk).await?;
-    config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl])?;
+    config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DatabaseUrl, Need::SecretKeys])?;
     let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
     let handler = Relay::new(&config, backends)?.handler;
     run(service_fn(|event: LambdaEvent<SqsEvent>| {

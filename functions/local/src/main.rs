@@ -35,10 +35,12 @@ async fn run() -> anyhow::Result<()> {
     }
     init_tracing();
 
-    let config = Config::from_env(Profile::Local).context("configuration")?;
     if let Some(prefix) = &args.bootstrap {
         return bootstrap(prefix, args.visibility_timeout).await;
     }
+    let config = Config::from_env(Profile::Local).context("configuration")?;
+    // Room for HTTP_MAX_CONNECTIONS connections: the soft open-file limit is often 1024.
+    local::serve::raise_fd_limit();
     let backends = Backends::from_config(&config).await.context("configuration")?;
     let listener = TcpListener::bind((config.host, config.port))
         .await
@@ -67,11 +69,28 @@ async fn run() -> anyhow::Result<()> {
     }
 
     if !args.exit_after_demo {
-        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
-        println!("shutting down");
+        let signal = stop_signal().await.context("waiting for SIGTERM or Ctrl-C")?;
+        println!("{signal}: shutting down (up to {} s for work in progress)", config.server.shutdown_timeout.as_secs());
     }
     running.shutdown().await;
     Ok(())
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (what `kill`, systemd and container runtimes send),
+/// and says which came.
+async fn stop_signal() -> std::io::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted.map(|()| "Ctrl-C"),
+            _ = terminate.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map(|()| "Ctrl-C")
+    }
 }
 
 fn init_tracing() {
@@ -92,6 +111,10 @@ async fn bootstrap(prefix: &str, visibility_timeout: Option<u64>) -> anyhow::Res
     println!("export WEBHOOKS_TABLE={}", show(created.webhooks_table));
     println!("export QUEUE_URL={}", show(created.queue_url));
     println!("export DLQ_URL={}", show(created.dead_letter_queue_url));
+    // Webhook secrets are stored sealed: keep the key already set, else make one (keep it:
+    // without it the webhooks stored with it cannot sign).
+    let keys = std::env::var("SECRETS_ENCRYPTION_KEYS").ok().filter(|k| !k.trim().is_empty());
+    println!("export SECRETS_ENCRYPTION_KEYS={}", keys.unwrap_or_else(relay::sealing::SecretKeys::new_setting));
     Ok(())
 }
 

@@ -18,6 +18,7 @@ impl Error {
             Self::NotFound(_) | Self::RouteNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -34,6 +35,7 @@ impl Error {
             Self::NotFound(_) | Self::RouteNotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict { code, .. } => code,
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable { .. } => "service_unavailable",
@@ -66,7 +68,8 @@ impl IntoResponse for Error {
         });
         let mut response = (status, Json(body)).into_response();
         let retry_after = match &self {
-            Self::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+            // Whole seconds, rounded up: a client that waits that long is through.
+            Self::RateLimited { retry_after } => Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
             Self::Unavailable { .. } => Some(5),
             _ => None,
         };

@@ -1,21 +1,25 @@
 //! Extractors that turn every bad request into the error envelope: JSON bodies, query
 //! strings, and the two kinds of credential.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use crate::Error;
 use crate::auth::Credentials;
+use crate::domain::js_json::{self, Numbers};
 use crate::domain::{PageRequest, TenantId};
 use crate::ports::{RateDecision, RateLimiter};
 
@@ -53,19 +57,68 @@ where
     Bytes::from_request(request, state).await.map_err(|rejection: BytesRejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::PayloadTooLarge { limit: BodyLimit::from_ref(state).0 }
+        } else if crate::local::serve::is_body_timeout(&rejection) {
+            Error::RequestTimeout
         } else {
             Error::BadJson(rejection.body_text())
         }
     })
 }
 
-/// A JSON object: 400 when the bytes are not JSON, 422 when the shape is wrong.
+/// The deepest a body may nest: serde_json's own limit, which the first pass (it skips values
+/// without recursing) does not apply.
+const MAX_BODY_DEPTH: usize = 127;
+
+/// A JSON object: 400 when the bytes are not JSON (or nest deeper than 127 levels), 422 when
+/// the shape is wrong. Read straight from the bytes (no intermediate value), so a field may
+/// keep its JSON text (the events API's payload). A field given twice takes its last value,
+/// as `JSON.parse` does.
 fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::BadJson(e.to_string()))?;
-    if !value.is_object() {
+    serde_json::from_slice::<IgnoredAny>(bytes).map_err(|e| Error::BadJson(e.to_string()))?;
+    // Skipping does not check that `\uD8xx` escapes pair up; where one appears, read it all.
+    if has_surrogate_escape(bytes) {
+        let text = std::str::from_utf8(bytes).map_err(|e| Error::BadJson(e.to_string()))?;
+        if let Err(problems) = js_json::normalize(text, "body", Numbers::Lenient) {
+            let first = &problems[0];
+            return Err(Error::BadJson(format!("{}: {}", first.path, first.message)));
+        }
+    }
+    if crate::domain::nesting(bytes) > MAX_BODY_DEPTH {
+        return Err(Error::BadJson(format!("nests deeper than {MAX_BODY_DEPTH} levels (recursion limit exceeded)")));
+    }
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Error::validation("body", "must be a JSON object"));
     }
-    serde_json::from_value(value).map_err(|e| Error::validation("body", e.to_string()))
+    match serde_json::from_slice(bytes) {
+        Err(e) if e.classify() == Category::Data && e.to_string().starts_with("duplicate field") => last_of_each_field(bytes),
+        parsed => parsed.map_err(shape),
+    }
+}
+
+/// Whether `bytes` hold a `\uD800`-`\uDFFF` escape (UTF-16 surrogates, which must pair).
+fn has_surrogate_escape(bytes: &[u8]) -> bool {
+    bytes.windows(4).any(|w| w[0] == b'\\' && w[1] == b'u' && w[2].eq_ignore_ascii_case(&b'd') && matches!(w[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
+}
+
+/// The object with each field's last value only, read as `T`.
+fn last_of_each_field<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(bytes).map_err(shape)?;
+    let deduplicated = serde_json::to_vec(&fields).map_err(|e| Error::Internal(e.to_string()))?;
+    serde_json::from_slice(&deduplicated).map_err(shape)
+}
+
+/// A body that is JSON but not what the route takes: 422 for a wrong field, type or value
+/// (without serde's position, of no use to a caller); 400 for what the first pass let through,
+/// a string that is not Unicode (a lone surrogate).
+fn shape(e: serde_json::Error) -> Error {
+    match e.classify() {
+        Category::Data => {
+            let text = e.to_string();
+            let message = text.rsplit_once(" at line ").map_or(text.as_str(), |(message, _)| message);
+            Error::validation("body", message)
+        }
+        Category::Syntax | Category::Eof | Category::Io => Error::BadJson(e.to_string()),
+    }
 }
 
 /// Like [`ApiJson`], but an empty body is `None`.
@@ -138,23 +191,43 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     }
 }
 
-/// Who may call, and how often: the credentials, and the per-credential rate limit.
+/// Who may call, and how often: the credentials, the per-credential rate limit, and the limit
+/// on failed credentials per client address.
 #[derive(Debug, Clone)]
 pub struct Access {
     pub credentials: Arc<Credentials>,
     pub limiter: Arc<dyn RateLimiter>,
     /// Requests per credential per minute; 0 turns limiting off.
     pub per_minute: u32,
+    /// Failed credentials (a wrong API key, service token or dashboard sign-in) per client
+    /// address per minute before that address is refused with 429; 0 turns it off.
+    pub failures_per_minute: u32,
+    /// Addresses this process has seen go over their failure limit, and until when. Checked
+    /// before any credential, so an address that is over cannot go on guessing; kept here so
+    /// that the check costs no round trip to the shared limiter.
+    blocked: Arc<Mutex<HashMap<IpAddr, Instant>>>,
 }
 
+/// Addresses remembered as blocked at most; past it the expired ones are dropped, then the
+/// oldest.
+const MAX_BLOCKED: usize = 100_000;
+
 impl Access {
+    pub fn new(credentials: Arc<Credentials>, limiter: Arc<dyn RateLimiter>, per_minute: u32, failures_per_minute: u32) -> Self {
+        Self { credentials, limiter, per_minute, failures_per_minute, blocked: Arc::default() }
+    }
+
     /// Counts a request of `caller`; 429 past the limit. A limiter that fails lets the request
     /// through: rate limits protect the relay, they must not take it down with Redis.
-    async fn admit(&self, caller: &str) -> Result<(), Error> {
+    pub async fn admit(&self, caller: &str) -> Result<(), Error> {
         if self.per_minute == 0 {
             return Ok(());
         }
-        match self.limiter.hit(caller, self.per_minute).await {
+        self.count(caller, self.per_minute).await
+    }
+
+    async fn count(&self, key: &str, limit: u32) -> Result<(), Error> {
+        match self.limiter.hit(key, limit).await {
             Ok(RateDecision::Allowed) => Ok(()),
             Ok(RateDecision::Limited { retry_after }) => Err(Error::RateLimited { retry_after }),
             Err(err) => {
@@ -163,6 +236,68 @@ impl Access {
             }
         }
     }
+
+    /// 429 while `client` is over its limit of failed credentials (as far as this process
+    /// knows); call it before checking a credential.
+    pub fn check_client(&self, client: Option<IpAddr>) -> Result<(), Error> {
+        let Some(ip) = client else { return Ok(()) };
+        let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        match blocked.get(&ip) {
+            Some(until) if *until > Instant::now() => Err(Error::RateLimited { retry_after: *until - Instant::now() }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed credential from `client` and returns the error to answer with: `refusal`,
+    /// or 429 once the address is over its limit (it then stays refused until the minute ends,
+    /// whatever it sends). A request without a known address counts under one shared key.
+    pub async fn failed(&self, client: Option<IpAddr>, refusal: Error) -> Error {
+        if self.failures_per_minute == 0 {
+            return refusal;
+        }
+        let key = match client {
+            Some(ip) => format!("auth-failures:{ip}"),
+            None => "auth-failures:unknown".to_owned(),
+        };
+        match self.count(&key, self.failures_per_minute).await {
+            Ok(()) => refusal,
+            Err(limited) => {
+                if let (Some(ip), Error::RateLimited { retry_after }) = (client, &limited) {
+                    tracing::warn!(client = %ip, "too many failed credentials; address refused until the minute ends");
+                    self.block(ip, Instant::now() + *retry_after);
+                }
+                limited
+            }
+        }
+    }
+
+    fn block(&self, ip: IpAddr, until: Instant) {
+        let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        if blocked.len() >= MAX_BLOCKED {
+            let now = Instant::now();
+            blocked.retain(|_, until| *until > now);
+            if blocked.len() >= MAX_BLOCKED
+                && let Some(oldest) = blocked.iter().min_by_key(|(_, until)| **until).map(|(ip, _)| *ip)
+            {
+                blocked.remove(&oldest);
+            }
+        }
+        blocked.insert(ip, until);
+    }
+}
+
+/// The client's address: the source address API Gateway reports (in Lambda), else the TCP
+/// peer's (relay-local). Forwarding headers such as `X-Forwarded-For` are not trusted.
+pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
+    use lambda_http::request::RequestContext;
+    let from_gateway = match parts.extensions.get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.as_deref(),
+        Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip.as_deref(),
+        _ => None,
+    };
+    from_gateway
+        .and_then(|ip| ip.parse().ok())
+        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip()))
 }
 
 fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
@@ -183,13 +318,17 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let access = Access::from_ref(state);
         match header(parts, SERVICE_TOKEN) {
-            Some(token) if access.credentials.service(token) => {
+            Some(token) => {
+                let client = client_ip(parts);
+                access.check_client(client)?;
+                if !access.credentials.service(token) {
+                    return Err(access.failed(client, Error::Unauthorized("invalid service token")).await);
+                }
                 // Each token is counted apart, by a digest that does not reveal it.
-                let id = hex::encode(&Sha256::digest(token.as_bytes())[..8]);
+                let id = hex::encode(&crate::auth::digest(token)[..8]);
                 access.admit(&format!("service:{id}")).await?;
                 Ok(Self)
             }
-            Some(_) => Err(Error::Unauthorized("invalid service token")),
             None if header(parts, API_KEY).is_some() => {
                 Err(Error::Forbidden("the events API is for internal services: send X-Service-Token"))
             }
@@ -213,7 +352,11 @@ where
         let access = Access::from_ref(state);
         match header(parts, API_KEY) {
             Some(key) => {
-                let tenant = access.credentials.tenant(key).ok_or(Error::Unauthorized("invalid API key"))?;
+                let client = client_ip(parts);
+                access.check_client(client)?;
+                let Some(tenant) = access.credentials.tenant(key) else {
+                    return Err(access.failed(client, Error::Unauthorized("invalid API key")).await);
+                };
                 access.admit(&format!("tenant:{tenant}")).await?;
                 Ok(Self(tenant))
             }

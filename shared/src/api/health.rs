@@ -1,37 +1,71 @@
-//! `GET /health` (public) and `GET /api/dashboard/health` (X-Api-Key): every dependency is
-//! checked with its latency. The event store and the queue are critical: one down makes the
-//! relay `unhealthy` (503), since it cannot accept events. PostgreSQL and Redis are not: one
-//! down makes it `degraded` (200), since it keeps working without them (without Redis: no
-//! cache, no locks; without PostgreSQL: deliveries wait on the queue and retry).
+//! `GET /health` and the dependency report behind it. The event store and the queue are
+//! critical: one down makes the relay `unhealthy` (503), since it cannot accept events.
+//! PostgreSQL and Redis are not: one down makes it `degraded` (200), since it keeps working
+//! without them (without Redis: no cache, no locks; without PostgreSQL: deliveries wait on the
+//! queue and retry).
+//!
+//! The report is computed at most once per [`MAX_AGE`] and shared: a flood of `/health`
+//! requests costs one probe of each dependency per interval, not one per request. Without
+//! credentials `/health` says only `up`, `degraded` or `down` per dependency; latencies and the
+//! dependencies' own error messages are for operators (a valid `X-Service-Token`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use super::envelope::ok;
+use super::extract::{Access, SERVICE_TOKEN};
 use crate::Timestamp;
 use crate::ports::Probe;
 
 /// A dependency that takes longer than this to answer counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A dependency that answers, but slower than this, counts as degraded.
+const SLOW: Duration = Duration::from_millis(500);
+/// How old a report may be when it is served.
+pub const MAX_AGE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     critical: Arc<Vec<Arc<dyn Probe>>>,
     optional: Arc<Vec<Arc<dyn Probe>>>,
+    /// The last report and when it was made.
+    last: Arc<Mutex<Option<(Instant, HealthReport)>>>,
+    /// Held while a report is being made, so concurrent callers wait for it instead of probing.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// How one dependency is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DependencyStatus {
+    Up,
+    /// Answered, but slower than 500 ms.
+    Degraded,
+    Down,
+}
+
+impl DependencyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Degraded => "degraded",
+            Self::Down => "down",
+        }
+    }
 }
 
 /// One dependency's answer.
 #[derive(Debug, Clone)]
 pub struct DependencyReport {
     pub name: &'static str,
-    pub up: bool,
+    pub status: DependencyStatus,
     pub latency_ms: u64,
     pub error: Option<String>,
 }
@@ -42,61 +76,119 @@ pub struct HealthReport {
     /// `healthy`, `degraded` or `unhealthy`.
     pub status: &'static str,
     pub dependencies: Vec<DependencyReport>,
+    /// When the dependencies were checked.
+    pub checked_at: Timestamp,
 }
 
 impl Health {
     pub fn new(critical: Vec<Arc<dyn Probe>>, optional: Vec<Arc<dyn Probe>>) -> Self {
-        Self { critical: Arc::new(critical), optional: Arc::new(optional) }
+        Self { critical: Arc::new(critical), optional: Arc::new(optional), ..Self::default() }
     }
 
-    /// Checks every dependency, each within [`PROBE_TIMEOUT`].
+    /// The latest report, checking the dependencies again only when it is older than
+    /// [`MAX_AGE`]; one caller checks while the others wait for its result.
+    pub async fn report(&self) -> HealthReport {
+        if let Some(fresh) = self.fresh() {
+            return fresh;
+        }
+        let _refreshing = self.refreshing.lock().await;
+        if let Some(fresh) = self.fresh() {
+            return fresh;
+        }
+        let report = self.run().await;
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    fn fresh(&self) -> Option<HealthReport> {
+        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        last.as_ref().filter(|(at, _)| at.elapsed() < MAX_AGE).map(|(_, report)| report.clone())
+    }
+
+    /// Checks every dependency now, all at once, each within [`PROBE_TIMEOUT`].
     pub async fn run(&self) -> HealthReport {
-        let mut dependencies = Vec::new();
-        let mut degraded = false;
-        let mut unhealthy = false;
-        let probes = self.critical.iter().map(|p| (p, true)).chain(self.optional.iter().map(|p| (p, false)));
-        for (probe, critical) in probes {
+        let checked_at = Timestamp::now();
+        let probes: Vec<(&Arc<dyn Probe>, bool)> =
+            self.critical.iter().map(|p| (p, true)).chain(self.optional.iter().map(|p| (p, false))).collect();
+        let checks = probes.iter().map(|(probe, _)| async move {
             let started = Instant::now();
             let result = tokio::time::timeout(PROBE_TIMEOUT, probe.check()).await;
-            let latency_ms = started.elapsed().as_millis() as u64;
-            let error = match result {
-                Ok(Ok(())) => None,
-                Ok(Err(err)) => Some(err.to_string()),
-                Err(_) => Some("no answer in time".to_owned()),
+            let elapsed = started.elapsed();
+            let (status, error) = match result {
+                Ok(Ok(())) if elapsed > SLOW => (DependencyStatus::Degraded, None),
+                Ok(Ok(())) => (DependencyStatus::Up, None),
+                Ok(Err(err)) => (DependencyStatus::Down, Some(err.to_string())),
+                Err(_) => (DependencyStatus::Down, Some("no answer in time".to_owned())),
             };
-            if error.is_some() {
-                if critical { unhealthy = true } else { degraded = true }
-            }
-            dependencies.push(DependencyReport { name: probe.name(), up: error.is_none(), latency_ms, error });
-        }
+            DependencyReport { name: probe.name(), status, latency_ms: elapsed.as_millis() as u64, error }
+        });
+        let dependencies = futures_util::future::join_all(checks).await;
+        let unhealthy = probes.iter().zip(&dependencies).any(|((_, critical), d)| *critical && d.status == DependencyStatus::Down);
+        let degraded = dependencies.iter().any(|d| d.status != DependencyStatus::Up);
         let status = match (unhealthy, degraded) {
             (true, _) => "unhealthy",
             (false, true) => "degraded",
             (false, false) => "healthy",
         };
-        HealthReport { status, dependencies }
+        HealthReport { status, dependencies, checked_at }
     }
 }
 
-pub fn routes(health: Health) -> Router {
-    Router::new().route("/health", get(check)).with_state(health)
+/// What `/health` needs: the report, and the credentials that unlock its details.
+#[derive(Debug, Clone)]
+pub struct HealthState {
+    pub health: Health,
+    pub access: Option<Access>,
 }
 
-/// The same report for the dashboard, behind an API key.
-pub async fn report(health: &Health) -> Response {
-    check(State(health.clone())).await
+pub fn routes(state: HealthState) -> Router {
+    Router::new().route("/health", get(check)).with_state(state)
 }
 
-#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "healthy or degraded"), (status = 503, description = "unhealthy")))]
-async fn check(State(health): State<Health>) -> Response {
-    let report = health.run().await;
+/// How much of the report a caller sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Anyone: each dependency's status.
+    Status,
+    /// Tenants (`/api/dashboard/health`): and its latency.
+    Latency,
+    /// Operators (`X-Service-Token`): and the dependency's own error message.
+    Full,
+}
+
+/// Whether the request carries a valid service token. A wrong one is not an error here: the
+/// caller gets the public report (failed credentials are counted by the API's extractors).
+fn operator(parts: &Parts, access: Option<&Access>) -> bool {
+    let token = parts.headers.get(SERVICE_TOKEN).and_then(|v| v.to_str().ok());
+    matches!((token, access), (Some(token), Some(access)) if access.credentials.service(token))
+}
+
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "healthy or degraded: each dependency up, degraded or down (latency and errors with a valid X-Service-Token)"), (status = 503, description = "unhealthy")))]
+async fn check(State(state): State<HealthState>, request: axum::extract::Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let detail = if operator(&parts, state.access.as_ref()) { Detail::Full } else { Detail::Status };
+    respond(&state.health.report().await, detail)
+}
+
+impl FromRef<HealthState> for Health {
+    fn from_ref(state: &HealthState) -> Self {
+        state.health.clone()
+    }
+}
+
+/// The report as the API answers it, with as much detail as the caller may see.
+pub fn respond(report: &HealthReport, detail: Detail) -> Response {
     let mut dependencies = Map::new();
-    for dependency in report.dependencies {
-        let entry = match dependency.error {
-            None => json!({ "status": "up", "latencyMs": dependency.latency_ms }),
-            Some(error) => json!({ "status": "down", "latencyMs": dependency.latency_ms, "error": error }),
-        };
-        dependencies.insert(dependency.name.to_owned(), entry);
+    for dependency in &report.dependencies {
+        let mut entry = Map::new();
+        entry.insert("status".into(), json!(dependency.status.as_str()));
+        if detail != Detail::Status {
+            entry.insert("latencyMs".into(), json!(dependency.latency_ms));
+        }
+        if let (Detail::Full, Some(error)) = (detail, &dependency.error) {
+            entry.insert("error".into(), json!(error));
+        }
+        dependencies.insert(dependency.name.to_owned(), Value::Object(entry));
     }
     let word = report.status;
     let status = if word == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
@@ -106,7 +198,7 @@ async fn check(State(health): State<Health>) -> Response {
             "status": word,
             "service": "webhook-relay",
             "version": env!("CARGO_PKG_VERSION"),
-            "timestamp": Timestamp::now(),
+            "timestamp": report.checked_at,
             "dependencies": Value::Object(dependencies),
         }),
     )

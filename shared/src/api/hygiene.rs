@@ -15,6 +15,9 @@ use uuid::Uuid;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The route label of requests no route matched.
+const UNMATCHED: &str = "unmatched";
+
 const SECURITY_HEADERS: [(HeaderName, &str); 6] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::X_FRAME_OPTIONS, "DENY"),
@@ -37,18 +40,20 @@ fn request_id(request: &Request) -> String {
 async fn observe(request: Request, next: Next) -> Response {
     let id = request_id(&request);
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route);
+    // The route template as the metrics label; a request no route matched is labelled
+    // `unmatched` (its path goes to the log only), so clients cannot add series.
+    let matched = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = matched.as_deref().unwrap_or(UNMATCHED).to_owned();
+    let path = if matched.is_some() { None } else { Some(request.uri().path().to_owned()) };
+    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route, path = path.as_deref());
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_millis() as u64, "request"));
     let metrics = crate::metrics::global();
-    metrics.increment("relay_http_requests_total", &[("method", method.as_str()), ("route", &route), ("status", &status.to_string())]);
+    let method = crate::metrics::method_label(&method);
+    metrics.increment("relay_http_requests_total", &[("method", method), ("route", &route), ("status", &status.to_string())]);
     metrics.observe("relay_http_request_duration_ms", &[("route", &route)], elapsed);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {

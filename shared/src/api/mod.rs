@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod health;
 mod hygiene;
+mod metrics;
 mod openapi;
 mod views;
 mod webhooks;
@@ -18,8 +19,8 @@ use axum::extract::DefaultBodyLimit;
 
 pub use envelope::IDEMPOTENT_REPLAYED;
 pub use events::EventsState;
-pub use extract::{Access, Params};
-pub use health::{DependencyReport, EventStoreProbe, Health, HealthReport, QueueProbe};
+pub use extract::{Access, Params, client_ip};
+pub use health::{DependencyReport, DependencyStatus, Detail, EventStoreProbe, Health, HealthReport, HealthState, QueueProbe};
 pub use hygiene::REQUEST_ID;
 pub use openapi::ApiDoc;
 pub use webhooks::ManagementState;
@@ -29,10 +30,12 @@ use crate::Error;
 /// The largest body the management API accepts.
 const MANAGEMENT_BODY_LIMIT: usize = 64 * 1024;
 
-/// What every app has besides its routes: `/health`, and the allowed CORS origins.
+/// What every app has besides its routes: `/health` (and the credentials that unlock its
+/// details), and the allowed CORS origins.
 #[derive(Debug, Clone, Default)]
 pub struct Common {
     pub health: Health,
+    pub access: Option<Access>,
     pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
@@ -62,7 +65,7 @@ fn management_routes(state: ManagementState) -> Router {
 
 fn finish(router: Router, common: Common) -> Router {
     let router = router
-        .merge(health::routes(common.health))
+        .merge(health::routes(HealthState { health: common.health, access: common.access }))
         .merge(openapi::routes())
         .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             Error::RouteNotFound(format!("no route for {method} {}", uri.path()))

@@ -9,7 +9,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{events, health, webhooks};
+use super::{events, health, metrics, webhooks};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -19,7 +19,8 @@ use super::{events, health, webhooks};
         webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::update_webhook,
         webhooks::delete_webhook, webhooks::list_deliveries, webhooks::retry_delivery, webhooks::webhook_stats,
         webhooks::recover, webhooks::get_secret, webhooks::rotate_secret,
-        webhooks::overview, webhooks::recent_deliveries, webhooks::dashboard_health, webhooks::metrics,
+        webhooks::overview, webhooks::recent_deliveries, webhooks::dashboard_health, metrics::tenant,
+        metrics::operator,
         health::check, document,
     ),
     components(schemas(crate::domain::EventInput, crate::domain::WebhookInput, webhooks::RecoverInput, webhooks::RotateInput)),
@@ -28,6 +29,7 @@ use super::{events, health, webhooks};
         (name = "events", description = "For internal services (X-Service-Token)"),
         (name = "webhooks", description = "For external clients, per tenant (X-Api-Key)"),
         (name = "dashboard", description = "Per-tenant operations views (X-Api-Key)"),
+        (name = "operations", description = "For operators (X-Service-Token)"),
         (name = "health", description = "Liveness and dependencies"),
     )
 )]

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::Timestamp;
 use crate::app::DeliveryWithAttempts;
-use crate::domain::{Attempt, DeliveryStatus, EventId, EventType, Webhook, WebhookId};
+use crate::domain::{Attempt, DeliveryStatus, EventId, EventType, Webhook, WebhookId, WebhookSecret};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,8 +40,8 @@ impl<'a> WebhookView<'a> {
         }
     }
 
-    pub fn with_secret(webhook: &'a Webhook) -> Self {
-        Self { secret: Some(webhook.secret.expose()), ..Self::new(webhook) }
+    pub fn with_secret(webhook: &'a Webhook, secret: &'a WebhookSecret) -> Self {
+        Self { secret: Some(secret.expose()), ..Self::new(webhook) }
     }
 }
 

@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::json;
 
@@ -48,7 +48,8 @@ pub fn routes() -> Router<ManagementState> {
         .route("/api/dashboard/overview", get(overview))
         .route("/api/dashboard/recent-deliveries", get(recent_deliveries))
         .route("/api/dashboard/health", get(dashboard_health))
-        .route("/api/dashboard/metrics", get(metrics))
+        .route("/api/dashboard/metrics", get(super::metrics::tenant))
+        .route("/api/metrics", get(super::metrics::operator))
         .route("/api/webhooks/{id}/secret", get(get_secret))
         .route("/api/webhooks/{id}/secret/rotate", post(rotate_secret))
 }
@@ -69,35 +70,12 @@ async fn webhook_stats(
     Ok(ok(StatusCode::OK, json!({ "webhookId": webhook.id, "since": since, "stats": stats })))
 }
 
-/// JSON, or the Prometheus text format with `?format=prometheus` or `Accept: text/plain`.
-#[utoipa::path(get, path = "/api/dashboard/metrics", tag = "dashboard", security(("apiKey" = [])), params(("format" = Option<String>, Query, description = "json (default) or prometheus; Accept: text/plain also selects prometheus")), responses((status = 200, description = "counters and latency histograms"), (status = 422, description = "unknown format"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
-async fn metrics(_caller: TenantCaller, params: Params, headers: axum::http::HeaderMap) -> Result<Response, Error> {
-    let accept_text = headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/plain"));
-    let metrics = crate::metrics::global();
-    match params.get("format") {
-        Some("prometheus") => {}
-        Some("json") => return Ok(ok(StatusCode::OK, metrics.to_json())),
-        Some(_) => return Err(Error::validation("format", "must be json or prometheus")),
-        None if accept_text => {}
-        None => return Ok(ok(StatusCode::OK, metrics.to_json())),
-    }
-    let mut response = metrics.to_prometheus().into_response();
-    response.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    Ok(response)
-}
-
-#[utoipa::path(get, path = "/api/dashboard/health", tag = "dashboard", security(("apiKey" = [])), responses((status = 200, description = "healthy or degraded, with each dependency"), (status = 503, description = "unhealthy: event store or queue down"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
+#[utoipa::path(get, path = "/api/dashboard/health", tag = "dashboard", security(("apiKey" = [])), responses((status = 200, description = "healthy or degraded, with each dependency's status and latency"), (status = 503, description = "unhealthy: event store or queue down"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn dashboard_health(State(state): State<ManagementState>, _caller: TenantCaller) -> Response {
-    super::health::report(&state.health).await
+    super::health::respond(&state.health.report().await, super::Detail::Latency)
 }
 
-#[utoipa::path(get, path = "/api/dashboard/overview", tag = "dashboard", security(("apiKey" = [])), responses((status = 200, description = "the tenant's deliveries over 24 h and 7 d, webhooks, queue depths"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
+#[utoipa::path(get, path = "/api/dashboard/overview", tag = "dashboard", security(("apiKey" = [])), responses((status = 200, description = "the tenant's deliveries over 24 h and 7 d, webhooks, deliveries waiting"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn overview(State(state): State<ManagementState>, TenantCaller(tenant): TenantCaller) -> Result<Response, Error> {
     Ok(ok(StatusCode::OK, state.dashboard.overview(&tenant).await?))
 }
@@ -161,9 +139,9 @@ pub struct RotateInput {
     secret: Option<String>,
 }
 
-fn secret_view(webhook: &crate::domain::Webhook) -> serde_json::Value {
+fn secret_view(webhook: &crate::domain::Webhook, secret: &crate::domain::WebhookSecret) -> serde_json::Value {
     json!({
-        "secret": webhook.secret.expose(),
+        "secret": secret.expose(),
         "previousSecretExpiresAt": webhook.previous_secret.as_ref().and(webhook.previous_secret_expires_at),
     })
 }
@@ -175,7 +153,7 @@ async fn get_secret(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, Error> {
     let webhook = state.admin.get(&tenant, &id).await?;
-    Ok(ok(StatusCode::OK, secret_view(&webhook)))
+    Ok(ok(StatusCode::OK, secret_view(&webhook, &state.admin.secret(&webhook)?)))
 }
 
 #[utoipa::path(post, path = "/api/webhooks/{id}/secret/rotate", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id")), request_body(content = Option<RotateInput>, description = "optional: your own whsec_ secret"), responses((status = 200, description = "the new secret; the previous one signs until previousSecretExpiresAt"), (status = 404, description = "no such webhook"), (status = 422, description = "bad secret"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
@@ -187,7 +165,7 @@ async fn rotate_secret(
 ) -> Result<Response, Error> {
     let secret = input.and_then(|i| i.secret);
     let webhook = state.admin.rotate_secret(&tenant, &id, secret.as_deref()).await?;
-    Ok(ok(StatusCode::OK, secret_view(&webhook)))
+    Ok(ok(StatusCode::OK, secret_view(&webhook, &state.admin.secret(&webhook)?)))
 }
 
 #[utoipa::path(post, path = "/api/webhooks", tag = "webhooks", security(("apiKey" = [])), request_body = crate::domain::WebhookInput, responses((status = 201, description = "registered; the secret is shown this once"), (status = 400, description = "not JSON"), (status = 422, description = "invalid webhook"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
@@ -197,7 +175,8 @@ async fn create_webhook(
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> Result<Response, Error> {
     let webhook = state.admin.create(&tenant, input).await?;
-    Ok(ok(StatusCode::CREATED, WebhookView::with_secret(&webhook)))
+    let secret = state.admin.secret(&webhook)?;
+    Ok(ok(StatusCode::CREATED, WebhookView::with_secret(&webhook, &secret)))
 }
 
 #[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", security(("apiKey" = [])), params(("limit" = Option<u32>, Query, description = "1-500, default 50"), ("offset" = Option<u32>, Query, description = "0-100000"), ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page")), responses((status = 200, description = "the tenant's webhooks, newest first"), (status = 422, description = "bad paging"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]

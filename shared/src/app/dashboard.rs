@@ -1,5 +1,6 @@
-//! What the dashboard shows one tenant: delivery statistics, webhook counts, queue depths and
-//! the most recent deliveries.
+//! What the dashboard shows one tenant: delivery statistics, webhook counts, deliveries still
+//! waiting and the most recent deliveries, all of them the tenant's own; and, for operators,
+//! the depth of the queues every tenant shares.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +20,26 @@ pub struct Overview {
     pub last_24h: DeliveryStats,
     pub last_7d: DeliveryStats,
     pub webhooks: WebhookCounts,
-    /// `None` when the queue did not answer.
+    /// The tenant's deliveries of the last 7 days not yet final.
+    pub backlog: Backlog,
+    pub generated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Backlog {
+    /// No attempt yet.
+    pub pending: u64,
+    /// An attempt failed; another is scheduled.
+    pub retrying: u64,
+}
+
+/// The shared queues, for operators; `None` where the queue did not answer.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Queues {
     pub queue: Option<Depth>,
     pub dead_letter_queue: Option<Depth>,
-    pub generated_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -81,6 +98,12 @@ impl Dashboard {
                 _ => break,
             }
         }
+        let backlog = Backlog { pending: last_7d.pending, retrying: last_7d.retrying };
+        Ok(Overview { last_24h, last_7d, webhooks, backlog, generated_at: now })
+    }
+
+    /// The depth of the relay queue and its dead-letter queue (every tenant's messages).
+    pub async fn queues(&self) -> Queues {
         let depth = |result: Result<QueueDepth>, which: &str| match result {
             Ok(depth) => Some(Depth::from(depth)),
             Err(err) => {
@@ -88,14 +111,8 @@ impl Dashboard {
                 None
             }
         };
-        Ok(Overview {
-            last_24h,
-            last_7d,
-            webhooks,
-            queue: depth(self.queue.depth().await, "queue"),
-            dead_letter_queue: depth(self.dead_letter.depth().await, "dead-letter queue"),
-            generated_at: now,
-        })
+        let (queue, dead_letter) = tokio::join!(self.queue.depth(), self.dead_letter.depth());
+        Queues { queue: depth(queue, "queue"), dead_letter_queue: depth(dead_letter, "dead-letter queue") }
     }
 
     /// The tenant's most recent deliveries with their attempts.

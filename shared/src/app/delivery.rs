@@ -4,9 +4,10 @@ use std::time::Duration;
 use super::{RelayMessage, modify_webhook};
 use crate::backoff::{RetryPolicy, parse_retry_after};
 use crate::domain::{
-    Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, Trigger, Webhook,
+    Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, Trigger, Webhook, WebhookSecret,
 };
 use crate::ports::{DeliveryLog, EventStore, Locks, OutboundRequest, Queue, WebhookSender, WebhookStore};
+use crate::sealing::SecretKeys;
 use crate::signing::SignatureHeaders;
 use crate::{Error, Result, Timestamp};
 
@@ -37,6 +38,8 @@ pub struct Deliverer {
     lock_ttl: Duration,
     /// A webhook failing without a success for this long is disabled.
     disable_after: Duration,
+    /// Opens the webhooks' sealed secrets to sign with.
+    keys: SecretKeys,
 }
 
 /// The ports a [`Deliverer`] works over.
@@ -52,10 +55,10 @@ pub struct DelivererPorts {
 
 impl Deliverer {
     /// `webhook_timeout` bounds one attempt; the delivery lock outlives it.
-    pub fn new(ports: DelivererPorts, policy: RetryPolicy, webhook_timeout: Duration, disable_after: Duration) -> Self {
+    pub fn new(ports: DelivererPorts, policy: RetryPolicy, webhook_timeout: Duration, disable_after: Duration, keys: SecretKeys) -> Self {
         let DelivererPorts { events, webhooks, deliveries, queue, sender, locks } = ports;
         let lock_ttl = webhook_timeout * 2 + Duration::from_secs(5);
-        Self { events, webhooks, deliveries, queue, sender, locks, policy, lock_ttl, disable_after }
+        Self { events, webhooks, deliveries, queue, sender, locks, policy, lock_ttl, disable_after, keys }
     }
 
     pub fn policy(&self) -> &RetryPolicy {
@@ -197,7 +200,8 @@ impl Deliverer {
     ) -> Result<(Delivery, Option<Duration>)> {
         let body = event.delivery_body();
         let started_at = Timestamp::now();
-        let secrets = webhook.signing_secrets(started_at);
+        let secrets = webhook.signing_secrets(&self.keys, started_at)?;
+        let secrets: Vec<&WebhookSecret> = secrets.iter().collect();
         let headers = SignatureHeaders::sign(&secrets, &event.id.to_string(), started_at.as_secs(), &body);
         let pairs = headers.to_pairs();
         let sent = self.sender.send(OutboundRequest { url: webhook.url.as_url(), headers: &pairs, body }).await;
@@ -243,7 +247,7 @@ impl Deliverer {
     }
 
     async fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {
-        let disabled = modify_webhook(self.webhooks.as_ref(), webhook.id, |current| {
+        let disabled = modify_webhook(self.webhooks.as_ref(), &self.keys, webhook.id, |current| {
             current.disable(reason, Timestamp::now());
             Ok(true)
         })
@@ -264,7 +268,7 @@ impl Deliverer {
                 return Ok(());
             }
         // Written at the revision read, so a rotation or change made meanwhile is never undone.
-        modify_webhook(self.webhooks.as_ref(), webhook.id, |current| {
+        modify_webhook(self.webhooks.as_ref(), &self.keys, webhook.id, |current| {
             match (failed_at, current.failing_since) {
                 (None, None) => return Ok(false),
                 (None, Some(_)) => current.failing_since = None,

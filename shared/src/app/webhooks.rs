@@ -9,6 +9,7 @@ use crate::domain::{
     TenantId, Trigger, Webhook, WebhookId, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret, WebhookUrl,
 };
 use crate::ports::{DeliveryLog, EventStore, WebhookStore};
+use crate::sealing::SecretKeys;
 use crate::{Error, Result, Timestamp};
 
 /// The most deliveries one recovery puts back on the queue.
@@ -37,10 +38,12 @@ const MODIFY_ATTEMPTS: usize = 5;
 
 /// Reads webhook `id`, lets `change` edit it, and writes it back at the revision it read; when
 /// another writer got there first, reads again and redoes the change (up to
-/// [`MODIFY_ATTEMPTS`] times). `change` returns false when there is nothing to write. Returns
-/// the webhook as written (or as found), `None` when it does not exist.
+/// [`MODIFY_ATTEMPTS`] times). `change` returns false when there is nothing to write. Every
+/// write seals the secrets again with the first of `keys` where they are plain or sealed with
+/// an older key. Returns the webhook as written (or as found), `None` when it does not exist.
 pub async fn modify_webhook(
     store: &dyn WebhookStore,
+    keys: &SecretKeys,
     id: WebhookId,
     mut change: impl FnMut(&mut Webhook) -> Result<bool>,
 ) -> Result<Option<Webhook>> {
@@ -50,6 +53,7 @@ pub async fn modify_webhook(
         if !change(&mut webhook)? {
             return Ok(Some(webhook));
         }
+        webhook.reseal(keys);
         match store.update(&webhook).await {
             Ok(true) => return Ok(Some(webhook)),
             Ok(false) => return Ok(None),
@@ -78,6 +82,8 @@ pub struct AdminPolicy {
     pub guard: Arc<SsrfGuard>,
     /// How long a rotated-out secret keeps signing.
     pub secret_grace: Duration,
+    /// The keys webhook secrets are sealed with.
+    pub keys: SecretKeys,
 }
 
 impl WebhookAdmin {
@@ -109,10 +115,15 @@ impl WebhookAdmin {
     pub async fn create(&self, tenant: &TenantId, input: WebhookInput) -> Result<Webhook> {
         let new = NewWebhook::parse(input, self.rules())?;
         self.check_reachable(&new.url)?;
-        let webhook = Webhook::new(tenant.clone(), new, Timestamp::now());
+        let webhook = Webhook::new(tenant.clone(), new, Timestamp::now(), &self.policy.keys);
         self.webhooks.insert(&webhook).await?;
         tracing::info!(webhook_id = %webhook.id, "webhook created");
         Ok(webhook)
+    }
+
+    /// The webhook's current signing secret, opened to show it to its tenant.
+    pub fn secret(&self, webhook: &Webhook) -> Result<WebhookSecret> {
+        self.policy.keys.open(&webhook.secret, webhook.id)
     }
 
     pub async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Webhook>> {
@@ -122,7 +133,7 @@ impl WebhookAdmin {
     /// Applies `change` to the tenant's webhook `id` with [`modify_webhook`]; another tenant's
     /// webhook is not found.
     async fn modify_own(&self, tenant: &TenantId, id: WebhookId, mut change: impl FnMut(&mut Webhook)) -> Result<Webhook> {
-        modify_webhook(self.webhooks.as_ref(), id, |w| {
+        modify_webhook(self.webhooks.as_ref(), &self.policy.keys, id, |w| {
             if &w.tenant != tenant {
                 return Err(Error::NotFound("webhook"));
             }
@@ -163,7 +174,7 @@ impl WebhookAdmin {
         };
         let webhook = self
             .modify_own(tenant, WebhookId::parse(id)?, |w| {
-                w.rotate_secret(new.clone(), self.policy.secret_grace, Timestamp::now());
+                w.rotate_secret(&new, &self.policy.keys, self.policy.secret_grace, Timestamp::now());
             })
             .await?;
         tracing::info!("webhook secret rotated");

@@ -1,21 +1,26 @@
 //! Events: what internal services post, and what is stored and delivered.
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use super::js_json::{self, Numbers, ProblemKind};
 use super::{required_text, EventId, EventType, EventTypeRegistry};
 use crate::{Error, FieldError, Result, Timestamp};
 
-/// The body of `POST /api/events`, as sent; [`NewEvent::parse`] checks it.
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+/// The body of `POST /api/events`, as sent; [`NewEvent::parse`] checks it. The payload is kept
+/// as the JSON text posted, so that it can be written back exactly as JavaScript would.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventInput {
     pub event_type: Option<String>,
     pub event_name: Option<String>,
     /// A JSON object, delivered as `data`.
     #[schema(value_type = Option<Object>)]
-    pub payload: Option<Value>,
+    pub payload: Option<Box<RawValue>>,
     pub source: Option<String>,
 }
 
@@ -25,12 +30,167 @@ pub struct EventInput {
 /// make those answers unreadable.
 pub const MAX_PAYLOAD_DEPTH: usize = 64;
 
-/// Whether `value` nests more than `levels` arrays or objects deep.
-fn deeper_than(value: &Value, levels: usize) -> bool {
-    match value {
-        Value::Array(items) => levels == 0 || items.iter().any(|child| deeper_than(child, levels - 1)),
-        Value::Object(map) => levels == 0 || map.values().any(|child| deeper_than(child, levels - 1)),
-        _ => false,
+/// How deeply arrays and objects nest in JSON `text` (0 for a scalar): a scan of the bytes,
+/// without parsing.
+pub fn nesting(text: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in text {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// An event's payload: a JSON object, held as exactly the text JavaScript's
+/// `JSON.stringify(JSON.parse(posted))` writes for it ([`js_json`]): the posted key order (with
+/// JavaScript's order for integer-like keys), numbers as `Number#toString` writes them,
+/// strings escaped as `JSON.stringify` escapes them. Delivered, stored and answered as is, so a
+/// receiver that re-serializes the body it parsed gets the very bytes that were signed.
+#[derive(Clone)]
+pub struct Payload(Box<RawValue>);
+
+/// Two payloads are equal when their text is: the same meaning in the same order.
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Payload {}
+
+impl Payload {
+    /// A posted payload: a JSON object whose numbers JavaScript holds exactly. A number it
+    /// would change is `422` naming it (`payload.items[2].price`); a lone UTF-16 surrogate,
+    /// which UTF-8 cannot carry, is invalid JSON (`400`), as it is anywhere else in a body.
+    pub fn from_posted(raw: &RawValue) -> Result<Self> {
+        let text = raw.get();
+        if !text.starts_with('{') {
+            return Err(Error::validation("payload", "must be a JSON object"));
+        }
+        if nesting(text.as_bytes()) > MAX_PAYLOAD_DEPTH {
+            return Err(Error::validation("payload", format!("must not nest deeper than {MAX_PAYLOAD_DEPTH} levels")));
+        }
+        match js_json::normalize(text, "payload", Numbers::Strict) {
+            Ok(normalized) => Self::wrap(normalized),
+            Err(problems) => match problems.iter().find(|p| p.kind != ProblemKind::Number) {
+                Some(bad) => Err(Error::BadJson(format!("{}: {}", bad.path, bad.message))),
+                None => Err(Error::invalid(problems.into_iter().map(|p| FieldError::new(p.path, p.message)).collect())),
+            },
+        }
+    }
+
+    /// A payload read back from a store: written as JavaScript would, whatever it holds
+    /// (payloads stored before this form existed are converted; nothing is refused).
+    pub fn from_stored(text: &str) -> Result<Self, String> {
+        let normalized = js_json::normalize(text, "payload", Numbers::Lenient)
+            .map_err(|problems| problems.into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; "))?;
+        if !normalized.starts_with('{') {
+            return Err("the payload is not a JSON object".into());
+        }
+        Self::wrap(normalized).map_err(|e| e.to_string())
+    }
+
+    fn wrap(normalized: String) -> Result<Self> {
+        RawValue::from_string(normalized).map(Self).map_err(|e| Error::Internal(format!("a normalized payload is not JSON: {e}")))
+    }
+
+    /// The JSON text: compact, as delivered.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a value (object keys sorted): for comparing meanings, not for output.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.as_str()).unwrap_or(Value::Null)
+    }
+
+    /// The same text indented two spaces a level, keys in their order: for people to read.
+    pub fn pretty(&self) -> String {
+        let text = self.as_str();
+        let mut out = String::with_capacity(text.len() * 2);
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        let mut chars = text.chars().peekable();
+        let newline = |out: &mut String, depth: usize| {
+            out.push('\n');
+            out.push_str(&"  ".repeat(depth));
+        };
+        while let Some(c) = chars.next() {
+            if in_string {
+                out.push(c);
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match c {
+                '"' => {
+                    in_string = true;
+                    out.push(c);
+                }
+                '{' | '[' => {
+                    out.push(c);
+                    let close = if c == '{' { '}' } else { ']' };
+                    if chars.peek() == Some(&close) {
+                        out.push(close);
+                        chars.next();
+                    } else {
+                        depth += 1;
+                        newline(&mut out, depth);
+                    }
+                }
+                '}' | ']' => {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                    out.push(c);
+                }
+                ',' => {
+                    out.push(c);
+                    newline(&mut out, depth);
+                }
+                ':' => out.push_str(": "),
+                _ => out.push(c),
+            }
+        }
+        out
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Self::from_stored(raw.get()).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Payloads are tenants' data: debug output shows their size only.
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes)", self.as_str().len())
     }
 }
 
@@ -39,7 +199,7 @@ fn deeper_than(value: &Value, levels: usize) -> bool {
 pub struct NewEvent {
     pub event_type: EventType,
     pub event_name: String,
-    pub payload: Map<String, Value>,
+    pub payload: Payload,
     pub source: Option<String>,
 }
 
@@ -60,20 +220,17 @@ impl NewEvent {
             }
             Some(name) => required_text("eventName", name, 255).map_err(|e| problems.push(e)).ok(),
         };
-        let payload = match input.payload {
-            Some(Value::Object(map)) if map.values().any(|v| deeper_than(v, MAX_PAYLOAD_DEPTH - 1)) => {
-                problems.push(FieldError::new("payload", format!("must not nest deeper than {MAX_PAYLOAD_DEPTH} levels")));
-                None
-            }
-            Some(Value::Object(map)) => Some(map),
+        let payload = match input.payload.as_deref().map(Payload::from_posted) {
             None => {
                 problems.push(FieldError::new("payload", "is required"));
                 None
             }
-            Some(_) => {
-                problems.push(FieldError::new("payload", "must be a JSON object"));
+            Some(Ok(payload)) => Some(payload),
+            Some(Err(Error::Validation { details, .. })) => {
+                problems.extend(details);
                 None
             }
+            Some(Err(other)) => return Err(other),
         };
         let source = match input.source.as_deref() {
             None => None,
@@ -93,7 +250,7 @@ impl NewEvent {
         let canonical = serde_json::json!({
             "eventType": self.event_type,
             "eventName": self.event_name,
-            "payload": self.payload,
+            "payload": self.payload.to_value(),
             "source": self.source,
         });
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
@@ -108,7 +265,7 @@ pub struct Event {
     pub id: EventId,
     pub event_type: EventType,
     pub event_name: String,
-    pub payload: Map<String, Value>,
+    pub payload: Payload,
     pub source: Option<String>,
     pub created_at: Timestamp,
     /// When the dispatch message was accepted by the queue; `None` means maintenance must
@@ -130,7 +287,8 @@ impl Event {
         }
     }
 
-    /// The body POSTed to every webhook: compact JSON, the same bytes on every attempt.
+    /// The body POSTed to every webhook: compact JSON, the same bytes on every attempt, and
+    /// the bytes JavaScript's `JSON.stringify(JSON.parse(body))` gives back.
     pub fn delivery_body(&self) -> Vec<u8> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -138,7 +296,7 @@ impl Event {
             event_id: EventId,
             event_type: &'a EventType,
             event_name: &'a str,
-            data: &'a Map<String, Value>,
+            data: &'a Payload,
             timestamp: Timestamp,
         }
         let body = Body {

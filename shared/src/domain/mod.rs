@@ -5,11 +5,12 @@ mod delivery;
 mod event;
 mod event_type;
 mod ids;
+pub mod js_json;
 mod page;
 mod webhook;
 
 pub use delivery::{Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Trigger};
-pub use event::{Event, EventInput, NewEvent};
+pub use event::{Event, EventInput, NewEvent, Payload, nesting};
 pub use event_type::{EventType, EventTypeRegistry};
 pub use ids::{EventId, TenantId, WebhookId};
 pub use page::{Page, PageRequest, encode_cursor};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
 
 use super::{required_text, EventType, EventTypeRegistry, TenantId, WebhookId};
+use crate::sealing::{SealedSecret, SecretKeys};
 use crate::{Error, FieldError, Result, Timestamp};
 
 /// Where deliveries go: an absolute http(s) URL with a host and no credentials. Whether the
@@ -110,27 +111,14 @@ impl WebhookSecret {
     }
 }
 
-/// For stores and caches only; the API shows the secret through its own view.
-impl Serialize for WebhookSecret {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.expose())
-    }
-}
-
-impl<'de> Deserialize<'de> for WebhookSecret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
 impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("whsec_[redacted]")
     }
 }
 
-/// A registered webhook. Its serde form is for stores and caches (it includes the secret).
+/// A registered webhook. Its serde form is for stores and caches; its secrets are sealed
+/// ([`crate::sealing`]) and opened only to sign a delivery or show them to the tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
@@ -142,10 +130,10 @@ pub struct Webhook {
     pub is_active: bool,
     /// Why the relay disabled it (e.g. the endpoint answered 410 Gone).
     pub disabled_reason: Option<String>,
-    pub secret: WebhookSecret,
+    pub secret: SealedSecret,
     /// The secret before the last rotation, still signing until `previous_secret_expires_at`.
     #[serde(default)]
-    pub previous_secret: Option<WebhookSecret>,
+    pub previous_secret: Option<SealedSecret>,
     #[serde(default)]
     pub previous_secret_expires_at: Option<Timestamp>,
     /// When deliveries started failing without a success since; `None` while healthy.
@@ -161,16 +149,19 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(tenant: TenantId, new: NewWebhook, now: Timestamp) -> Self {
+    /// A new webhook, its secret (the given one, or a generated one) sealed with `keys`.
+    pub fn new(tenant: TenantId, new: NewWebhook, now: Timestamp, keys: &SecretKeys) -> Self {
+        let id = WebhookId::new();
+        let secret = new.secret.unwrap_or_else(WebhookSecret::generate);
         Self {
-            id: WebhookId::new(),
+            id,
             tenant,
             name: new.name,
             url: new.url,
             event_types: new.event_types,
             is_active: new.is_active,
             disabled_reason: None,
-            secret: new.secret.unwrap_or_else(WebhookSecret::generate),
+            secret: keys.seal(&secret, id),
             previous_secret: None,
             previous_secret_expires_at: None,
             failing_since: None,
@@ -207,18 +198,20 @@ impl Webhook {
 
     /// The secrets that sign a delivery made at `now`, newest first: the current one, and the
     /// previous one during its grace period.
-    pub fn signing_secrets(&self, now: Timestamp) -> Vec<&WebhookSecret> {
-        let mut secrets = vec![&self.secret];
+    pub fn signing_secrets(&self, keys: &SecretKeys, now: Timestamp) -> Result<Vec<WebhookSecret>> {
+        let mut secrets = vec![keys.open(&self.secret, self.id)?];
         if let (Some(previous), Some(expires)) = (&self.previous_secret, self.previous_secret_expires_at)
-            && now < expires {
-                secrets.push(previous);
-            }
-        secrets
+            && now < expires
+        {
+            secrets.push(keys.open(previous, self.id)?);
+        }
+        Ok(secrets)
     }
 
-    /// Replaces the secret; the old one keeps signing for `grace` (unless `grace` is zero).
-    pub fn rotate_secret(&mut self, new: WebhookSecret, grace: std::time::Duration, now: Timestamp) {
-        let old = std::mem::replace(&mut self.secret, new);
+    /// Replaces the secret with `new`, sealed; the old one keeps signing for `grace` (unless
+    /// `grace` is zero).
+    pub fn rotate_secret(&mut self, new: &WebhookSecret, keys: &SecretKeys, grace: std::time::Duration, now: Timestamp) {
+        let old = std::mem::replace(&mut self.secret, keys.seal(new, self.id));
         if grace.is_zero() {
             self.previous_secret = None;
             self.previous_secret_expires_at = None;
@@ -227,6 +220,21 @@ impl Webhook {
             self.previous_secret_expires_at = Some(now + grace);
         }
         self.updated_at = now;
+    }
+
+    /// Seals the secrets again with the first key of `keys` where they are plain or sealed
+    /// with an older key; true when something changed (so the webhook is worth writing).
+    pub fn reseal(&mut self, keys: &SecretKeys) -> bool {
+        let mut changed = false;
+        if let Some(sealed) = keys.reseal(&self.secret, self.id) {
+            self.secret = sealed;
+            changed = true;
+        }
+        if let Some(sealed) = self.previous_secret.as_ref().and_then(|previous| keys.reseal(previous, self.id)) {
+            self.previous_secret = Some(sealed);
+            changed = true;
+        }
+        changed
     }
 
     pub fn disable(&mut self, reason: impl Into<String>, now: Timestamp) {
@@ -433,15 +441,18 @@ mod tests {
         )
         .unwrap();
         let now = Timestamp::from_millis(1_000_000);
-        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, now);
-        assert_eq!(hook.secret.expose(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "the caller's own secret");
-        let old = hook.secret.clone();
+        let keys = SecretKeys::random();
+        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, now, &keys);
+        let old = keys.open(&hook.secret, hook.id).unwrap();
+        assert_eq!(old.expose(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "the caller's own secret");
+        assert!(!hook.secret.as_str().contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "kept sealed");
         let fresh = WebhookSecret::generate();
-        hook.rotate_secret(fresh.clone(), std::time::Duration::from_secs(60), now);
-        assert_eq!(hook.signing_secrets(now), [&fresh, &old]);
-        assert_eq!(hook.signing_secrets(now + std::time::Duration::from_secs(60)), [&fresh]);
-        hook.rotate_secret(WebhookSecret::generate(), std::time::Duration::ZERO, now);
-        assert_eq!(hook.signing_secrets(now).len(), 1);
+        hook.rotate_secret(&fresh, &keys, std::time::Duration::from_secs(60), now);
+        assert_eq!(hook.signing_secrets(&keys, now).unwrap(), [fresh.clone(), old]);
+        assert_eq!(hook.signing_secrets(&keys, now + std::time::Duration::from_secs(60)).unwrap(), [fresh]);
+        hook.rotate_secret(&WebhookSecret::generate(), &keys, std::time::Duration::ZERO, now);
+        assert_eq!(hook.signing_secrets(&keys, now).unwrap().len(), 1);
+        assert!(!format!("{hook:?}").contains("whsec_"), "{hook:?}");
     }
 
     #[test]
@@ -478,7 +489,7 @@ mod tests {
             RULES_HTTP(&registry),
         )
         .unwrap();
-        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, Timestamp::now());
+        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, Timestamp::now(), &SecretKeys::random());
         hook.disable("endpoint answered 410 Gone", Timestamp::now());
         assert!(!hook.wants(&registry.parse("job.created").unwrap()));
         hook.apply(WebhookPatch { is_active: Some(true), ..Default::default() }, Timestamp::now());

@@ -1,9 +1,10 @@
-//! The whole relay in one process: the API on a TCP listener, the delivery worker's pollers
-//! and a maintenance timer, over whatever backends it is given (in memory by default, or
-//! DynamoDB and SQS). relay-local and the
-//! integration tests both start it through [`start`].
+//! The whole relay in one process: the API on a TCP listener (served by [`serve`], with
+//! header, body and idle timeouts and a connection cap), the delivery worker's pollers and a
+//! maintenance timer, over whatever backends it is given (in memory by default, or DynamoDB
+//! and SQS). relay-local and the integration tests both start it through [`start`].
 
 pub mod demo;
+pub mod serve;
 
 use std::net::SocketAddr;
 
@@ -44,6 +45,8 @@ pub struct RunningRelay {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// How long [`RunningRelay::shutdown`] waits for work in progress.
+    shutdown_timeout: std::time::Duration,
 }
 
 /// Serves the API on `listener` and starts `config.worker_concurrency` pollers.
@@ -55,11 +58,18 @@ pub async fn start(config: &Config, backends: Backends, listener: TcpListener) -
 
     let router = relay.router();
     let mut server_stop = stopped.clone();
+    let settings = config.server;
+    let limits = serve::ServerLimits {
+        header_timeout: settings.header_timeout,
+        body_timeout: settings.body_timeout,
+        idle_timeout: settings.idle_timeout,
+        max_connections: settings.max_connections,
+    };
     tasks.spawn(async move {
         let shutdown = async move {
             let _ = server_stop.wait_for(|stop| *stop).await;
         };
-        if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        if let Err(err) = serve::serve(listener, router, limits, shutdown, settings.shutdown_timeout).await {
             tracing::error!(error = %err, "API server stopped");
         }
     });
@@ -85,7 +95,7 @@ pub async fn start(config: &Config, backends: Backends, listener: TcpListener) -
             }
         }
     });
-    Ok(RunningRelay { addr, stop, tasks })
+    Ok(RunningRelay { addr, stop, tasks, shutdown_timeout: config.server.shutdown_timeout })
 }
 
 impl RunningRelay {
@@ -93,9 +103,22 @@ impl RunningRelay {
         format!("http://{}", self.addr)
     }
 
-    /// Stops taking requests and messages, and waits for what is in progress.
+    /// Stops taking connections, requests and messages, and waits for what is in progress (the
+    /// requests being answered, the batches being delivered) for up to `SHUTDOWN_TIMEOUT`;
+    /// what is still running then is dropped (its messages come back on the queue).
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let finished = tokio::time::timeout(self.shutdown_timeout, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                remaining = self.tasks.len(),
+                timeout_s = self.shutdown_timeout.as_secs(),
+                "work still in progress at the end of SHUTDOWN_TIMEOUT; stopping it"
+            );
+            self.tasks.shutdown().await;
+        }
     }
 }

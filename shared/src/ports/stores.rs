@@ -157,4 +157,8 @@ pub trait DeliveryLog: std::fmt::Debug + Send + Sync + 'static {
     async fn events(&self, tenant: &TenantId, event_type: Option<&EventType>, page: &PageRequest) -> Result<Page<EventId>>;
     /// The tenant's deliveries of one event, one per webhook.
     async fn of_event(&self, tenant: &TenantId, event: EventId) -> Result<Vec<Delivery>>;
+    /// Marks every `pending` and `retrying` delivery `failed` with `reason` and no next
+    /// attempt, and returns how many: for a durable log whose queue was lost (relay-local
+    /// restarted with its queue in memory), so no delivery waits for a message that is gone.
+    async fn close_unfinished(&self, reason: &str, now: Timestamp) -> Result<u64>;
 }

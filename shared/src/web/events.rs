@@ -105,7 +105,7 @@ pub async fn detail(State(state): State<WebState>, operator: Operator, WebPath(i
 
 fn render_detail(frame: &Frame<'_>, shown: &TenantEvent) -> Markup {
     let event = &shown.event;
-    let payload = serde_json::to_string_pretty(&event.payload).unwrap_or_default();
+    let payload = event.payload.pretty();
     page(
         frame,
         Section::Events,

@@ -18,12 +18,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use session::{COOKIE, Session, Sessions};
 
 use crate::Timestamp;
 use crate::api::ManagementState;
 use crate::api::Params;
+use crate::ports::Cache;
 use layout::Frame;
 
 /// HTML pages load only the relay's own stylesheet, and post forms only to the relay.
@@ -38,6 +41,8 @@ const FORM_LIMIT: usize = 16 * 1024;
 pub struct WebState {
     pub management: ManagementState,
     pub sessions: Sessions,
+    /// Sessions signed out before they expired (shared between processes through Redis).
+    pub ended: Arc<dyn Cache>,
     /// Mark the cookie `Secure` even when the request does not say it came over https.
     pub always_secure: bool,
 }
@@ -90,13 +95,34 @@ impl Operator {
 impl FromRequestParts<WebState> for Operator {
     type Rejection = Response;
 
+    /// The session must be signed by us and unexpired, its key must still be one of its
+    /// tenant's keys, and it must not have been signed out; then the request counts against
+    /// the tenant's rate limit, as an API call does.
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Self::Rejection> {
+        let access = &state.management.access;
         let session = cookie(&parts.headers, COOKIE)
             .and_then(|value| state.sessions.verify(value, Timestamp::now()))
-            .ok_or_else(|| Redirect::to(SIGN_IN).into_response())?;
+            .filter(|session| state.sessions.key_exists(session, &access.credentials))
+            .ok_or_else(|| signed_out(state, &parts.headers))?;
+        match state.ended.get(&session.ended_key()).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return Err(signed_out(state, &parts.headers)),
+            // Without the list of ended sessions a signed-out cookie cannot be told apart: refuse.
+            Err(err) => return Err(failure(err)),
+        }
+        access.admit(&format!("tenant:{}", session.tenant)).await.map_err(failure)?;
         let csrf = state.sessions.csrf_token(&session);
         Ok(Self { session, csrf })
     }
+}
+
+/// To the sign-in page, dropping the cookie that did not pass.
+fn signed_out(state: &WebState, headers: &HeaderMap) -> Response {
+    let mut response = Redirect::to(SIGN_IN).into_response();
+    if cookie(headers, COOKIE).is_some() {
+        response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, over_https(state, headers)));
+    }
+    response
 }
 
 /// A form a signed-in operator posted from this dashboard: same origin (when the browser says
@@ -126,7 +152,7 @@ impl FromRequest<WebState> for Posted {
         if !same_origin(&parts.headers) {
             return Err(forbidden());
         }
-        let body = Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(|_| too_large())?;
+        let body = read_form(Request::from_parts(parts, body), state).await?;
         let fields: Vec<(String, String)> = form(&body).collect();
         let token = fields.iter().find_map(|(key, value)| (key == "csrf").then_some(value.as_str())).unwrap_or_default();
         if !state.sessions.csrf_ok(&operator.session, token) {
@@ -216,17 +242,35 @@ async fn sign_in_form() -> Response {
     html(StatusCode::OK, layout::sign_in(None))
 }
 
-async fn sign_in(State(state): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sign_in(State(state): State<WebState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers.clone();
     // A cross-site sign-in would put the victim in the attacker's tenant (login CSRF).
     if !same_origin(&headers) {
         return forbidden();
     }
-    let key = form(&body).find_map(|(name, value)| (name == "api_key").then_some(value)).unwrap_or_default();
-    let Some(tenant) = state.management.access.credentials.tenant(key.trim()) else {
-        tracing::info!("dashboard sign-in refused");
-        return html(StatusCode::UNAUTHORIZED, layout::sign_in(Some("That API key is not valid.")));
+    let access = &state.management.access;
+    let client = crate::api::client_ip(&parts);
+    if let Err(limited) = access.check_client(client) {
+        return failure(limited);
+    }
+    let body = match read_form(Request::from_parts(parts, body), &state).await {
+        Ok(body) => body,
+        Err(page) => return page,
     };
-    let (session, value) = state.sessions.issue(tenant, Timestamp::now());
+    let key = form(&body).find_map(|(name, value)| (name == "api_key").then_some(value)).unwrap_or_default();
+    let key = key.trim();
+    let Some(tenant) = access.credentials.tenant(key) else {
+        tracing::info!("dashboard sign-in refused");
+        return match access.failed(client, crate::Error::Unauthorized("invalid API key")).await {
+            crate::Error::Unauthorized(_) => html(StatusCode::UNAUTHORIZED, layout::sign_in(Some("That API key is not valid."))),
+            limited => failure(limited),
+        };
+    };
+    if let Err(limited) = access.admit(&format!("tenant:{tenant}")).await {
+        return failure(limited);
+    }
+    let (session, value) = state.sessions.issue(tenant, &crate::auth::digest(key), Timestamp::now());
     tracing::info!(tenant = %session.tenant, "dashboard sign-in");
     let mut response = Redirect::to("/dashboard").into_response();
     let cookie = session_cookie(&value, state.sessions.ttl().as_secs(), over_https(&state, &headers));
@@ -234,7 +278,15 @@ async fn sign_in(State(state): State<WebState>, headers: HeaderMap, body: Bytes)
     response
 }
 
-async fn sign_out(State(state): State<WebState>, headers: HeaderMap, _: Posted) -> Response {
+/// Ends the session everywhere: its nonce goes on the shared list of ended sessions until it
+/// would have expired anyway, and the browser drops the cookie.
+async fn sign_out(State(state): State<WebState>, headers: HeaderMap, posted: Posted) -> Response {
+    let session = &posted.operator.session;
+    let left = Duration::from_millis(u64::try_from(session.expires_at.as_millis() - Timestamp::now().as_millis()).unwrap_or(0));
+    if let Err(err) = state.ended.put(&session.ended_key(), b"1", left.max(Duration::from_secs(1))).await {
+        return failure(err);
+    }
+    tracing::info!(tenant = %session.tenant, "dashboard sign-out");
     let mut response = Redirect::to(SIGN_IN).into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, over_https(&state, &headers)));
     response
@@ -249,6 +301,17 @@ fn not_found() -> Response {
     html(StatusCode::NOT_FOUND, layout::message("Not found", "There is nothing here for your tenant."))
 }
 
+/// A form's body: a page saying why when it is too large or did not arrive in time.
+async fn read_form(request: Request, state: &WebState) -> Result<Bytes, Response> {
+    Bytes::from_request(request, state).await.map_err(|rejection| {
+        if crate::local::serve::is_body_timeout(&rejection) {
+            failure(crate::Error::RequestTimeout)
+        } else {
+            too_large()
+        }
+    })
+}
+
 fn too_large() -> Response {
     html(StatusCode::PAYLOAD_TOO_LARGE, layout::message("Too large", "That form is larger than the dashboard accepts."))
 }
@@ -261,15 +324,21 @@ fn problems(message: &str, details: &[crate::error::FieldError]) -> Vec<String> 
     details.iter().map(|d| format!("{}: {}", d.field, d.message)).collect()
 }
 
-/// The page for an error, with the status the API gives it.
+/// The page for an error, with the status (and `Retry-After`) the API gives it.
 fn failure(err: crate::Error) -> Response {
     use crate::Error;
-    let text = match &err {
-        Error::NotFound(what) => return html(StatusCode::NOT_FOUND, layout::message("Not found", &format!("No such {what} for your tenant."))),
-        Error::Validation { message, details } => problems(message, details).join("; "),
-        Error::Conflict { message, .. } => message.clone(),
-        _ => "Part of the relay did not answer. Try again in a moment.".to_owned(),
+    let (title, text) = match &err {
+        Error::NotFound(what) => ("Not found", format!("No such {what} for your tenant.")),
+        Error::RateLimited { .. } => ("Slow down", "Too many requests in this minute. Try again in a moment.".to_owned()),
+        Error::RequestTimeout => ("Too slow", "The form did not arrive in time. Try again.".to_owned()),
+        Error::Validation { message, details } => ("Not done", problems(message, details).join("; ")),
+        Error::Conflict { message, .. } => ("Not done", message.clone()),
+        _ => ("Unavailable", "Part of the relay did not answer. Try again in a moment.".to_owned()),
     };
-    let title = if matches!(err, Error::Validation { .. } | Error::Conflict { .. }) { "Not done" } else { "Unavailable" };
-    html(err.into_response().status(), layout::message(title, &text))
+    let api = err.into_response();
+    let mut page = html(api.status(), layout::message(title, &text));
+    if let Some(value) = api.headers().get(header::RETRY_AFTER) {
+        page.headers_mut().insert(header::RETRY_AFTER, value.clone());
+    }
+    page
 }

@@ -1,5 +1,5 @@
 //! `GET /dashboard`: the tenant's last 24 hours (counts, success rate, p95 latency and a chart
-//! of deliveries by status per hour), webhooks, queue depths and dependency health. The page
+//! of deliveries by status per hour), webhooks, deliveries waiting and dependency health. The page
 //! reloads itself every 30 seconds (a `<meta http-equiv="refresh">`: no script).
 
 use axum::extract::State;
@@ -10,8 +10,8 @@ use maud::{Markup, html};
 use super::layout::{Frame, Head, Section, card, page, stats_cards, when};
 use super::{Operator, WebState, failure, html};
 use crate::Timestamp;
-use crate::api::HealthReport;
-use crate::app::{Depth, Overview};
+use crate::api::{DependencyStatus, HealthReport};
+use crate::app::Overview;
 use crate::ports::TimelineBucket;
 
 /// Hourly buckets over the last 24 hours.
@@ -26,16 +26,22 @@ pub async fn overview(State(state): State<WebState>, operator: Operator) -> Resp
         Ok(both) => both,
         Err(err) => return failure(err),
     };
-    let health = state.management.health.run().await;
+    let health = state.management.health.report().await;
     html(StatusCode::OK, render(&operator.frame(), &overview, &timeline, &health))
 }
 
-fn depth(depth: Option<Depth>) -> String {
-    depth.map_or_else(|| "unavailable".to_owned(), |d| format!("{} waiting, {} in flight", d.visible + d.delayed, d.in_flight))
+/// The dependency's status as the stylesheet colours it.
+fn status_class(status: DependencyStatus) -> &'static str {
+    match status {
+        DependencyStatus::Up => "ok",
+        DependencyStatus::Degraded => "warn",
+        DependencyStatus::Down => "bad",
+    }
 }
 
 fn render(frame: &Frame<'_>, overview: &Overview, timeline: &[TimelineBucket], health: &HealthReport) -> Markup {
-    let dlq_class = if overview.dead_letter_queue.is_some_and(|d| d.visible > 0) { "bad" } else { "" };
+    let waiting = overview.backlog.pending + overview.backlog.retrying;
+    let retrying_class = if overview.backlog.retrying > 0 { "warn" } else { "" };
     let disabled_class = if overview.webhooks.disabled > 0 { "warn" } else { "" };
     page(
         frame,
@@ -45,24 +51,23 @@ fn render(frame: &Frame<'_>, overview: &Overview, timeline: &[TimelineBucket], h
             h2 { "Last 24 hours" }
             div.cards { (stats_cards(&overview.last_24h)) }
             (chart(timeline))
-            h2 { "Webhooks and queues" }
+            h2 { "Webhooks and waiting deliveries" }
             div.cards {
                 (card("Active webhooks", overview.webhooks.active, "ok"))
                 (card("Disabled webhooks", overview.webhooks.disabled, disabled_class))
-                (card("Queue", depth(overview.queue), "text"))
-                (card("Dead-letter queue", depth(overview.dead_letter_queue), &format!("text {dlq_class}")))
+                (card("Waiting deliveries", waiting, ""))
+                (card("Of them retrying", overview.backlog.retrying, retrying_class))
             }
             h2 { "Dependencies: " (health.status) }
             div.table-wrap {
                 table {
-                    thead { tr { th { "Dependency" } th { "Status" } th { "Latency" } th { "Error" } } }
+                    thead { tr { th { "Dependency" } th { "Status" } th { "Latency" } } }
                     tbody {
                         @for dependency in &health.dependencies {
                             tr {
-                                td { (dependency.name) }
-                                @if dependency.up { td.ok { "up" } } @else { td.bad { "down" } }
-                                td { (dependency.latency_ms) " ms" }
-                                td.muted.break { (dependency.error.as_deref().unwrap_or("")) }
+                                td data-label="Dependency" { (dependency.name) }
+                                td data-label="Status" class=(status_class(dependency.status)) { (dependency.status.as_str()) }
+                                td data-label="Latency" { (dependency.latency_ms) " ms" }
                             }
                         }
                     }

@@ -368,25 +368,29 @@ pub async fn delete(State(state): State<WebState>, WebPath(id): WebPath<String>,
 
 pub async fn reveal_secret(State(state): State<WebState>, WebPath(id): WebPath<String>, posted: Posted) -> Response {
     match state.management.admin.get(&posted.operator.session.tenant, &id).await {
-        Ok(webhook) => secret_page(&posted, &webhook, "Signing secret"),
+        Ok(webhook) => secret_page(&state, &posted, &webhook, "Signing secret"),
         Err(err) => failure(err),
     }
 }
 
 pub async fn rotate_secret(State(state): State<WebState>, WebPath(id): WebPath<String>, posted: Posted) -> Response {
     match state.management.admin.rotate_secret(&posted.operator.session.tenant, &id, None).await {
-        Ok(webhook) => secret_page(&posted, &webhook, "Secret rotated"),
+        Ok(webhook) => secret_page(&state, &posted, &webhook, "Secret rotated"),
         Err(err) => failure(err),
     }
 }
 
 /// The secret, on a page answered to a POST only and never stored by the browser.
-fn secret_page(posted: &Posted, webhook: &Webhook, title: &str) -> Response {
+fn secret_page(state: &WebState, posted: &Posted, webhook: &Webhook, title: &str) -> Response {
+    let secret = match state.management.admin.secret(webhook) {
+        Ok(secret) => secret,
+        Err(err) => return failure(err),
+    };
     let frame = posted.operator.frame();
     let grace = webhook.previous_secret.as_ref().and(webhook.previous_secret_expires_at);
     let content = html! {
         p { "The signing secret of " strong { (webhook.name) } ":" }
-        p { code.secret #secret { (webhook.secret.expose()) } }
+        p { code.secret #secret { (secret.expose()) } }
         @if let Some(until) = grace { p.muted { "The previous secret also signs until " (when(until)) "." } }
         p.muted { "Keep it out of logs and chat. This page is not cached." }
         p { a href=(format!("/dashboard/webhooks/{}", webhook.id)) { "Back to the webhook" } }

@@ -58,11 +58,37 @@ async fn dashboard_and_stats_are_per_tenant(app: TestApp) {
     assert_eq!(overview["data"]["last7d"]["deliveries"], 4);
     assert_eq!(overview["data"]["webhooks"]["active"], 2);
     assert_eq!(overview["data"]["webhooks"]["disabled"], 0);
-    assert!(overview["data"]["queue"]["visible"].is_u64());
-    assert!(overview["data"]["deadLetterQueue"]["visible"].is_u64());
+    assert_eq!(overview["data"]["backlog"], serde_json::json!({"pending": 0, "retrying": 0}));
+    // The shared queues' depths are every tenant's: not in a tenant's overview.
+    assert!(overview["data"].get("queue").is_none() && overview["data"].get("deadLetterQueue").is_none(), "{overview}");
     let (_, theirs) = get(&app, "/api/dashboard/overview", GLOBEX_KEY).await;
     assert_eq!(theirs["data"]["last24h"]["deliveries"], 2, "globex sees only its own");
     assert_eq!(theirs["data"]["webhooks"]["active"], 1);
+
+    // The tenant's metrics are its own numbers, in both formats.
+    let (status, mine) = get(&app, "/api/dashboard/metrics", ACME_KEY).await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["data"]["tenant"], "acme");
+    assert_eq!(mine["data"]["deliveries"], serde_json::json!({"pending": 0, "retrying": 0, "succeeded": 2, "failed": 2}));
+    assert_eq!((mine["data"]["events"].as_u64(), mine["data"]["attempts"].as_u64()), (Some(2), Some(4)));
+    assert_eq!(mine["data"]["webhooks"]["active"], 2);
+    let (_, theirs) = get(&app, "/api/dashboard/metrics", GLOBEX_KEY).await;
+    assert_eq!(theirs["data"]["deliveries"]["succeeded"], 2);
+    assert_eq!(theirs["data"]["deliveries"]["failed"], 0, "globex sees none of acme's failures");
+    assert_eq!(theirs["data"]["webhooks"]["active"], 1);
+    let text = app
+        .http
+        .get(app.url("/api/dashboard/metrics?format=prometheus"))
+        .header("x-api-key", GLOBEX_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("relay_tenant_deliveries_24h{status=\"succeeded\"} 2\n"), "{text}");
+    assert!(text.contains("relay_tenant_deliveries_24h{status=\"failed\"} 0\n"), "{text}");
+    assert!(!text.contains("relay_http_requests_total") && !text.contains("relay_events_accepted_total"), "process-wide counters: {text}");
 
     let (status, recent) = get(&app, "/api/dashboard/recent-deliveries?limit=3", ACME_KEY).await;
     assert_eq!(status, 200);
@@ -108,9 +134,30 @@ async fn health_reports_each_dependency_and_the_right_status() {
     assert_eq!(response.status(), 401);
     app.stop().await;
 
+    // Redis unreachable: degraded. Anyone sees that it is down; only an operator sees why.
     let degraded = TestApp::spawn_with(&[("REDIS_URL", "redis://127.0.0.1:1")]).await;
     let (status, body) = get(&degraded, "/api/dashboard/health", ACME_KEY).await;
     assert_eq!((status, body["data"]["status"].as_str()), (200, Some("degraded")));
+    assert_eq!(body["data"]["dependencies"]["redis"]["status"], "down");
+    assert!(body["data"]["dependencies"]["redis"].get("error").is_none(), "tenants get no dependency errors: {body}");
+    let public: Value = degraded.http.get(degraded.url("/health")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(public["data"]["status"], "degraded");
+    for (name, dependency) in public["data"]["dependencies"].as_object().unwrap() {
+        assert_eq!(dependency.as_object().unwrap().len(), 1, "{name}: only a status without credentials: {public}");
+    }
+    assert_eq!(public["data"]["dependencies"]["redis"], serde_json::json!({"status": "down"}));
+    let operator: Value = degraded
+        .http
+        .get(degraded.url("/health"))
+        .header("x-service-token", crate::helpers::SERVICE_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(operator["data"]["dependencies"]["redis"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{operator}");
+    assert!(operator["data"]["dependencies"]["redis"]["latencyMs"].is_u64());
     degraded.stop().await;
 
     // A queue that cannot be reached: the relay cannot accept events.
@@ -135,16 +182,57 @@ async fn health_reports_each_dependency_and_the_right_status() {
     broken.stop().await;
 }
 
+/// A flood of `/health` reaches the dependencies once per report, not once per request: the
+/// report is shared for up to 2 s.
 #[tokio::test]
-async fn metrics_count_deliveries_in_json_and_prometheus_text() {
+async fn a_health_flood_does_not_reach_the_dependencies() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Debug, Default)]
+    struct Counting(AtomicUsize);
+    #[async_trait::async_trait]
+    impl relay::ports::Probe for Counting {
+        fn name(&self) -> &'static str {
+            "counted"
+        }
+        async fn check(&self) -> relay::Result<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            Ok(())
+        }
+    }
+    let config = crate::helpers::test_config(&[]);
+    let mut backends = relay::local::Backends::in_memory(&config);
+    let probe = Arc::new(Counting::default());
+    backends.probes.push(probe.clone());
+    let app = TestApp::start(&config, backends).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..500 {
+        let request = app.http.get(app.url("/health"));
+        requests.spawn(async move { request.send().await.map(|r| r.status().as_u16()) });
+    }
+    while let Some(status) = requests.join_next().await {
+        assert_eq!(status.unwrap().unwrap(), 200);
+    }
+    let checks = probe.0.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&checks), "500 requests probed the dependency {checks} times");
+    app.stop().await;
+}
+
+/// Process-wide counters (every tenant's traffic) and the shared queues' depths are for
+/// operators: `GET /api/metrics` with a service token, never with an API key.
+#[tokio::test]
+async fn operator_metrics_count_everything_in_json_and_prometheus_text() {
     let app = TestApp::spawn().await;
     let receiver = Receiver::start().await;
     let (id, _) = app.create_webhook(&receiver.url(), &["job.created"]).await;
     let event = app.send_event("job.created").await;
     app.wait_for_delivery(&id, &event, "succeeded").await;
+    let token = crate::helpers::SERVICE_TOKEN;
 
-    let (status, json) = get(&app, "/api/dashboard/metrics", ACME_KEY).await;
-    assert_eq!(status, 200);
+    let json: Value =
+        app.http.get(app.url("/api/metrics")).header("x-service-token", token).send().await.unwrap().json().await.unwrap();
     let counters = json["data"]["counters"].as_array().unwrap();
     let succeeded = counters
         .iter()
@@ -154,10 +242,12 @@ async fn metrics_count_deliveries_in_json_and_prometheus_text() {
     assert!(counters.iter().any(|c| c["name"] == "relay_events_accepted_total" && c["labels"]["event_type"] == "job.created"));
     let histograms = json["data"]["histograms"].as_array().unwrap();
     assert!(histograms.iter().any(|h| h["name"] == "relay_delivery_attempt_duration_ms" && h["count"].as_u64() >= Some(1)));
+    assert!(json["data"]["queues"]["queue"]["visible"].is_u64(), "{json}");
+    assert!(json["data"]["queues"]["deadLetterQueue"]["visible"].is_u64());
 
     for request in [
-        app.http.get(app.url("/api/dashboard/metrics?format=prometheus")).header("x-api-key", ACME_KEY),
-        app.http.get(app.url("/api/dashboard/metrics")).header("x-api-key", ACME_KEY).header("accept", "text/plain"),
+        app.http.get(app.url("/api/metrics?format=prometheus")).header("x-service-token", token),
+        app.http.get(app.url("/api/metrics")).header("x-service-token", token).header("accept", "text/plain"),
     ] {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -166,9 +256,12 @@ async fn metrics_count_deliveries_in_json_and_prometheus_text() {
         assert!(text.contains("# TYPE relay_delivery_attempts_total counter"), "{text}");
         assert!(text.contains("relay_delivery_attempt_duration_ms_bucket{le=\"+Inf\"}"));
         assert!(text.contains("relay_http_requests_total{method=\"POST\",route=\"/api/events\",status=\"202\"}"));
+        assert!(text.contains("relay_queue_messages{queue=\"relay\",state=\"visible\"}"), "{text}");
     }
+    let bad = app.http.get(app.url("/api/metrics?format=xml")).header("x-service-token", token).send().await.unwrap();
+    assert_eq!(bad.status(), 422);
+    assert_eq!(app.http.get(app.url("/api/metrics")).send().await.unwrap().status(), 401);
+    assert_eq!(get(&app, "/api/metrics", ACME_KEY).await.0, 403, "an API key is not an operator");
     assert_eq!(get(&app, "/api/dashboard/metrics?format=xml", ACME_KEY).await.0, 422);
-    let response = app.http.get(app.url("/api/dashboard/metrics")).send().await.unwrap();
-    assert_eq!(response.status(), 401);
     app.stop().await;
 }

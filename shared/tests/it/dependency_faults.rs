@@ -118,8 +118,18 @@ async fn health(app: &TestApp) -> (u16, Value) {
 
 /// Asserts `/health` answers `overall` (503 when unhealthy, else 200) with each of `down`
 /// down and each of `up` up.
+/// The report is shared for up to 2 s (`api::health::MAX_AGE`) and each probe takes up to
+/// 2 s, so a change shows within about 4 s: poll for the expected status first.
 async fn assert_health(app: &TestApp, overall: &str, down: &[&str], up: &[&str]) {
-    let (status, body) = health(app).await;
+    let settled = eventually(Duration::from_secs(6), || async {
+        let (status, body) = health(app).await;
+        (body["status"] == overall).then_some((status, body))
+    })
+    .await;
+    let (status, body) = match settled {
+        Some(settled) => settled,
+        None => health(app).await,
+    };
     let expected = if overall == "unhealthy" { 503 } else { 200 };
     assert_eq!((status, body["status"].as_str()), (expected, Some(overall)), "{body}");
     for dependency in down {

@@ -126,6 +126,9 @@ impl TestApp {
 }
 
 /// The test configuration: two tenants, fast retries, loopback allowed; `vars` override.
+/// The key ring the tests seal webhook secrets with (`SECRETS_ENCRYPTION_KEYS`).
+pub const TEST_SECRET_KEYS: &str = "test:a-fixed-key-for-the-integration-tests-0000";
+
 pub fn test_config(vars: &[(&str, &str)]) -> Config {
     let mut env: HashMap<String, String> = [
         ("SERVICE_TOKENS", SERVICE_TOKEN),
@@ -135,6 +138,7 @@ pub fn test_config(vars: &[(&str, &str)]) -> Config {
         ("WEBHOOK_TIMEOUT", "2000"),
         ("QUEUE_VISIBILITY_TIMEOUT", "5"),
         ("WORKER_CONCURRENCY", "2"),
+        ("SECRETS_ENCRYPTION_KEYS", TEST_SECRET_KEYS),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))

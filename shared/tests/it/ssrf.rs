@@ -114,6 +114,14 @@ async fn every_spelling_of_a_non_public_literal_address_is_refused_at_registrati
         "http://[::ffff:0:7f00:1]:{P}/",
         "http://[64:ff9b:1::a00:5]/",
         "http://[fec0::1]/",
+        // tunnels: 6to4 judged by the IPv4 inside (127.0.0.1, 10.0.0.5, metadata), Teredo refused
+        "http://[2002:7f00:1::]:{P}/",
+        "http://[2002:a00:5::1]/",
+        "http://[2002:a9fe:a9fe::]/",
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+        // the EKS Pod Identity agent, IPv4 and IPv6
+        "http://169.254.170.23/v1/credentials",
+        "http://[fd00:ec2::23]/v1/credentials",
         // decimal, octal, hex, short and mixed IPv4 forms
         "http://2130706433:{P}/",
         "http://0177.0.0.1:{P}/",
@@ -340,6 +348,8 @@ async fn names_resolving_to_non_public_addresses_are_refused_without_connecting(
         .with("cgnat.example", &[&["100.64.1.1"]])
         .with("ula.example", &[&["fd00::5", "fc00::5"]])
         .with("metadata.example", &[&["169.254.169.254"]])
+        .with("sixtofour.example", &[&["2002:7f00:1::"]])
+        .with("teredo.example", &[&["2001:0:4136:e378:8000:63bf:3fff:fdd2"]])
         .with("everything.example", &[&["10.0.0.5", "127.0.0.1", "::1", "169.254.169.254", "0.0.0.0"]]);
     let sender = sender(&[], dns);
     for (name, expected) in [
@@ -352,6 +362,8 @@ async fn names_resolving_to_non_public_addresses_are_refused_without_connecting(
         ("cgnat.example", "blocked: 100.64.1.1 is a carrier-grade NAT address"),
         ("ula.example", "blocked: fd00::5 is a private address"),
         ("metadata.example", "blocked: 169.254.169.254 is a cloud metadata address"),
+        ("sixtofour.example", "blocked: 127.0.0.1 is a loopback address"),
+        ("teredo.example", "blocked: 2001:0:4136:e378:8000:63bf:3fff:fdd2 is a Teredo tunnel address"),
         ("everything.example", "blocked: 10.0.0.5 is a private address"),
     ] {
         let sent = post(&sender, &format!("http://{name}:{port}/hook")).await;
@@ -372,9 +384,13 @@ async fn metadata_addresses_behind_a_name_are_refused_whatever_the_allow_list() 
         .with("meta.example", &[&["169.254.169.254"]])
         .with("ecs.example", &[&["169.254.170.2"]])
         .with("meta6.example", &[&["fd00:ec2::254"]])
-        .with("mapped-meta.example", &[&["::ffff:169.254.169.254"]]);
-    let sender = sender(&["169.254.0.0/16", "fd00::/8", "::ffff:0:0/96"], dns);
-    for name in ["meta.example", "ecs.example", "meta6.example", "mapped-meta.example"] {
+        .with("mapped-meta.example", &[&["::ffff:169.254.169.254"]])
+        .with("eks.example", &[&["169.254.170.23"]])
+        .with("eks6.example", &[&["fd00:ec2::23"]])
+        .with("sixtofour-meta.example", &[&["2002:a9fe:a9fe::"]]);
+    let sender = sender(&["169.254.0.0/16", "fd00::/8", "::ffff:0:0/96", "2002::/16"], dns);
+    let names = ["meta.example", "ecs.example", "meta6.example", "mapped-meta.example", "eks.example", "eks6.example", "sixtofour-meta.example"];
+    for name in names {
         let sent = post(&sender, &format!("http://{name}/latest/meta-data/")).await;
         let error = sent.error.unwrap_or_default();
         assert!(error.starts_with("blocked: ") && error.ends_with("is a cloud metadata address"), "{name}: {error}");

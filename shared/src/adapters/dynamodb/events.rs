@@ -7,12 +7,11 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use super::query::{Item, NewestFirst};
 use super::schema::{TableNames, index};
 use super::{corrupt, unavailable};
-use crate::domain::{Event, EventId, EventType, Page, PageRequest};
+use crate::domain::{Event, EventId, EventType, Page, PageRequest, Payload};
 use crate::ports::{EventFilter, EventStore, IdempotencyRecord, Insert};
 use crate::{Error, Result, Timestamp};
 
@@ -74,7 +73,7 @@ struct EventItem {
     feed: String,
     event_type: String,
     event_name: String,
-    /// The payload as JSON text: numbers and nesting survive exactly.
+    /// The payload as JSON text, exactly as delivered (`domain::Payload`).
     payload: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<String>,
@@ -93,7 +92,7 @@ impl EventItem {
             feed: FEED.into(),
             event_type: event.event_type.as_str().into(),
             event_name: event.event_name.clone(),
-            payload: Value::Object(event.payload.clone()).to_string(),
+            payload: event.payload.as_str().to_owned(),
             source: event.source.clone(),
             created_at: event.created_at.as_millis(),
             enqueued_at: event.enqueued_at.map(Timestamp::as_millis),
@@ -103,7 +102,7 @@ impl EventItem {
     }
 
     fn into_event(self) -> Result<Event> {
-        let payload: Map<String, Value> = serde_json::from_str(&self.payload).map_err(|e| corrupt("event", e))?;
+        let payload = Payload::from_stored(&self.payload).map_err(|e| corrupt("event", e))?;
         Ok(Event {
             id: EventId::parse(&self.id).map_err(|e| corrupt("event", e))?,
             event_type: EventType::from_store(&self.event_type).map_err(|e| corrupt("event", e))?,

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::query::{Item, NewestFirst};
 use super::schema::{TableNames, index};
 use super::{corrupt, unavailable};
-use crate::domain::{EventType, Page, PageRequest, TenantId, Webhook, WebhookId, WebhookSecret, WebhookUrl};
+use crate::domain::{EventType, Page, PageRequest, TenantId, Webhook, WebhookId, WebhookUrl};
+use crate::sealing::SealedSecret;
 use crate::ports::WebhookStore;
 use crate::{Error, Result, Timestamp};
 
@@ -177,6 +178,7 @@ struct WebhookItem {
     is_active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
+    /// Sealed (`enc:v1:...`, see `crate::sealing`); a plain `whsec_` on items written before.
     secret: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     previous_secret: Option<String>,
@@ -203,8 +205,8 @@ impl WebhookItem {
             event_types: w.event_types.iter().map(|t| t.as_str().to_owned()).collect(),
             is_active: w.is_active,
             disabled_reason: w.disabled_reason.clone(),
-            secret: w.secret.expose().into(),
-            previous_secret: w.previous_secret.as_ref().map(|s| s.expose().to_owned()),
+            secret: w.secret.as_str().into(),
+            previous_secret: w.previous_secret.as_ref().map(|s| s.as_str().to_owned()),
             previous_secret_expires_at: w.previous_secret_expires_at.map(Timestamp::as_millis),
             failing_since: w.failing_since.map(Timestamp::as_millis),
             created_at: w.created_at.as_millis(),
@@ -223,8 +225,8 @@ impl WebhookItem {
             event_types: self.event_types.iter().map(|t| EventType::from_store(t)).collect::<Result<_, _>>().map_err(bad)?,
             is_active: self.is_active,
             disabled_reason: self.disabled_reason,
-            secret: WebhookSecret::parse(&self.secret).map_err(bad)?,
-            previous_secret: self.previous_secret.as_deref().map(WebhookSecret::parse).transpose().map_err(bad)?,
+            secret: SealedSecret::from_stored(self.secret),
+            previous_secret: self.previous_secret.map(SealedSecret::from_stored),
             previous_secret_expires_at: self.previous_secret_expires_at.map(Timestamp::from_millis),
             failing_since: self.failing_since.map(Timestamp::from_millis),
             created_at: Timestamp::from_millis(self.created_at),

@@ -1,24 +1,89 @@
 //! The SSRF guard: which addresses a delivery may connect to.
 //!
-//! Private, loopback, link-local, CGNAT, multicast, documentation and other non-public
-//! ranges are refused unless allow-listed (`WEBHOOK_ALLOWED_CIDRS`). Cloud metadata addresses
-//! are refused always.
+//! One table, [`REFUSED`], lists every range a delivery may not reach, what it is, and whether
+//! `WEBHOOK_ALLOWED_CIDRS` can open it; SECURITY.md shows the same table (a test keeps the two
+//! alike). IPv6 addresses that carry an IPv4 address for a translator or tunnel to reach
+//! (IPv4-mapped, NAT64, 6to4) are judged by that IPv4 address.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
 
 use ipnet::IpNet;
 
-/// Refused whatever the allow-list says: instance metadata services.
-const METADATA: [IpAddr; 3] = [
-    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
-    IpAddr::V4(Ipv4Addr::new(169, 254, 170, 2)),
-    IpAddr::V6(Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)),
+/// A range deliveries may not reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// The range, in CIDR notation.
+    pub cidr: &'static str,
+    /// What it is, as the error says it: "blocked: 10.0.0.5 is a private address".
+    pub what: &'static str,
+    /// Refused whatever `WEBHOOK_ALLOWED_CIDRS` says: credentials services of cloud platforms.
+    pub always: bool,
+}
+
+const fn range(cidr: &'static str, what: &'static str) -> Refused {
+    Refused { cidr, what, always: false }
+}
+
+const fn metadata(cidr: &'static str) -> Refused {
+    Refused { cidr, what: "cloud metadata", always: true }
+}
+
+/// Every refused range. The more specific rows come first: the first row that holds an
+/// address names it.
+pub const REFUSED: &[Refused] = &[
+    // Instance and task credentials: refused even when allow-listed.
+    metadata("169.254.169.254/32"), // EC2 instance metadata (also GCP, Azure, OCI)
+    metadata("169.254.170.2/32"),   // ECS task metadata and credentials
+    metadata("169.254.170.23/32"),  // EKS Pod Identity agent
+    metadata("fd00:ec2::254/128"),  // EC2 instance metadata over IPv6
+    metadata("fd00:ec2::23/128"),   // EKS Pod Identity agent over IPv6
+    metadata("100.100.100.200/32"), // Alibaba Cloud metadata
+    metadata("168.63.129.16/32"),   // Azure platform (WireServer)
+    // IPv4.
+    range("0.0.0.0/8", "unspecified"),
+    range("10.0.0.0/8", "private"),
+    range("100.64.0.0/10", "carrier-grade NAT"),
+    range("127.0.0.0/8", "loopback"),
+    range("169.254.0.0/16", "link-local"),
+    range("172.16.0.0/12", "private"),
+    range("192.0.0.0/24", "reserved"),
+    range("192.0.2.0/24", "documentation"),
+    range("192.88.99.0/24", "reserved"),
+    range("192.168.0.0/16", "private"),
+    range("198.18.0.0/15", "reserved"),
+    range("198.51.100.0/24", "documentation"),
+    range("203.0.113.0/24", "documentation"),
+    range("224.0.0.0/4", "multicast"),
+    range("240.0.0.0/4", "reserved"),
+    // IPv6.
+    range("::/128", "unspecified"),
+    range("::1/128", "loopback"),
+    range("64:ff9b:1::/48", "private"),
+    range("::/8", "reserved"),
+    range("100::/64", "reserved"),
+    range("2001::/32", "Teredo tunnel"),
+    range("2001:2::/48", "reserved"),
+    range("2001:10::/28", "reserved"),
+    range("2001:20::/28", "reserved"),
+    range("2001:db8::/32", "documentation"),
+    range("3fff::/20", "documentation"),
+    range("5f00::/16", "reserved"),
+    range("fc00::/7", "private"),
+    range("fe80::/10", "link-local"),
+    range("fec0::/10", "private"),
+    range("ff00::/8", "multicast"),
 ];
+
+/// [`REFUSED`], parsed once.
+static TABLE: LazyLock<Vec<(IpNet, Refused)>> =
+    LazyLock::new(|| REFUSED.iter().filter_map(|row| row.cidr.parse::<IpNet>().ok().map(|net| (net, *row))).collect());
 
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {
+    /// The address judged: for IPv6 that embeds IPv4, the IPv4 address.
     pub ip: IpAddr,
     pub reason: &'static str,
 }
@@ -43,77 +108,37 @@ impl SsrfGuard {
 
     pub fn check(&self, ip: IpAddr) -> Result<(), Blocked> {
         let ip = canonical(ip);
-        if METADATA.contains(&ip) {
-            return Err(Blocked { ip, reason: "cloud metadata" });
-        }
-        let Some(reason) = non_public(ip) else { return Ok(()) };
-        if self.allowed.iter().any(|net| net.contains(&ip)) {
+        let Some(row) = refused(ip) else { return Ok(()) };
+        if !row.always && self.allowed.iter().any(|net| net.contains(&ip)) {
             return Ok(());
         }
-        Err(Blocked { ip, reason })
+        Err(Blocked { ip, reason: row.what })
     }
 }
 
-/// IPv4-mapped and NAT64 IPv6 addresses are judged by the IPv4 address inside.
+/// The first row of the table that holds `ip`.
+fn refused(ip: IpAddr) -> Option<Refused> {
+    TABLE.iter().find(|(net, _)| net.contains(&ip)).map(|(_, row)| *row)
+}
+
+/// The IPv4 address an IPv6 address stands for, where it stands for one: IPv4-mapped
+/// (`::ffff:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4 (`2002:AABB:CCDD::/48`, whose
+/// relay forwards to `AA.BB.CC.DD`). Anything else is itself.
 fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return IpAddr::V4(v4);
-            }
-            let s = v6.segments();
-            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
-            }
-            IpAddr::V6(v6)
-        }
-        v4 => v4,
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
     }
-}
-
-fn non_public(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            match (a, b, c) {
-                _ if v4.is_loopback() => Some("loopback"),
-                _ if v4.is_private() => Some("private"),
-                _ if v4.is_link_local() => Some("link-local"),
-                (100, 64..=127, _) => Some("carrier-grade NAT"),
-                (0, _, _) => Some("unspecified"),
-                _ if v4.is_broadcast() || v4.is_multicast() || a >= 240 => Some("reserved"),
-                (192, 0, 0) | (198, 18..=19, _) => Some("reserved"),
-                _ if v4.is_documentation() => Some("documentation"),
-                _ => None,
-            }
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            match s[0] {
-                _ if v6.is_loopback() => Some("loopback"),
-                _ if v6.is_unspecified() => Some("unspecified"),
-                // NAT64 local-use (64:ff9b:1::/48): a translator to any IPv4 network.
-                0x0064 if s[1..3] == [0xff9b, 0x0001] => Some("private"),
-                // IPv4-compatible (::a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d) and the rest
-                // of ::/8 that `canonical` did not turn into IPv4: no global addresses there.
-                0x0000..=0x00ff => Some("reserved"),
-                // Discard-only (100::/64).
-                0x0100 if s[1..4] == [0, 0, 0] => Some("reserved"),
-                0xfc00..=0xfdff => Some("private"),
-                0xfe80..=0xfebf => Some("link-local"),
-                // Deprecated site-local (fec0::/10), still routed inside some networks.
-                0xfec0..=0xfeff => Some("private"),
-                0xff00..=0xffff => Some("reserved"),
-                // Benchmarking (2001:2::/48).
-                0x2001 if s[1..3] == [0x0002, 0] => Some("reserved"),
-                0x2001 if s[1] == 0x0db8 => Some("documentation"),
-                // Documentation (3fff::/20).
-                0x3fff if s[1] <= 0x0fff => Some("documentation"),
-                _ => None,
-            }
-        }
+    let s = v6.segments();
+    let v4 = |high: u16, low: u16| {
+        let [a, b] = high.to_be_bytes();
+        let [c, d] = low.to_be_bytes();
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    };
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, high, low] => v4(high, low),
+        [0x2002, high, low, ..] => v4(high, low),
+        _ => IpAddr::V6(Ipv6Addr::from(s)),
     }
 }
 
@@ -123,6 +148,32 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// An address inside the row's range: its first address, or the next one for ranges whose
+    /// first address belongs to a more specific row (`::/8` starts with `::`).
+    fn inside(row: &Refused) -> IpAddr {
+        let net: IpNet = row.cidr.parse().unwrap();
+        match net {
+            IpNet::V4(n) if n.prefix_len() < 32 => IpAddr::V4(Ipv4Addr::from(u32::from(n.network()) + 1)),
+            IpNet::V6(n) if n.prefix_len() < 128 => IpAddr::V6(Ipv6Addr::from(u128::from(n.network()) + 2)),
+            _ => net.addr(),
+        }
+    }
+
+    /// Every row of the table, one case each: an address in the range is refused with the
+    /// row's reason, and the allow-list opens it unless the row says always.
+    #[test]
+    fn every_row_of_the_table_is_refused() {
+        let closed = SsrfGuard::default();
+        for row in REFUSED {
+            let address = inside(row);
+            let blocked = closed.check(address).expect_err(row.cidr);
+            assert_eq!(blocked.reason, row.what, "{}: {address}", row.cidr);
+            let opened = SsrfGuard::new(vec![row.cidr.parse().unwrap()]);
+            assert_eq!(opened.check(address).is_err(), row.always, "{} allow-listed", row.cidr);
+        }
+        assert_eq!(TABLE.len(), REFUSED.len(), "every row parses");
     }
 
     #[test]
@@ -151,12 +202,31 @@ mod tests {
         assert_eq!(guard.check(ip("::7f00:1")).unwrap_err().to_string(), "blocked: ::7f00:1 is a reserved address");
     }
 
+    /// 6to4 addresses are judged by the IPv4 address their relay forwards to; Teredo is refused.
+    #[test]
+    fn tunnels_are_judged_by_the_ipv4_inside_or_refused() {
+        let guard = SsrfGuard::default();
+        let loopback = guard.check(ip("2002:7f00:1::")).unwrap_err();
+        assert_eq!(loopback.to_string(), "blocked: 127.0.0.1 is a loopback address");
+        assert_eq!(guard.check(ip("2002:a9fe:a9fe::1")).unwrap_err().reason, "cloud metadata");
+        assert_eq!(guard.check(ip("2002:c0a8:101:1::1")).unwrap_err().reason, "private");
+        assert!(guard.check(ip("2002:808:808::1")).is_ok(), "6to4 of 8.8.8.8");
+        for teredo in ["2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:0:ffff:ffff:ffff:ffff:ffff:ffff"] {
+            assert_eq!(guard.check(ip(teredo)).unwrap_err().reason, "Teredo tunnel", "{teredo}");
+        }
+        // Allow-listing loopback allows its 6to4 spelling (it is loopback), never metadata's.
+        let local = SsrfGuard::new(vec!["127.0.0.0/8".parse().unwrap(), "169.254.0.0/16".parse().unwrap()]);
+        assert!(local.check(ip("2002:7f00:1::")).is_ok());
+        assert!(local.check(ip("2002:a9fe:a9fe::")).is_err());
+    }
+
     #[test]
     fn allows_public_addresses() {
         let guard = SsrfGuard::default();
         for good in [
             "93.184.215.14", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1",
             "64:ff9b::101:101", "100:0:0:1::1", "2001:4860:4860::8888", "2001:3::1", "3fff:1000::1", "2a00:1450::1",
+            "2001:1::1", "2001:30::1", "168.63.129.17",
         ] {
             assert!(guard.check(ip(good)).is_ok(), "{good} refused");
         }
@@ -164,14 +234,36 @@ mod tests {
 
     #[test]
     fn the_allow_list_opens_ranges_but_never_metadata() {
-        let guard = SsrfGuard::new(vec!["127.0.0.0/8".parse().unwrap(), "169.254.0.0/16".parse().unwrap()]);
+        let guard = SsrfGuard::new(vec!["127.0.0.0/8".parse().unwrap(), "169.254.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()]);
         assert!(guard.check(ip("127.0.0.1")).is_ok());
         assert!(guard.check(ip("169.254.1.1")).is_ok());
         assert!(guard.check(ip("10.0.0.1")).is_err());
         let err = guard.check(ip("169.254.169.254")).unwrap_err();
         assert_eq!(err.reason, "cloud metadata");
-        assert!(guard.check(ip("::ffff:169.254.169.254")).is_err());
-        assert!(guard.check(ip("fd00:ec2::254")).is_err());
         assert_eq!(err.to_string(), "blocked: 169.254.169.254 is a cloud metadata address");
+        for always in ["::ffff:169.254.169.254", "169.254.170.2", "169.254.170.23", "fd00:ec2::254", "fd00:ec2::23"] {
+            assert_eq!(guard.check(ip(always)).unwrap_err().reason, "cloud metadata", "{always}");
+        }
+        assert!(guard.check(ip("fd00:ec2::1")).is_ok(), "the rest of the allow-listed range");
+    }
+
+    /// SECURITY.md's table of refused ranges is this table: same ranges, same order, same
+    /// reasons and the same "always" column.
+    #[test]
+    fn security_md_shows_this_table() {
+        let document = include_str!("../../../../SECURITY.md");
+        let rows: Vec<(String, String, bool)> = document
+            .lines()
+            .skip_while(|line| !line.starts_with("| Range |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                (cells[1].trim_matches('`').to_owned(), cells[2].to_owned(), cells[4] == "always")
+            })
+            .collect();
+        let code: Vec<(String, String, bool)> =
+            REFUSED.iter().map(|row| (row.cidr.to_owned(), row.what.to_owned(), row.always)).collect();
+        assert_eq!(rows, code);
     }
 }

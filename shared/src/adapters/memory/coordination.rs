@@ -53,6 +53,9 @@ pub fn minute_window() -> (u64, Duration) {
     (window, left)
 }
 
+/// How many keys the limiter holds before it forgets earlier minutes.
+const PRUNE_AT: usize = 10_000;
+
 #[derive(Debug, Default)]
 pub struct MemoryRateLimiter {
     counts: Mutex<HashMap<String, (u64, u32)>>,
@@ -69,6 +72,11 @@ impl RateLimiter for MemoryRateLimiter {
     async fn hit(&self, key: &str, limit: u32) -> Result<RateDecision> {
         let (window, left) = minute_window();
         let mut counts = lock(&self.counts);
+        // Keys come and go (a client address per failed credential): past this many, the
+        // counts of earlier minutes are dropped, so the map holds about one minute's keys.
+        if counts.len() >= PRUNE_AT && !counts.contains_key(key) {
+            counts.retain(|_, (seen, _)| *seen == window);
+        }
         let entry = counts.entry(key.to_owned()).or_insert((window, 0));
         if entry.0 != window {
             *entry = (window, 0);

@@ -41,6 +41,19 @@ impl DeliveryLog for MemoryDeliveryLog {
         Ok(lock(&self.state).deliveries.get(&key).cloned())
     }
 
+    async fn close_unfinished(&self, reason: &str, now: Timestamp) -> Result<u64> {
+        let mut state = lock(&self.state);
+        let mut closed = 0;
+        for delivery in state.deliveries.values_mut().filter(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying)) {
+            delivery.status = DeliveryStatus::Failed;
+            delivery.last_error = Some(reason.to_owned());
+            delivery.next_attempt_at = None;
+            delivery.updated_at = now;
+            closed += 1;
+        }
+        Ok(closed)
+    }
+
     async fn record(&self, delivery: &Delivery, attempt: Option<&Attempt>) -> Result<()> {
         let mut state = lock(&self.state);
         state.deliveries.insert(delivery.key(), delivery.clone());

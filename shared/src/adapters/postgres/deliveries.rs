@@ -121,6 +121,19 @@ impl DeliveryLog for PostgresDeliveryLog {
         row.map(DeliveryRow::into_delivery).transpose()
     }
 
+    async fn close_unfinished(&self, reason: &str, now: Timestamp) -> Result<u64> {
+        let closed = sqlx::query(
+            "UPDATE deliveries SET status = 'failed', last_error = $1, next_attempt_at = NULL, updated_at = $2 \
+             WHERE status IN ('pending', 'retrying')",
+        )
+        .bind(reason)
+        .bind(now.to_datetime())
+        .execute(&self.pool)
+        .await
+        .map_err(database)?;
+        Ok(closed.rows_affected())
+    }
+
     async fn record(&self, delivery: &Delivery, attempt: Option<&Attempt>) -> Result<()> {
         let upsert = DeliveryValues::new(delivery)?.bind(sqlx::query(UPSERT));
         let Some(attempt) = attempt else {

@@ -18,6 +18,7 @@ use relay::Timestamp;
 use relay::domain::{
     Delivery, Event, EventInput, EventTypeRegistry, NewEvent, NewWebhook, TenantId, Webhook, WebhookInput, WebhookRules,
 };
+use relay::sealing::SecretKeys;
 use serde_json::json;
 
 pub fn event(event_type: &str, source: Option<&str>) -> Event {
@@ -35,7 +36,13 @@ pub fn webhook(tenant: &str, event_types: &[&str], active: bool) -> Webhook {
     .unwrap();
     let registry = EventTypeRegistry::default();
     let new = NewWebhook::parse(input, WebhookRules { registry: &registry, require_https: true }).unwrap();
-    Webhook::new(TenantId::parse(tenant).unwrap(), new, Timestamp::now())
+    Webhook::new(TenantId::parse(tenant).unwrap(), new, Timestamp::now(), keys())
+}
+
+/// The keys the contract suites seal webhook secrets with.
+pub fn keys() -> &'static SecretKeys {
+    static KEYS: std::sync::LazyLock<SecretKeys> = std::sync::LazyLock::new(SecretKeys::random);
+    &KEYS
 }
 
 pub fn delivery(event: &Event, webhook: &Webhook) -> Delivery {

@@ -4,7 +4,7 @@ use relay::Timestamp;
 use relay::domain::{EventTypeRegistry, PageRequest, TenantId, WebhookId};
 use relay::ports::WebhookStore;
 
-use super::webhook;
+use super::{keys, webhook};
 
 pub async fn crud_by_tenant(store: Arc<dyn WebhookStore>) {
     let acme = TenantId::parse("acme").unwrap();
@@ -21,7 +21,7 @@ pub async fn crud_by_tenant(store: Arc<dyn WebhookStore>) {
     let listed = store.list(&acme, &PageRequest::default()).await.unwrap();
     assert_eq!(listed.items.iter().map(|w| w.id).collect::<Vec<_>>(), [hook.id]);
 
-    hook.rotate_secret(relay::domain::WebhookSecret::generate(), std::time::Duration::from_secs(60), Timestamp::now());
+    hook.rotate_secret(&relay::domain::WebhookSecret::generate(), keys(), std::time::Duration::from_secs(60), Timestamp::now());
     hook.disable("gone", Timestamp::now());
     assert!(store.update(&hook).await.unwrap());
     let got = store.get(hook.id).await.unwrap().unwrap();
@@ -85,7 +85,7 @@ pub async fn stale_writes_are_refused_and_concurrent_changes_all_land(store: Arc
     let mut read_by_other = read_by_one.clone();
 
     let mut rotated = read_by_one.clone();
-    rotated.rotate_secret(relay::domain::WebhookSecret::generate(), std::time::Duration::ZERO, Timestamp::now());
+    rotated.rotate_secret(&relay::domain::WebhookSecret::generate(), keys(), std::time::Duration::ZERO, Timestamp::now());
     assert!(store.update(&rotated).await.unwrap());
     read_by_other.failing_since = Some(Timestamp::now());
     let stale = store.update(&read_by_other).await;
@@ -98,7 +98,7 @@ pub async fn stale_writes_are_refused_and_concurrent_changes_all_land(store: Arc
     for n in 0..4 {
         let store = store.clone();
         writers.spawn(async move {
-            relay::app::modify_webhook(store.as_ref(), hook.id, |w| {
+            relay::app::modify_webhook(store.as_ref(), keys(), hook.id, |w| {
                 w.name = format!("{}+{n}", w.name);
                 Ok(true)
             })

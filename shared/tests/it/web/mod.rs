@@ -72,7 +72,7 @@ async fn every_page_needs_a_session() {
     let fill = |path: &str| path.replace("{id}", &webhook).replace("{event}", &event);
     let requests = PAGES.iter().map(|p| (Method::GET, fill(p))).chain(FORMS.iter().map(|p| (Method::POST, fill(p))));
     for (method, path) in requests.chain([(Method::GET, format!("/dashboard/events/{event}"))]) {
-        for cookie in ["", "relay_session=garbage", "relay_session=v1.acme.99999999999999.bm9uY2U.c2ln"] {
+        for cookie in ["", "relay_session=garbage", "relay_session=v1.acme.99999999999999.bm9uY2U.c2ln", "relay_session=v2.acme.99999999999999.bm9uY2U.a2V5.c2ln"] {
             let response = browser().request(method.clone(), app.url(&path)).header("cookie", cookie).send().await.unwrap();
             assert_eq!(response.status(), StatusCode::SEE_OTHER, "{method} {path} with {cookie:?}");
             assert_eq!(response.headers()["location"], "/dashboard/sign-in");
@@ -102,7 +102,7 @@ async fn sign_in_sets_a_safe_cookie_and_never_shows_the_key() {
     assert_eq!(plain.status(), StatusCode::SEE_OTHER);
     assert_eq!(plain.headers()["location"], "/dashboard");
     let cookie = plain.headers()["set-cookie"].to_str().unwrap().to_owned();
-    for flag in ["relay_session=v1.acme.", "; Path=/dashboard", "; HttpOnly", "; SameSite=Strict", "; Max-Age=43200"] {
+    for flag in ["relay_session=v2.acme.", "; Path=/dashboard", "; HttpOnly", "; SameSite=Strict", "; Max-Age=43200"] {
         assert!(cookie.contains(flag), "{flag} missing: {cookie}");
     }
     assert!(!cookie.contains("Secure"), "plain http gets no Secure flag: {cookie}");
@@ -140,7 +140,7 @@ async fn pages_show_the_sessions_tenant_only_and_escape_what_tenants_wrote() {
     let (_, theirs) = page(&app, "/dashboard/webhooks", &globex).await;
     assert!(theirs.contains("globex private hook") && !theirs.contains("alert"), "{theirs}");
     // A cookie edited to name another tenant is refused.
-    let forged = acme.replacen("v1.acme.", "v1.globex.", 1);
+    let forged = acme.replacen("v2.acme.", "v2.globex.", 1);
     assert_eq!(page(&app, "/dashboard/webhooks", &forged).await.0, StatusCode::SEE_OTHER);
     app.stop().await;
 }

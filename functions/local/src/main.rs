@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use relay::config::{Backend, Config, DEV_API_KEY, DEV_SERVICE_TOKEN, Profile};
 use relay::local::{self, Backends, demo};
-use tokio::net::TcpListener;
 
 use args::Args;
 
@@ -42,8 +41,7 @@ async fn run() -> anyhow::Result<()> {
     // Room for HTTP_MAX_CONNECTIONS connections: the soft open-file limit is often 1024.
     local::serve::raise_fd_limit();
     let backends = Backends::from_config(&config).await.context("configuration")?;
-    let listener = TcpListener::bind((config.host, config.port))
-        .await
+    let listener = local::serve::bind((config.host, config.port).into())
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     let running = local::start(&config, backends, listener).await.context("starting the relay")?;
     print_banner(&config, &running.base_url());

@@ -156,18 +156,29 @@ pub enum Detail {
     Full,
 }
 
-/// Whether the request carries a valid service token. A wrong one is not an error here: the
-/// caller gets the public report (failed credentials are counted by the API's extractors).
-fn operator(parts: &Parts, access: Option<&Access>) -> bool {
-    let token = parts.headers.get(SERVICE_TOKEN).and_then(|v| v.to_str().ok());
-    matches!((token, access), (Some(token), Some(access)) if access.credentials.service(token))
+/// How much of the report the caller may see: the details with a valid service token, the
+/// statuses without one. A wrong token counts as a failed credential of the client address,
+/// as on any route (429 once it is over its limit), and otherwise gets the public report.
+async fn detail_for(parts: &Parts, access: Option<&Access>) -> Result<Detail, crate::Error> {
+    let (Some(token), Some(access)) = (parts.headers.get(SERVICE_TOKEN).and_then(|v| v.to_str().ok()), access) else {
+        return Ok(Detail::Status);
+    };
+    let client = super::extract::client_ip(parts);
+    access.check_client(client)?;
+    if access.credentials.service(token) {
+        return Ok(Detail::Full);
+    }
+    match access.failed(client, crate::Error::Unauthorized("invalid service token")).await {
+        crate::Error::Unauthorized(_) => Ok(Detail::Status),
+        limited => Err(limited),
+    }
 }
 
-#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "healthy or degraded: each dependency up, degraded or down (latency and errors with a valid X-Service-Token)"), (status = 503, description = "unhealthy")))]
-async fn check(State(state): State<HealthState>, request: axum::extract::Request) -> Response {
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "healthy or degraded: each dependency up, degraded or down (latency and errors with a valid X-Service-Token)"), (status = 503, description = "unhealthy"), (status = 429, description = "too many failed credentials from this address")))]
+async fn check(State(state): State<HealthState>, request: axum::extract::Request) -> Result<Response, crate::Error> {
     let (parts, _) = request.into_parts();
-    let detail = if operator(&parts, state.access.as_ref()) { Detail::Full } else { Detail::Status };
-    respond(&state.health.report().await, detail)
+    let detail = detail_for(&parts, state.access.as_ref()).await?;
+    Ok(respond(&state.health.report().await, detail))
 }
 
 impl FromRef<HealthState> for Health {

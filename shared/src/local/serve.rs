@@ -195,6 +195,24 @@ fn fd_soft_limit() -> Option<u64> {
     }
 }
 
+/// Connections the kernel queues for `accept` (the listen backlog). The operating system's
+/// own cap (`net.core.somaxconn`, 4096 on current Linux) applies on top. With the default of
+/// 128, a burst of connection attempts overflows the queue and the kernel drops the SYNs of
+/// whoever comes next, a legitimate client included, who then waits out a 1 s retransmit.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a backlog of [`LISTEN_BACKLOG`], for [`serve`].
+///
+/// # Errors
+///
+/// The address cannot be bound (in use, not local, not permitted).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish for up to `drain`, closes idle connections at once, and returns.
 ///

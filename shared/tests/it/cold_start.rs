@@ -1,5 +1,6 @@
-//! The Lambda functions' configuration at cold start: credentials and the database login come
-//! from Secrets Manager (moto here), never from plain environment variables.
+//! The Lambda functions' configuration at cold start: credentials, the database login, the
+//! dashboard's session key and the key webhook secrets are sealed with come from Secrets
+//! Manager (moto here), never from plain environment variables.
 
 use std::collections::HashMap;
 
@@ -24,14 +25,24 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
     .await;
     let database = create_secret(&client, r#"{"username": "relay", "password": "p@ss/word:with#odd chars"}"#).await;
     let dashboard = create_secret(&client, r#"{"DASHBOARD_SESSION_SECRET": "a-session-secret-from-secrets-manager-0000"}"#).await;
+    // As template.yaml generates it: bare material (64 letters and digits), key id k0.
+    let encryption =
+        create_secret(&client, r#"{"SECRETS_ENCRYPTION_KEYS": "GeneratedByTheTemplate0123456789abcdefghijklmnopqrstuvwxyzABCDEF"}"#).await;
     let vars = HashMap::from([
         ("CREDENTIALS_SECRET".to_owned(), credentials.clone()),
         ("DASHBOARD_SECRET".to_owned(), dashboard),
+        ("ENCRYPTION_SECRET".to_owned(), encryption),
         ("DATABASE_SECRET".to_owned(), database.clone()),
         ("DATABASE_HOST".to_owned(), "proxy.example.internal".to_owned()),
     ]);
     let config = config_with_secrets(&sdk, vars).await.expect("config");
-    config.require(&[Need::ServiceTokens, Need::ApiKeys, Need::DatabaseUrl]).unwrap();
+    config.require(&[Need::ServiceTokens, Need::ApiKeys, Need::DatabaseUrl, Need::SecretKeys]).unwrap();
+    let keys = config.secret_keys.clone().unwrap();
+    let owner = relay::domain::WebhookId::new();
+    let secret = relay::domain::WebhookSecret::generate();
+    let sealed = keys.seal(&secret, owner);
+    assert_eq!(sealed.key_id(), Some("k0"));
+    assert_eq!(keys.open(&sealed, owner).unwrap(), secret);
     assert!(config.credentials.service("token-from-secrets-manager-01"));
     assert_eq!(config.credentials.tenant("key-from-secrets-manager-1").unwrap().as_str(), "acme");
     let url = url::Url::parse(&config.database_url.as_ref().unwrap().0).unwrap();

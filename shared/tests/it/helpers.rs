@@ -45,7 +45,7 @@ impl TestApp {
     }
 
     pub async fn start(config: &Config, backends: Backends) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = relay::local::serve::bind(([127, 0, 0, 1], 0).into()).expect("bind");
         let relay = local::start(config, backends.clone(), listener).await.expect("start relay");
         let base = relay.base_url();
         Self { relay: Some(relay), base, http: reqwest::Client::builder().no_proxy().build().unwrap(), backends }

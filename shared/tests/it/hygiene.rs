@@ -75,3 +75,46 @@ async fn cors_allows_only_the_configured_origins() {
     assert!(response.headers().get("access-control-allow-origin").is_none(), "CORS is off unless configured");
     closed.stop().await;
 }
+
+/// The attack from issue 15: 20,000 unauthenticated requests to random unmatched paths (with
+/// made-up methods too) add no series per path. Unmatched requests share the route label
+/// `unmatched`, unknown methods the label `other`, and a scrape stays small.
+#[tokio::test]
+async fn unmatched_paths_and_made_up_methods_add_no_metric_series() {
+    use axum::body::{Body, to_bytes};
+    use tower::ServiceExt;
+
+    let config = crate::helpers::test_config(&[]);
+    let relay = relay::runtime::Relay::new(&config, relay::runtime::Backends::in_memory(&config)).unwrap();
+    let router = relay.router();
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let before = relay::metrics::global().series();
+    let methods = ["GET", "POST", "DELETE", "BREW", "PROPFIND", "X-RANDOM"];
+    for n in 0..20_000 {
+        let method = axum::http::Method::from_bytes(methods[n % methods.len()].as_bytes()).unwrap();
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(format!("/x/{token}-{n}/{}", n * 7919))
+            .body(Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert!(matches!(response.status().as_u16(), 404 | 405), "{}", response.status());
+        let _ = to_bytes(response.into_body(), 1 << 16).await;
+    }
+    let added = relay::metrics::global().series().saturating_sub(before);
+    // Other tests of this binary record at the same time: their routes are few too.
+    assert!(added < 100, "20,000 paths added {added} series");
+
+    let request = axum::http::Request::builder()
+        .uri("/api/metrics?format=prometheus")
+        .header("x-service-token", crate::helpers::SERVICE_TOKEN)
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = String::from_utf8(to_bytes(response.into_body(), 16 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(!text.contains(&token), "a path became a label");
+    assert!(!text.contains("BREW") && !text.contains("PROPFIND"), "a made-up method became a label");
+    assert!(text.contains(r#"relay_http_requests_total{method="other",route="unmatched",status="#), "{text}");
+    assert!(text.len() < 256 * 1024, "a scrape of {} bytes", text.len());
+}

@@ -111,3 +111,37 @@ async fn recovery_on_postgres() {
     recovery_redelivers_exactly_the_failed_ones(app).await;
     db.drop().await;
 }
+
+/// relay-local with its queue in memory and its log in PostgreSQL: a delivery the previous run
+/// left `retrying` waits for a message that died with that run. The next start closes it as
+/// `failed`, saying why, instead of leaving it waiting forever.
+#[tokio::test]
+async fn a_restart_closes_deliveries_whose_queue_was_in_memory() {
+    let Some(db) = pg::database().await else { return };
+    let vars = [("DATABASE_URL", db.url()), ("WEBHOOK_RETRY_DELAY", "600000"), ("WEBHOOK_MAX_RETRIES", "3")];
+    let first = TestApp::spawn_with(&vars).await;
+    let failing = Receiver::start().await;
+    failing.always(Reply::status(500));
+    let ok = Receiver::start().await;
+    let (waiting, _) = first.create_webhook(&failing.url(), &["job.created"]).await;
+    let (done, _) = first.create_webhook(&ok.url(), &["job.created"]).await;
+    let event = first.send_event("job.created").await;
+    first.wait_for_delivery(&waiting, &event, "retrying").await;
+    first.wait_for_delivery(&done, &event, "succeeded").await;
+    first.stop().await;
+
+    let second = TestApp::spawn_with(&vars).await;
+    let key = |webhook: &str| relay::domain::DeliveryKey {
+        event_id: relay::domain::EventId::parse(&event).unwrap(),
+        webhook_id: relay::domain::WebhookId::parse(webhook).unwrap(),
+    };
+    let closed = second.backends.deliveries.get(key(&waiting)).await.unwrap().expect("the delivery is in the log");
+    assert_eq!(closed.status, relay::domain::DeliveryStatus::Failed);
+    assert_eq!(closed.next_attempt_at, None);
+    assert!(closed.last_error.as_deref().is_some_and(|e| e.starts_with("relay-local restarted")), "{:?}", closed.last_error);
+    assert_eq!(closed.attempt_count, 1, "no attempt is invented");
+    let kept = second.backends.deliveries.get(key(&done)).await.unwrap().unwrap();
+    assert_eq!(kept.status, relay::domain::DeliveryStatus::Succeeded, "a final delivery is left alone");
+    second.stop().await;
+    db.drop().await;
+}

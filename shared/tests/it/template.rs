@@ -163,3 +163,28 @@ fn the_dashboard_is_routed_to_the_api_function_with_its_session_secret() {
     let readable = api["Policies"].as_sequence().unwrap().iter().any(|p| is_ref(&p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]));
     assert!(readable, "relay-api cannot read the dashboard secret");
 }
+
+/// The functions that open webhook secrets get the generated encryption key, and may read it;
+/// relay-ingest, which never reads webhooks, does not. `/api/metrics` goes to relay-api.
+#[test]
+fn the_functions_that_open_webhook_secrets_get_the_encryption_key() {
+    let template = template();
+    let is_ref = |value: &Value| matches!(value, Value::Tagged(t) if t.tag == "!Ref" && t.value == "SecretsEncryptionKey");
+    for (id, gets) in [("ApiFunction", true), ("DeliveryFunction", true), ("IngestFunction", false)] {
+        let properties = &function(&template, id)["Properties"];
+        assert_eq!(is_ref(&properties["Environment"]["Variables"]["ENCRYPTION_SECRET"]), gets, "{id}: ENCRYPTION_SECRET");
+        let readable = properties["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| is_ref(&p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]));
+        assert_eq!(readable, gets, "{id}: may read the key");
+    }
+    let secret = &resource(&template, "SecretsEncryptionKey")["GenerateSecretString"];
+    assert_eq!(secret["GenerateStringKey"], "SECRETS_ENCRYPTION_KEYS");
+    assert_eq!(secret["ExcludePunctuation"], true, "bare material: no comma or colon to split on");
+    assert!(number(&secret["PasswordLength"]) >= 32, "the relay refuses key material under 32 characters");
+    let api = &function(&template, "ApiFunction")["Properties"];
+    let paths: Vec<&str> = api["Events"].as_mapping().unwrap().values().filter_map(|e| e["Properties"]["Path"].as_str()).collect();
+    assert!(paths.contains(&"/api/metrics"), "{paths:?}");
+}

@@ -38,6 +38,40 @@ pub async fn ensure_keeps_what_exists(log: Arc<dyn DeliveryLog>) {
     assert!(log.ensure(&[]).await.unwrap().is_empty());
 }
 
+/// Closing what a lost queue left: `pending` and `retrying` become `failed` with the reason and
+/// no next attempt; final deliveries and their attempts are left as they were.
+pub async fn close_unfinished_fails_what_was_waiting(log: Arc<dyn DeliveryLog>) {
+    let e = event("job.created", None);
+    let hooks: Vec<_> = (0..4).map(|_| webhook("acme", &["job.created"], true)).collect();
+    let mut all: Vec<_> = hooks.iter().map(|w| delivery(&e, w)).collect();
+    log.ensure(&all).await.unwrap();
+    let statuses = [DeliveryStatus::Pending, DeliveryStatus::Retrying, DeliveryStatus::Succeeded, DeliveryStatus::Failed];
+    for (d, status) in all.iter_mut().zip(statuses) {
+        if status != DeliveryStatus::Pending {
+            d.status = status;
+            d.attempt_count = 1;
+            d.next_attempt_at = (status == DeliveryStatus::Retrying).then(|| Timestamp::now() + std::time::Duration::from_secs(60));
+            log.record(d, Some(&attempt(1, Some(if status == DeliveryStatus::Succeeded { 200 } else { 500 })))).await.unwrap();
+        }
+    }
+    let now = Timestamp::now();
+    assert_eq!(log.close_unfinished("the queue was lost", now).await.unwrap(), 2);
+    for (d, was) in all.iter().zip(statuses) {
+        let stored = log.get(d.key()).await.unwrap().unwrap();
+        match was {
+            DeliveryStatus::Pending | DeliveryStatus::Retrying => {
+                assert_eq!(stored.status, DeliveryStatus::Failed, "{was:?}");
+                assert_eq!(stored.last_error.as_deref(), Some("the queue was lost"));
+                assert_eq!(stored.next_attempt_at, None);
+                assert_eq!(stored.attempt_count, d.attempt_count, "no attempt is invented");
+            }
+            _ => assert_eq!(stored.status, was, "a final delivery is left alone"),
+        }
+    }
+    assert_eq!(log.attempts(&[all[2].key()]).await.unwrap()[&all[2].key()].len(), 1);
+    assert_eq!(log.close_unfinished("again", now).await.unwrap(), 0, "nothing left to close");
+}
+
 pub async fn record_appends_attempts_in_order(log: Arc<dyn DeliveryLog>) {
     let e = event("job.created", None);
     let w = webhook("acme", &["job.created"], true);

@@ -42,6 +42,7 @@ suite! {
     deliveries::lists_by_webhook_and_status => Arc::new(MemoryDeliveryLog::new());
     deliveries::stats_count_and_time_what_is_in_scope => Arc::new(MemoryDeliveryLog::new());
     deliveries::timeline_and_events_are_the_tenants_own => Arc::new(MemoryDeliveryLog::new());
+    deliveries::close_unfinished_fails_what_was_waiting => Arc::new(MemoryDeliveryLog::new());
     coordination::a_lock_has_one_holder_until_released => Arc::new(MemoryLocks::new());
     coordination::a_lock_expires => Arc::new(MemoryLocks::new());
     coordination::concurrent_lockers_get_one_lock => Arc::new(MemoryLocks::new());

@@ -31,6 +31,7 @@ pg_suite!(
     lists_by_webhook_and_status,
     stats_count_and_time_what_is_in_scope,
     timeline_and_events_are_the_tenants_own,
+    close_unfinished_fails_what_was_waiting,
 );
 
 const CALLERS: u32 = 50;

@@ -4,6 +4,7 @@
 //! `forms` covers every page and form behind the sign-in.
 
 mod forms;
+mod sessions;
 
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode};

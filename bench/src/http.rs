@@ -129,11 +129,16 @@ impl Api {
         }
     }
 
-    /// The tenant's dashboard overview: delivery statistics, queue and dead-letter queue depth.
+    /// The tenant's dashboard overview: delivery statistics, webhooks, deliveries waiting.
     pub async fn overview(&mut self) -> Result<Value> {
         let response =
             self.conn.send(Method::GET, "/api/dashboard/overview", &[("x-api-key", API_KEY)], Bytes::new()).await?;
         response.data(StatusCode::OK)
+    }
+
+    /// The shared queues' depth (`queue`, `deadLetterQueue`), from the operators' metrics.
+    pub async fn queues(&mut self) -> Result<Value> {
+        Ok(self.metrics().await?["queues"].clone())
     }
 
     /// Accepts an event (`202`); returns its id.
@@ -143,10 +148,11 @@ impl Api {
         data["eventId"].as_str().map(str::to_owned).context("event without id")
     }
 
-    /// The relay's own metrics (JSON).
+    /// The relay process's own metrics and the shared queues' depth (JSON, operators'
+    /// `GET /api/metrics`).
     pub async fn metrics(&mut self) -> Result<Value> {
         let response =
-            self.conn.send(Method::GET, "/api/dashboard/metrics", &[("x-api-key", API_KEY)], Bytes::new()).await?;
+            self.conn.send(Method::GET, "/api/metrics", &[("x-service-token", SERVICE_TOKEN)], Bytes::new()).await?;
         response.data(StatusCode::OK)
     }
 }

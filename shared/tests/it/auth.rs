@@ -78,10 +78,7 @@ async fn burst(app: &TestApp, key: &str, n: usize) -> (usize, usize) {
 
 async fn limit_holds_under_a_burst(vars: &[(&str, &str)]) {
     // The budget is per clock minute: start well inside one.
-    let (_, left) = relay::adapters::memory::minute_window();
-    if left < Duration::from_secs(10) {
-        tokio::time::sleep(left + Duration::from_millis(50)).await;
-    }
+    fresh_minute(Duration::from_secs(10)).await;
     let mut vars = vars.to_vec();
     vars.push(("RATE_LIMIT_PER_MINUTE", "25"));
     let app = TestApp::spawn_with(&vars).await;

@@ -53,7 +53,8 @@ pub fn minute_window() -> (u64, Duration) {
     (window, left)
 }
 
-/// How many keys the limiter holds before it forgets earlier minutes.
+/// How many keys the limiter (or the cache) holds before it forgets earlier minutes (or
+/// expired values).
 const PRUNE_AT: usize = 10_000;
 
 #[derive(Debug, Default)]
@@ -106,7 +107,13 @@ impl Cache for MemoryCache {
     }
 
     async fn put(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        lock(&self.values).insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl));
+        let now = Instant::now();
+        let mut values = lock(&self.values);
+        // Expired values are dropped once there are many, so the map holds what is alive.
+        if values.len() >= PRUNE_AT {
+            values.retain(|_, (_, expires)| *expires > now);
+        }
+        values.insert(key.to_owned(), (value.to_vec(), now + ttl));
         Ok(())
     }
 

@@ -60,7 +60,8 @@ pub enum StartupError {
 /// The Lambda functions' configuration: the environment, completed at cold start from Secrets
 /// Manager: `CREDENTIALS_SECRET` (a JSON secret with `SERVICE_TOKENS` and `API_KEYS`),
 /// `DASHBOARD_SECRET` (a JSON secret with `DASHBOARD_SESSION_SECRET`) and `ENCRYPTION_SECRET`
-/// (a JSON secret with `SECRETS_ENCRYPTION_KEYS`), where a variable set in the environment wins, and `DATABASE_SECRET` (RDS's JSON secret with
+/// (a JSON secret with `SECRETS_ENCRYPTION_KEYS`), where a variable set in the environment
+/// wins, and `DATABASE_SECRET` (RDS's JSON secret with
 /// `username` and `password`), which with `DATABASE_HOST` becomes `DATABASE_URL` (TLS required).
 pub async fn production_config(sdk: &SdkConfig) -> Result<Config, StartupError> {
     config_with_secrets(sdk, std::env::vars().collect()).await

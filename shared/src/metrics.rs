@@ -97,21 +97,25 @@ impl<V: Default> Series<V> {
     /// Applies `f` to the value of `name` with these labels, creating it if there is room, else
     /// applying it to the metric's `other` series.
     fn update(&mut self, name: &'static str, pairs: &[(&'static str, &str)], f: impl FnOnce(&mut V)) {
-        let key = hash(name, pairs);
-        if let Some(found) = self.find(key, name, pairs) {
-            return f(found);
-        }
-        let count = self.per_name.entry(name).or_insert(0);
-        if *count >= MAX_SERIES {
-            let other: Vec<(&'static str, &str)> = pairs.iter().map(|(k, _)| (*k, OTHER)).collect();
-            let key = hash(name, &other);
-            if let Some(found) = self.find(key, name, &other) {
-                return f(found);
+        let mut key = hash(name, pairs);
+        let mut labels = pairs;
+        let other: Vec<(&'static str, &str)>;
+        if self.find(key, name, labels).is_none() {
+            let count = self.per_name.entry(name).or_insert(0);
+            if *count < MAX_SERIES {
+                *count += 1;
+            } else {
+                other = pairs.iter().map(|(k, _)| (*k, OTHER)).collect();
+                labels = &other;
+                key = hash(name, labels);
             }
-            return f(self.insert(key, name, &other));
+            if self.find(key, name, labels).is_none() {
+                self.insert(key, name, labels);
+            }
         }
-        *count += 1;
-        f(self.insert(key, name, pairs));
+        if let Some(value) = self.find(key, name, labels) {
+            f(value);
+        }
     }
 
     fn find(&mut self, key: u64, name: &'static str, pairs: &[(&'static str, &str)]) -> Option<&mut V> {
@@ -122,12 +126,9 @@ impl<V: Default> Series<V> {
             .map(|(_, _, value)| value)
     }
 
-    fn insert(&mut self, key: u64, name: &'static str, pairs: &[(&'static str, &str)]) -> &mut V {
+    fn insert(&mut self, key: u64, name: &'static str, pairs: &[(&'static str, &str)]) {
         let labels = pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        let bucket = self.by_hash.entry(key).or_default();
-        bucket.push((name, labels, V::default()));
-        let last = bucket.len() - 1;
-        &mut bucket[last].2
+        self.by_hash.entry(key).or_default().push((name, labels, V::default()));
     }
 
     /// Every series, sorted by name and labels, for stable output.

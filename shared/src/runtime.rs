@@ -270,7 +270,10 @@ impl Relay {
         let registry = Arc::new(config.event_types.clone());
         // Functions that read webhooks require the keys (`Need::SecretKeys`), and relay-local on
         // DynamoDB too; only in memory (or where webhooks are never read) is a fresh key right.
-        let keys = config.secret_keys.clone().unwrap_or_else(SecretKeys::random);
+        let keys = match &config.secret_keys {
+            Some(keys) => keys.clone(),
+            None => SecretKeys::random()?,
+        };
         let b = &backends;
         let ports = DelivererPorts {
             events: b.events.clone(),

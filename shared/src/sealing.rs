@@ -65,27 +65,44 @@ impl fmt::Debug for SealedSecret {
 /// The key ring that seals and opens webhook secrets.
 #[derive(Clone)]
 pub struct SecretKeys {
-    /// The first seals; all open.
-    keys: Arc<Vec<(String, LessSafeKey)>>,
+    ring: Arc<Ring>,
+}
+
+/// The key that seals, and the older ones that still open.
+struct Ring {
+    sealing: Key,
+    older: Vec<Key>,
+}
+
+struct Key {
+    id: String,
+    aead: LessSafeKey,
+}
+
+impl Ring {
+    fn all(&self) -> impl Iterator<Item = &Key> {
+        std::iter::once(&self.sealing).chain(&self.older)
+    }
 }
 
 impl fmt::Debug for SecretKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        let ids: Vec<&str> = self.ring.all().map(|key| key.id.as_str()).collect();
         f.debug_struct("SecretKeys").field("ids", &ids).finish_non_exhaustive()
     }
 }
 
-fn aes_key(material: &[u8]) -> Option<LessSafeKey> {
+fn key(id: &str, material: &[u8]) -> Option<Key> {
     let digest = Sha256::digest(material);
-    UnboundKey::new(&AES_256_GCM, &digest).ok().map(LessSafeKey::new)
+    let aead = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &digest).ok()?);
+    Some(Key { id: id.to_owned(), aead })
 }
 
 impl SecretKeys {
     /// Parses `SECRETS_ENCRYPTION_KEYS`: `id:material`, comma-separated, first one sealing. One
     /// entry may be bare material (its id is `k0`). Ids are 1-32 of `A-Z a-z 0-9 _ -`.
     pub fn parse(list: &str) -> Result<Self, String> {
-        let mut keys: Vec<(String, LessSafeKey)> = Vec::new();
+        let mut keys: Vec<Key> = Vec::new();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (id, material) = match entry.split_once(':') {
                 Some((id, material)) if is_id(id) => (id, material),
@@ -94,16 +111,14 @@ impl SecretKeys {
             if material.len() < MIN_MATERIAL {
                 return Err(format!("key {id}: its material must be at least {MIN_MATERIAL} characters"));
             }
-            if keys.iter().any(|(known, _)| known == id) {
+            if keys.iter().any(|known| known.id == id) {
                 return Err(format!("key id {id} appears twice (at most one key may be given without an id)"));
             }
-            let key = aes_key(material.as_bytes()).ok_or_else(|| format!("key {id}: not usable"))?;
-            keys.push((id.to_owned(), key));
+            keys.push(key(id, material.as_bytes()).ok_or_else(|| format!("key {id}: not usable"))?);
         }
-        if keys.is_empty() {
-            return Err("lists no key".into());
-        }
-        Ok(Self { keys: Arc::new(keys) })
+        let mut keys = keys.into_iter();
+        let sealing = keys.next().ok_or("lists no key")?;
+        Ok(Self { ring: Arc::new(Ring { sealing, older: keys.collect() }) })
     }
 
     /// A new `SECRETS_ENCRYPTION_KEYS` value: one key, `k1`, of 32 random bytes (base64url).
@@ -112,30 +127,23 @@ impl SecretKeys {
     }
 
     /// A key made now, for relay-local's in-memory stores (they end with the process anyway).
-    pub fn random() -> Self {
-        let material: [u8; 32] = rand::random();
-        let key = aes_key(&material).unwrap_or_else(|| unreachable!("a 32-byte key is always usable"));
-        Self { keys: Arc::new(vec![("local".to_owned(), key)]) }
-    }
-
-    fn sealing(&self) -> &(String, LessSafeKey) {
-        // `parse` and `random` never make an empty ring.
-        &self.keys[0]
+    pub fn random() -> Result<Self> {
+        let sealing = key("local", &rand::random::<[u8; 32]>())
+            .ok_or_else(|| Error::Internal("the crypto library refused a random key".into()))?;
+        Ok(Self { ring: Arc::new(Ring { sealing, older: Vec::new() }) })
     }
 
     /// Seals `secret` for webhook `owner` with the first key.
-    pub fn seal(&self, secret: &WebhookSecret, owner: WebhookId) -> SealedSecret {
-        let (id, key) = self.sealing();
-        let nonce_bytes: [u8; NONCE_LEN] = rand::random();
+    pub fn seal(&self, secret: &WebhookSecret, owner: WebhookId) -> Result<SealedSecret> {
+        let Key { id, aead } = &self.ring.sealing;
+        let nonce: [u8; NONCE_LEN] = rand::random();
         let mut sealed = secret.expose().as_bytes().to_vec();
         let aad = owner.to_string();
-        // Sealing fails only for inputs far larger than a secret.
-        if key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(aad.as_bytes()), &mut sealed).is_err() {
-            unreachable!("AES-GCM seals any secret-sized input");
-        }
-        let mut bytes = nonce_bytes.to_vec();
+        aead.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad.as_bytes()), &mut sealed)
+            .map_err(|_| Error::Internal(format!("the secret of webhook {owner} could not be sealed")))?;
+        let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
-        SealedSecret(format!("{PREFIX}{id}:{}", URL_SAFE_NO_PAD.encode(bytes)))
+        Ok(SealedSecret(format!("{PREFIX}{id}:{}", URL_SAFE_NO_PAD.encode(bytes))))
     }
 
     /// Opens a sealed (or plain, older) secret of webhook `owner`. A value that does not open
@@ -147,16 +155,13 @@ impl SecretKeys {
             return WebhookSecret::parse(&sealed.0).map_err(|_| corrupt("neither sealed nor a whsec_ secret"));
         };
         let (id, encoded) = rest.split_once(':').ok_or_else(|| corrupt("malformed"))?;
-        let (_, key) = self.keys.iter().find(|(known, _)| known == id).ok_or_else(|| corrupt(&format!("no key {id} in SECRETS_ENCRYPTION_KEYS")))?;
+        let key = self.ring.all().find(|key| key.id == id).ok_or_else(|| corrupt(&format!("no key {id} in SECRETS_ENCRYPTION_KEYS")))?;
         let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| corrupt("malformed"))?;
-        if bytes.len() < NONCE_LEN {
-            return Err(corrupt("malformed"));
-        }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let (nonce, ciphertext) = bytes.split_at_checked(NONCE_LEN).ok_or_else(|| corrupt("malformed"))?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt("malformed"))?;
         let mut in_out = ciphertext.to_vec();
         let aad = owner.to_string();
-        let plain = key.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut in_out).map_err(|_| corrupt("authentication failed"))?;
+        let plain = key.aead.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut in_out).map_err(|_| corrupt("authentication failed"))?;
         let text = std::str::from_utf8(plain).map_err(|_| corrupt("not text"))?;
         WebhookSecret::parse(text).map_err(|_| corrupt("not a whsec_ secret"))
     }
@@ -164,10 +169,10 @@ impl SecretKeys {
     /// `sealed` sealed again with the first key, when it is plain or sealed with another key;
     /// `None` when it is already sealed with the first key (or does not open).
     pub fn reseal(&self, sealed: &SealedSecret, owner: WebhookId) -> Option<SealedSecret> {
-        if sealed.key_id() == Some(self.sealing().0.as_str()) {
+        if sealed.key_id() == Some(self.ring.sealing.id.as_str()) {
             return None;
         }
-        self.open(sealed, owner).ok().map(|secret| self.seal(&secret, owner))
+        self.open(sealed, owner).ok().and_then(|secret| self.seal(&secret, owner).ok())
     }
 }
 
@@ -190,13 +195,13 @@ mod tests {
         let keys = keys(&format!("k1:{MATERIAL}"));
         let secret = WebhookSecret::generate();
         let owner = WebhookId::new();
-        let sealed = keys.seal(&secret, owner);
+        let sealed = keys.seal(&secret, owner).unwrap();
         assert!(sealed.as_str().starts_with("enc:v1:k1:"), "{}", sealed.as_str());
         assert!(!sealed.as_str().contains(secret.expose()));
         assert!(!sealed.as_str().contains(&secret.expose()["whsec_".len()..]));
         assert_eq!(keys.open(&sealed, owner).unwrap(), secret);
         assert!(keys.open(&sealed, WebhookId::new()).is_err(), "moved onto another webhook");
-        assert_ne!(keys.seal(&secret, owner), sealed, "a fresh nonce every time");
+        assert_ne!(keys.seal(&secret, owner).unwrap(), sealed, "a fresh nonce every time");
         assert_eq!(format!("{sealed:?}"), "sealed(k1)");
     }
 
@@ -204,7 +209,7 @@ mod tests {
     fn tampering_and_unknown_keys_do_not_open() {
         let one = keys(&format!("k1:{MATERIAL}"));
         let owner = WebhookId::new();
-        let sealed = one.seal(&WebhookSecret::generate(), owner);
+        let sealed = one.seal(&WebhookSecret::generate(), owner).unwrap();
         let mut bytes = sealed.as_str().to_owned().into_bytes();
         let last = bytes.len() - 2;
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
@@ -225,7 +230,7 @@ mod tests {
         let owner = WebhookId::new();
         let secret = WebhookSecret::generate();
         let old = keys(&format!("k1:{MATERIAL}"));
-        let sealed_old = old.seal(&secret, owner);
+        let sealed_old = old.seal(&secret, owner).unwrap();
         let rotated = keys(&format!("k2:{MATERIAL}-new, k1:{MATERIAL}"));
         assert_eq!(rotated.open(&sealed_old, owner).unwrap(), secret);
         let resealed = rotated.reseal(&sealed_old, owner).unwrap();
@@ -246,9 +251,9 @@ mod tests {
             assert!(SecretKeys::parse(bad).is_err(), "{bad}");
         }
         assert!(SecretKeys::parse(&SecretKeys::new_setting()).is_ok());
-        let random = SecretKeys::random();
+        let random = SecretKeys::random().unwrap();
         let owner = WebhookId::new();
         let secret = WebhookSecret::generate();
-        assert_eq!(random.open(&random.seal(&secret, owner), owner).unwrap(), secret);
+        assert_eq!(random.open(&random.seal(&secret, owner).unwrap(), owner).unwrap(), secret);
     }
 }

@@ -79,8 +79,8 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if has_surrogate_escape(bytes) {
         let text = std::str::from_utf8(bytes).map_err(|e| Error::BadJson(e.to_string()))?;
         if let Err(problems) = js_json::normalize(text, "body", Numbers::Lenient) {
-            let first = &problems[0];
-            return Err(Error::BadJson(format!("{}: {}", first.path, first.message)));
+            let first = problems.first().map(|p| format!("{}: {}", p.path, p.message)).unwrap_or_default();
+            return Err(Error::BadJson(first));
         }
     }
     if crate::domain::nesting(bytes) > MAX_BODY_DEPTH {
@@ -97,7 +97,7 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 
 /// Whether `bytes` hold a `\uD800`-`\uDFFF` escape (UTF-16 surrogates, which must pair).
 fn has_surrogate_escape(bytes: &[u8]) -> bool {
-    bytes.windows(4).any(|w| w[0] == b'\\' && w[1] == b'u' && w[2].eq_ignore_ascii_case(&b'd') && matches!(w[3], b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
+    bytes.windows(4).any(|w| matches!(w, [b'\\', b'u', b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F']))
 }
 
 /// The object with each field's last value only, read as `T`.
@@ -237,9 +237,21 @@ impl Access {
         }
     }
 
+    /// A credential's check, counted: `found` is what the credential stands for (`None`: it
+    /// matched nothing). 429 while `client` is over its limit of failed credentials, whatever
+    /// it sent; `refusal` for a credential that matched nothing (429 once that puts the
+    /// address over its limit).
+    pub async fn verify<T>(&self, client: Option<IpAddr>, found: Option<T>, refusal: Error) -> Result<T, Error> {
+        self.check_client(client)?;
+        match found {
+            Some(found) => Ok(found),
+            None => Err(self.failed(client, refusal).await),
+        }
+    }
+
     /// 429 while `client` is over its limit of failed credentials (as far as this process
-    /// knows); call it before checking a credential.
-    pub fn check_client(&self, client: Option<IpAddr>) -> Result<(), Error> {
+    /// knows).
+    fn check_client(&self, client: Option<IpAddr>) -> Result<(), Error> {
         let Some(ip) = client else { return Ok(()) };
         let blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
         match blocked.get(&ip) {
@@ -251,7 +263,7 @@ impl Access {
     /// Counts a failed credential from `client` and returns the error to answer with: `refusal`,
     /// or 429 once the address is over its limit (it then stays refused until the minute ends,
     /// whatever it sends). A request without a known address counts under one shared key.
-    pub async fn failed(&self, client: Option<IpAddr>, refusal: Error) -> Error {
+    async fn failed(&self, client: Option<IpAddr>, refusal: Error) -> Error {
         if self.failures_per_minute == 0 {
             return refusal;
         }
@@ -319,11 +331,8 @@ where
         let access = Access::from_ref(state);
         match header(parts, SERVICE_TOKEN) {
             Some(token) => {
-                let client = client_ip(parts);
-                access.check_client(client)?;
-                if !access.credentials.service(token) {
-                    return Err(access.failed(client, Error::Unauthorized("invalid service token")).await);
-                }
+                let known = access.credentials.service(token).then_some(());
+                access.verify(client_ip(parts), known, Error::Unauthorized("invalid service token")).await?;
                 // Each token is counted apart, by a digest that does not reveal it.
                 let id = hex::encode(&crate::auth::digest(token)[..8]);
                 access.admit(&format!("service:{id}")).await?;
@@ -352,11 +361,7 @@ where
         let access = Access::from_ref(state);
         match header(parts, API_KEY) {
             Some(key) => {
-                let client = client_ip(parts);
-                access.check_client(client)?;
-                let Some(tenant) = access.credentials.tenant(key) else {
-                    return Err(access.failed(client, Error::Unauthorized("invalid API key")).await);
-                };
+                let tenant = access.verify(client_ip(parts), access.credentials.tenant(key), Error::Unauthorized("invalid API key")).await?;
                 access.admit(&format!("tenant:{tenant}")).await?;
                 Ok(Self(tenant))
             }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -106,7 +106,7 @@ impl Health {
     }
 
     /// Checks every dependency now, all at once, each within [`PROBE_TIMEOUT`].
-    pub async fn run(&self) -> HealthReport {
+    async fn run(&self) -> HealthReport {
         let checked_at = Timestamp::now();
         let probes: Vec<(&Arc<dyn Probe>, bool)> =
             self.critical.iter().map(|p| (p, true)).chain(self.optional.iter().map(|p| (p, false))).collect();
@@ -163,14 +163,10 @@ async fn detail_for(parts: &Parts, access: Option<&Access>) -> Result<Detail, cr
     let (Some(token), Some(access)) = (parts.headers.get(SERVICE_TOKEN).and_then(|v| v.to_str().ok()), access) else {
         return Ok(Detail::Status);
     };
-    let client = super::extract::client_ip(parts);
-    access.check_client(client)?;
-    if access.credentials.service(token) {
-        return Ok(Detail::Full);
-    }
-    match access.failed(client, crate::Error::Unauthorized("invalid service token")).await {
-        crate::Error::Unauthorized(_) => Ok(Detail::Status),
-        limited => Err(limited),
+    let known = access.credentials.service(token).then_some(Detail::Full);
+    match access.verify(super::extract::client_ip(parts), known, crate::Error::Unauthorized("invalid service token")).await {
+        Err(crate::Error::Unauthorized(_)) => Ok(Detail::Status),
+        checked => checked,
     }
 }
 
@@ -179,12 +175,6 @@ async fn check(State(state): State<HealthState>, request: axum::extract::Request
     let (parts, _) = request.into_parts();
     let detail = detail_for(&parts, state.access.as_ref()).await?;
     Ok(respond(&state.health.report().await, detail))
-}
-
-impl FromRef<HealthState> for Health {
-    fn from_ref(state: &HealthState) -> Self {
-        state.health.clone()
-    }
 }
 
 /// The report as the API answers it, with as much detail as the caller may see.

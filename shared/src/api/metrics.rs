@@ -20,7 +20,8 @@ use super::envelope::ok;
 use super::extract::{Params, ServiceCaller, TenantCaller};
 use super::webhooks::ManagementState;
 use crate::Error;
-use crate::app::{Depth, Overview, Queues};
+use crate::app::{Depth, Queues, WebhookCounts};
+use crate::ports::DeliveryStats;
 
 /// Whether the caller asked for the Prometheus text format.
 fn wants_text(params: &Params, headers: &HeaderMap) -> Result<bool, Error> {
@@ -77,11 +78,10 @@ pub async fn tenant(
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     let as_text = wants_text(&params, &headers)?;
-    let overview = state.dashboard.overview(&tenant).await?;
+    let (day, webhooks) = state.dashboard.last_day(&tenant).await?;
     if as_text {
-        return Ok(text(tenant_text(&overview)));
+        return Ok(text(tenant_text(&day, webhooks)));
     }
-    let day = &overview.last_24h;
     Ok(ok(
         StatusCode::OK,
         json!({
@@ -95,15 +95,14 @@ pub async fn tenant(
             "successRate": day.success_rate,
             "avgLatencyMs": day.avg_latency_ms,
             "p95LatencyMs": day.p95_latency_ms,
-            "webhooks": overview.webhooks,
-            "generatedAt": overview.generated_at,
+            "webhooks": webhooks,
+            "generatedAt": crate::Timestamp::now(),
         }),
     ))
 }
 
 /// The tenant's numbers as Prometheus gauges over the last 24 hours.
-fn tenant_text(overview: &Overview) -> String {
-    let day = &overview.last_24h;
+fn tenant_text(day: &DeliveryStats, webhooks: WebhookCounts) -> String {
     let mut out = String::new();
     let mut gauge = |name: &str, rows: &[(&str, Option<f64>)]| {
         let _ = writeln!(out, "# TYPE {name} gauge");
@@ -127,6 +126,6 @@ fn tenant_text(overview: &Overview) -> String {
     gauge("relay_tenant_delivery_attempts_24h", &[("", n(day.attempts))]);
     gauge("relay_tenant_delivery_success_ratio_24h", &[("", day.success_rate)]);
     gauge("relay_tenant_delivery_latency_ms_24h", &[("{stat=\"avg\"}", day.avg_latency_ms), ("{stat=\"p95\"}", day.p95_latency_ms)]);
-    gauge("relay_tenant_webhooks", &[("{state=\"active\"}", n(overview.webhooks.active)), ("{state=\"disabled\"}", n(overview.webhooks.disabled))]);
+    gauge("relay_tenant_webhooks", &[("{state=\"active\"}", n(webhooks.active)), ("{state=\"disabled\"}", n(webhooks.disabled))]);
     out
 }

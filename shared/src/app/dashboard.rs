@@ -86,6 +86,19 @@ impl Dashboard {
         let scope = StatsScope::Tenant(tenant.clone());
         let last_24h = self.deliveries.stats(&scope, now - DAY).await?;
         let last_7d = self.deliveries.stats(&scope, now - DAY * 7).await?;
+        let webhooks = self.webhook_counts(tenant).await?;
+        let backlog = Backlog { pending: last_7d.pending, retrying: last_7d.retrying };
+        Ok(Overview { last_24h, last_7d, webhooks, backlog, generated_at: now })
+    }
+
+    /// The tenant's deliveries of the last 24 hours and its webhooks: what its metrics show.
+    pub async fn last_day(&self, tenant: &TenantId) -> Result<(DeliveryStats, WebhookCounts)> {
+        let since = Timestamp::now() - DAY;
+        let stats = self.deliveries.stats(&StatsScope::Tenant(tenant.clone()), since).await?;
+        Ok((stats, self.webhook_counts(tenant).await?))
+    }
+
+    async fn webhook_counts(&self, tenant: &TenantId) -> Result<WebhookCounts> {
         let mut webhooks = WebhookCounts::default();
         let mut page = PageRequest { limit: PageRequest::MAX_LIMIT, ..PageRequest::default() };
         loop {
@@ -98,8 +111,7 @@ impl Dashboard {
                 _ => break,
             }
         }
-        let backlog = Backlog { pending: last_7d.pending, retrying: last_7d.retrying };
-        Ok(Overview { last_24h, last_7d, webhooks, backlog, generated_at: now })
+        Ok(webhooks)
     }
 
     /// The depth of the relay queue and its dead-letter queue (every tenant's messages).

@@ -115,7 +115,7 @@ impl WebhookAdmin {
     pub async fn create(&self, tenant: &TenantId, input: WebhookInput) -> Result<Webhook> {
         let new = NewWebhook::parse(input, self.rules())?;
         self.check_reachable(&new.url)?;
-        let webhook = Webhook::new(tenant.clone(), new, Timestamp::now(), &self.policy.keys);
+        let webhook = Webhook::new(tenant.clone(), new, Timestamp::now(), &self.policy.keys)?;
         self.webhooks.insert(&webhook).await?;
         tracing::info!(webhook_id = %webhook.id, "webhook created");
         Ok(webhook)
@@ -172,10 +172,10 @@ impl WebhookAdmin {
             Some(text) => WebhookSecret::parse(text).map_err(|m| Error::validation("secret", m))?,
             None => WebhookSecret::generate(),
         };
+        let id = WebhookId::parse(id)?;
+        let sealed = self.policy.keys.seal(&new, id)?;
         let webhook = self
-            .modify_own(tenant, WebhookId::parse(id)?, |w| {
-                w.rotate_secret(&new, &self.policy.keys, self.policy.secret_grace, Timestamp::now());
-            })
+            .modify_own(tenant, id, |w| w.rotate_secret(sealed.clone(), self.policy.secret_grace, Timestamp::now()))
             .await?;
         tracing::info!("webhook secret rotated");
         Ok(webhook)

@@ -150,10 +150,10 @@ pub struct Webhook {
 
 impl Webhook {
     /// A new webhook, its secret (the given one, or a generated one) sealed with `keys`.
-    pub fn new(tenant: TenantId, new: NewWebhook, now: Timestamp, keys: &SecretKeys) -> Self {
+    pub fn new(tenant: TenantId, new: NewWebhook, now: Timestamp, keys: &SecretKeys) -> Result<Self> {
         let id = WebhookId::new();
-        let secret = new.secret.unwrap_or_else(WebhookSecret::generate);
-        Self {
+        let secret = keys.seal(&new.secret.unwrap_or_else(WebhookSecret::generate), id)?;
+        Ok(Self {
             id,
             tenant,
             name: new.name,
@@ -161,14 +161,14 @@ impl Webhook {
             event_types: new.event_types,
             is_active: new.is_active,
             disabled_reason: None,
-            secret: keys.seal(&secret, id),
+            secret,
             previous_secret: None,
             previous_secret_expires_at: None,
             failing_since: None,
             created_at: now,
             updated_at: now,
             revision: 0,
-        }
+        })
     }
 
     pub fn wants(&self, event_type: &EventType) -> bool {
@@ -208,10 +208,10 @@ impl Webhook {
         Ok(secrets)
     }
 
-    /// Replaces the secret with `new`, sealed; the old one keeps signing for `grace` (unless
-    /// `grace` is zero).
-    pub fn rotate_secret(&mut self, new: &WebhookSecret, keys: &SecretKeys, grace: std::time::Duration, now: Timestamp) {
-        let old = std::mem::replace(&mut self.secret, keys.seal(new, self.id));
+    /// Replaces the secret with `new` (sealed for this webhook); the old one keeps signing for
+    /// `grace` (unless `grace` is zero).
+    pub fn rotate_secret(&mut self, new: SealedSecret, grace: std::time::Duration, now: Timestamp) {
+        let old = std::mem::replace(&mut self.secret, new);
         if grace.is_zero() {
             self.previous_secret = None;
             self.previous_secret_expires_at = None;
@@ -441,16 +441,16 @@ mod tests {
         )
         .unwrap();
         let now = Timestamp::from_millis(1_000_000);
-        let keys = SecretKeys::random();
-        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, now, &keys);
+        let keys = SecretKeys::random().unwrap();
+        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, now, &keys).unwrap();
         let old = keys.open(&hook.secret, hook.id).unwrap();
         assert_eq!(old.expose(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "the caller's own secret");
         assert!(!hook.secret.as_str().contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), "kept sealed");
         let fresh = WebhookSecret::generate();
-        hook.rotate_secret(&fresh, &keys, std::time::Duration::from_secs(60), now);
+        hook.rotate_secret(keys.seal(&fresh, hook.id).unwrap(), std::time::Duration::from_secs(60), now);
         assert_eq!(hook.signing_secrets(&keys, now).unwrap(), [fresh.clone(), old]);
         assert_eq!(hook.signing_secrets(&keys, now + std::time::Duration::from_secs(60)).unwrap(), [fresh]);
-        hook.rotate_secret(&WebhookSecret::generate(), &keys, std::time::Duration::ZERO, now);
+        hook.rotate_secret(keys.seal(&WebhookSecret::generate(), hook.id).unwrap(), std::time::Duration::ZERO, now);
         assert_eq!(hook.signing_secrets(&keys, now).unwrap().len(), 1);
         assert!(!format!("{hook:?}").contains("whsec_"), "{hook:?}");
     }
@@ -489,7 +489,7 @@ mod tests {
             RULES_HTTP(&registry),
         )
         .unwrap();
-        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, Timestamp::now(), &SecretKeys::random());
+        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, Timestamp::now(), &SecretKeys::random().unwrap()).unwrap();
         hook.disable("endpoint answered 410 Gone", Timestamp::now());
         assert!(!hook.wants(&registry.parse("job.created").unwrap()));
         hook.apply(WebhookPatch { is_active: Some(true), ..Default::default() }, Timestamp::now());

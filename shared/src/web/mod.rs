@@ -243,29 +243,27 @@ async fn sign_in_form() -> Response {
 }
 
 async fn sign_in(State(state): State<WebState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let headers = parts.headers.clone();
     // A cross-site sign-in would put the victim in the attacker's tenant (login CSRF).
-    if !same_origin(&headers) {
+    if !same_origin(request.headers()) {
         return forbidden();
     }
-    let access = &state.management.access;
+    let secure = over_https(&state, request.headers());
+    let (parts, body) = request.into_parts();
     let client = crate::api::client_ip(&parts);
-    if let Err(limited) = access.check_client(client) {
-        return failure(limited);
-    }
     let body = match read_form(Request::from_parts(parts, body), &state).await {
         Ok(body) => body,
         Err(page) => return page,
     };
     let key = form(&body).find_map(|(name, value)| (name == "api_key").then_some(value)).unwrap_or_default();
     let key = key.trim();
-    let Some(tenant) = access.credentials.tenant(key) else {
-        tracing::info!("dashboard sign-in refused");
-        return match access.failed(client, crate::Error::Unauthorized("invalid API key")).await {
-            crate::Error::Unauthorized(_) => html(StatusCode::UNAUTHORIZED, layout::sign_in(Some("That API key is not valid."))),
-            limited => failure(limited),
-        };
+    let access = &state.management.access;
+    let tenant = match access.verify(client, access.credentials.tenant(key), crate::Error::Unauthorized("invalid API key")).await {
+        Ok(tenant) => tenant,
+        Err(crate::Error::Unauthorized(_)) => {
+            tracing::info!("dashboard sign-in refused");
+            return html(StatusCode::UNAUTHORIZED, layout::sign_in(Some("That API key is not valid.")));
+        }
+        Err(limited) => return failure(limited),
     };
     if let Err(limited) = access.admit(&format!("tenant:{tenant}")).await {
         return failure(limited);
@@ -273,7 +271,7 @@ async fn sign_in(State(state): State<WebState>, request: Request) -> Response {
     let (session, value) = state.sessions.issue(tenant, &crate::auth::digest(key), Timestamp::now());
     tracing::info!(tenant = %session.tenant, "dashboard sign-in");
     let mut response = Redirect::to("/dashboard").into_response();
-    let cookie = session_cookie(&value, state.sessions.ttl().as_secs(), over_https(&state, &headers));
+    let cookie = session_cookie(&value, state.sessions.ttl().as_secs(), secure);
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     response
 }

@@ -40,7 +40,7 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
     let keys = config.secret_keys.clone().unwrap();
     let owner = relay::domain::WebhookId::new();
     let secret = relay::domain::WebhookSecret::generate();
-    let sealed = keys.seal(&secret, owner);
+    let sealed = keys.seal(&secret, owner).unwrap();
     assert_eq!(sealed.key_id(), Some("k0"));
     assert_eq!(keys.open(&sealed, owner).unwrap(), secret);
     assert!(config.credentials.service("token-from-secrets-manager-01"));

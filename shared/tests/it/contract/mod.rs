@@ -36,12 +36,12 @@ pub fn webhook(tenant: &str, event_types: &[&str], active: bool) -> Webhook {
     .unwrap();
     let registry = EventTypeRegistry::default();
     let new = NewWebhook::parse(input, WebhookRules { registry: &registry, require_https: true }).unwrap();
-    Webhook::new(TenantId::parse(tenant).unwrap(), new, Timestamp::now(), keys())
+    Webhook::new(TenantId::parse(tenant).unwrap(), new, Timestamp::now(), keys()).unwrap()
 }
 
 /// The keys the contract suites seal webhook secrets with.
 pub fn keys() -> &'static SecretKeys {
-    static KEYS: std::sync::LazyLock<SecretKeys> = std::sync::LazyLock::new(SecretKeys::random);
+    static KEYS: std::sync::LazyLock<SecretKeys> = std::sync::LazyLock::new(|| SecretKeys::random().unwrap());
     &KEYS
 }
 

@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::header::HeaderValue;
+use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -58,14 +58,16 @@ impl RuntimeApi {
 async fn serve_one(event: Value) -> Result<(SocketAddr, Arc<RuntimeApi>, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let api = Arc::new(RuntimeApi { event: Bytes::from(event.to_string()), seen: Mutex::default(), answered: Notify::new() });
+    let api =
+        Arc::new(RuntimeApi { event: Bytes::from(event.to_string()), seen: Mutex::default(), answered: Notify::new() });
     let shared = api.clone();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let api = shared.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request| runtime_api(api.clone(), request));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ =
+                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
     });
@@ -167,7 +169,8 @@ async fn cold_start(program: &Path, env: &[(String, String)], event: Value, log:
         init: at(seen.next_at),
         first_answer: at(seen.answered_at),
         rss_kib: rss,
-        answer: serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
+        answer: serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
         ok,
     })
 }
@@ -264,7 +267,8 @@ pub async fn startup(bin_dir: &Path, work_dir: &Path, runs: u32) -> Result<Scena
             if !(start.ok && answered_well(function, &start.answer)) {
                 failures.push(start.answer.to_string());
             } else if function == "relay-ingest" {
-                let body: Value = start.answer["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+                let body: Value =
+                    start.answer["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
                 event_id = body["data"]["id"].as_str().map(str::to_owned);
             }
         }

@@ -60,7 +60,9 @@ async fn run() -> Result<ExitCode> {
             "--smoke" => smoke = true,
             "--out" => out = Some(PathBuf::from(args.next().context("--out needs a file")?)),
             "--events" => events = Some(args.next().context("--events needs a number")?.parse().context("--events")?),
-            "--seconds" => seconds = Some(args.next().context("--seconds needs a number")?.parse().context("--seconds")?),
+            "--seconds" => {
+                seconds = Some(args.next().context("--seconds needs a number")?.parse().context("--seconds")?)
+            }
             "all" => scenarios.extend(Scenario::ALL),
             name if !name.starts_with('-') => scenarios.push(Scenario::parse(name)?),
             other => bail!("unknown option {other}\n\n{USAGE}"),

@@ -12,7 +12,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// User + system CPU seconds the process has used so far (all its threads).
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count from after it.
     let rest = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed /proc stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();

@@ -102,7 +102,9 @@ impl Report {
     pub fn failures(&self) -> Vec<String> {
         self.results
             .iter()
-            .flat_map(|r| r.checks.iter().filter(|c| !c.ok).map(move |c| format!("{}: {}: {}", r.name, c.name, c.detail)))
+            .flat_map(|r| {
+                r.checks.iter().filter(|c| !c.ok).map(move |c| format!("{}: {}: {}", r.name, c.name, c.detail))
+            })
             .collect()
     }
 

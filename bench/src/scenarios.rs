@@ -515,8 +515,10 @@ async fn failure(plan: &Plan) -> Result<ScenarioResult> {
     .await?;
     // The receiver fails at most RETRIES times in a row, so the last attempt the relay is
     // allowed always lands: every event must end delivered.
-    let receiver = Receiver::start(Behaviour { fail_ratio: 0.5, max_failures: RETRIES, seed: 42, delay: Duration::ZERO }).await?;
-    let Run { load, delivered, relay_cpu, webhook_ids, .. } = deliver_all(plan, &relay, &receiver, count, None, 1).await?;
+    let receiver =
+        Receiver::start(Behaviour { fail_ratio: 0.5, max_failures: RETRIES, seed: 42, delay: Duration::ZERO }).await?;
+    let Run { load, delivered, relay_cpu, webhook_ids, .. } =
+        deliver_all(plan, &relay, &receiver, count, None, 1).await?;
     let records = receiver.records();
     let webhook = webhook_ids.first().context("no webhook registered")?;
     let log = Api::new(relay.addr).deliveries(webhook).await?;
@@ -565,7 +567,12 @@ async fn failure(plan: &Plan) -> Result<ScenarioResult> {
     result.check(
         "log: every delivery succeeded, attempts = receiver's count",
         mismatches.is_empty() && log.len() == load.accepted.len(),
-        format!("{} deliveries logged, {} mismatched {:?}", log.len(), mismatches.len(), mismatches.iter().take(3).collect::<Vec<_>>()),
+        format!(
+            "{} deliveries logged, {} mismatched {:?}",
+            log.len(),
+            mismatches.len(),
+            mismatches.iter().take(3).collect::<Vec<_>>()
+        ),
     );
     result.check(
         "retries as configured",
@@ -582,10 +589,8 @@ fn cpu_summary(results: &[ScenarioResult]) -> Option<ScenarioResult> {
     let e2e = results.iter().find(|r| r.name.ends_with("as fast as possible"))?;
     let ingest_us = ingest.value("relay CPU per event (ingest + dispatch)")?;
     let total_us = e2e.value("relay CPU per event (ingest + delivery)")?;
-    let mut result = ScenarioResult::new(
-        "relay CPU per delivered event",
-        json!({"ingest": ingest.name, "total": e2e.name}),
-    );
+    let mut result =
+        ScenarioResult::new("relay CPU per delivered event", json!({"ingest": ingest.name, "total": e2e.name}));
     result.metric("ingest (accept, store, enqueue, dispatch)", ingest_us, "µs");
     result.metric("delivery (sign, POST, log)", total_us - ingest_us, "µs");
     result.metric("total", total_us, "µs");

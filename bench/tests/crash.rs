@@ -56,23 +56,27 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_logs_only_what_was_sent() {
     .expect("tables and queues");
     // Answers take 500 ms: with two pollers of ten messages each, at most 40 deliveries a
     // second, so most are still to come when the kill does, and some are always in flight.
-    let receiver =
-        Receiver::start(Behaviour { delay: Duration::from_millis(500), ..Behaviour::ALWAYS_OK }).await.expect("receiver");
+    let receiver = Receiver::start(Behaviour { delay: Duration::from_millis(500), ..Behaviour::ALWAYS_OK })
+        .await
+        .expect("receiver");
 
     let first = RelayProcess::start(&options).await.expect("relay-local starts");
     let mut api = Api::new(first.addr);
     let mut webhooks = Vec::new();
     for n in 0..WEBHOOKS {
-        webhooks.push(api.create_webhook(&format!("crash {n}"), &receiver.url(n), &["job.created"]).await.expect("webhook"));
+        webhooks.push(
+            api.create_webhook(&format!("crash {n}"), &receiver.url(n), &["job.created"]).await.expect("webhook"),
+        );
     }
     let mut events = BTreeSet::new();
     for seq in 0..EVENTS {
-        events.insert(api.post_event(event_body("job.created", seq, clock::now_ns(), 256)).await.expect("event accepted"));
+        events.insert(
+            api.post_event(event_body("job.created", seq, clock::now_ns(), 256)).await.expect("event accepted"),
+        );
     }
-    let mid_run = eventually(Duration::from_secs(120), async || {
-        (receiver.totals().requests >= DELIVERIES / 4).then_some(())
-    })
-    .await;
+    let mid_run =
+        eventually(Duration::from_secs(120), async || (receiver.totals().requests >= DELIVERIES / 4).then_some(()))
+            .await;
     assert!(mid_run.is_some(), "a quarter of the deliveries never arrived: {:?}", receiver.totals());
     first.stop().await; // SIGKILL
     let at_kill = receiver.totals();
@@ -106,7 +110,8 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_logs_only_what_was_sent() {
     let records = receiver.records();
     let mut repeated = 0;
     for (n, deliveries) in &log {
-        let logged: BTreeSet<String> = deliveries.iter().filter_map(|d| d["eventId"].as_str().map(str::to_owned)).collect();
+        let logged: BTreeSet<String> =
+            deliveries.iter().filter_map(|d| d["eventId"].as_str().map(str::to_owned)).collect();
         assert_eq!(deliveries.len() as u64, EVENTS, "webhook {n}: one delivery per event, no more");
         assert_eq!(logged, events, "webhook {n}: the log has exactly the events posted");
         for delivery in deliveries {

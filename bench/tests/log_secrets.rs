@@ -35,7 +35,8 @@ async fn working_life(backend: Backend, dir: &Path) -> (String, Vec<String>) {
     if backend == Backend::Full {
         env.push(("AWS_SECRET_ACCESS_KEY", AWS_SECRET.to_owned()));
         // Trust authentication: the server never asks for the password, but the relay holds it.
-        let database = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let database =
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         env.push(("DATABASE_URL", with_password(&database, DB_PASSWORD)));
     }
     let log = dir.join(format!("{backend:?}.log"));
@@ -70,7 +71,8 @@ async fn working_life(backend: Backend, dir: &Path) -> (String, Vec<String>) {
     }
     // An unknown key is 401; a service token where an API key belongs is 403, whatever it is.
     for (name, status) in [("x-api-key", StatusCode::UNAUTHORIZED), ("x-service-token", StatusCode::FORBIDDEN)] {
-        let refused = conn.send(Method::GET, "/api/webhooks", &[(name, WRONG_KEY)], Bytes::new()).await.expect("refused");
+        let refused =
+            conn.send(Method::GET, "/api/webhooks", &[(name, WRONG_KEY)], Bytes::new()).await.expect("refused");
         assert_eq!(refused.status, status);
     }
     let refused = conn
@@ -91,12 +93,18 @@ async fn working_life(backend: Backend, dir: &Path) -> (String, Vec<String>) {
     assert!(receiver.wait_for(10, Instant::now() + Duration::from_secs(60)).await, "{:?}", receiver.totals());
     // Signed in: every page, then the secret revealed and rotated through the dashboard's forms.
     let cookie = [("cookie", session.as_str())];
-    let detail = conn.send(Method::GET, &format!("/dashboard/webhooks/{webhook}"), &cookie, Bytes::new()).await.expect("page");
+    let detail =
+        conn.send(Method::GET, &format!("/dashboard/webhooks/{webhook}"), &cookie, Bytes::new()).await.expect("page");
     assert_eq!(detail.status, StatusCode::OK);
     let page = String::from_utf8_lossy(&detail.body).into_owned();
-    let csrf = page.split(r#"name="csrf" value=""#).nth(1).and_then(|rest| rest.split('"').next()).expect("a CSRF token");
+    let csrf =
+        page.split(r#"name="csrf" value=""#).nth(1).and_then(|rest| rest.split('"').next()).expect("a CSRF token");
     for path in ["/dashboard", "/dashboard/webhooks", "/dashboard/events"] {
-        assert_eq!(conn.send(Method::GET, path, &cookie, Bytes::new()).await.expect("page").status, StatusCode::OK, "{path}");
+        assert_eq!(
+            conn.send(Method::GET, path, &cookie, Bytes::new()).await.expect("page").status,
+            StatusCode::OK,
+            "{path}"
+        );
     }
     // (`Conn` labels any body JSON; the dashboard reads a form whatever its label.)
     let form = cookie;

@@ -8,11 +8,19 @@ use relay_bench::{Backend, Plan, relay, run_scenarios};
 
 async fn smoke(backend: Backend, scenarios: Vec<Scenario>, sizes: Sizes) {
     let dir = std::env::temp_dir().join(format!("relay-bench-smoke-{}-{backend:?}", std::process::id()));
-    let plan = Plan { backend, bin_dir: relay::bin_dir().expect("binary directory"), work_dir: dir.clone(), scenarios, sizes };
+    let plan =
+        Plan { backend, bin_dir: relay::bin_dir().expect("binary directory"), work_dir: dir.clone(), scenarios, sizes };
     let report = run_scenarios(&plan, |_| {}).await.expect("the harness runs");
     println!("{}", report.table());
     assert_eq!(report.failures(), Vec::<String>::new());
-    for name in ["ingest, concurrency", "end to end", "as fast as possible", "fan-out", "failure", "relay CPU per delivered event"] {
+    for name in [
+        "ingest, concurrency",
+        "end to end",
+        "as fast as possible",
+        "fan-out",
+        "failure",
+        "relay CPU per delivered event",
+    ] {
         assert!(report.results.iter().any(|r| r.name.contains(name)), "no {name:?} in the report");
     }
     let out = dir.join("report.json");

@@ -22,9 +22,11 @@ const WARM_UP: Duration = Duration::from_secs(60);
 fn soak_duration() -> Duration {
     let default = 300;
     let seconds = match std::env::var("RELAY_SOAK_SECONDS") {
-        Ok(value) if std::env::var("CI").as_deref() != Ok("true") => {
-            value.parse::<u64>().ok().filter(|s| *s >= 150).expect("RELAY_SOAK_SECONDS: a number of seconds, 150 or more")
-        }
+        Ok(value) if std::env::var("CI").as_deref() != Ok("true") => value
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s >= 150)
+            .expect("RELAY_SOAK_SECONDS: a number of seconds, 150 or more"),
         _ => default,
     };
     Duration::from_secs(seconds)

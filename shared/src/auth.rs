@@ -48,7 +48,10 @@ impl Credentials {
     /// Whether `tenant` has a key for which `matches` holds (given the key's digest): how a
     /// dashboard session checks that the key it was opened with still exists.
     pub fn tenant_has_key(&self, tenant: &TenantId, matches: impl Fn(&[u8; 32]) -> bool) -> bool {
-        self.api_keys.iter().filter(|(owner, _)| owner == tenant).fold(false, |found, (_, known)| found | matches(&known.0))
+        self.api_keys
+            .iter()
+            .filter(|(owner, _)| owner == tenant)
+            .fold(false, |found, (_, known)| found | matches(&known.0))
     }
 }
 

@@ -5,11 +5,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use ipnet::IpNet;
 use crate::auth::{Credentials, digest as sha256};
-use crate::backoff::{RetryPolicy, MAX_DELAY};
+use crate::backoff::{MAX_DELAY, RetryPolicy};
 use crate::domain::{EventTypeRegistry, TenantId};
 use crate::sealing::SecretKeys;
+use ipnet::IpNet;
 
 /// Where the configuration is used: the defaults differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +133,8 @@ impl Config {
         };
         let port = parse_num::<u16>("PORT", get("PORT"), 3000, 0..=u16::MAX)?;
         let webhook_timeout = millis("WEBHOOK_TIMEOUT", get("WEBHOOK_TIMEOUT"), 5000, 1..=900_000)?;
-        let base_delay = millis("WEBHOOK_RETRY_DELAY", get("WEBHOOK_RETRY_DELAY"), 60_000, 1..=MAX_DELAY.as_millis() as u64)?;
+        let base_delay =
+            millis("WEBHOOK_RETRY_DELAY", get("WEBHOOK_RETRY_DELAY"), 60_000, 1..=MAX_DELAY.as_millis() as u64)?;
         let max_retries = parse_num::<u32>("WEBHOOK_MAX_RETRIES", get("WEBHOOK_MAX_RETRIES"), 3, 0..=50)?;
         let retry = RetryPolicy { base_delay, max_retries, ..RetryPolicy::default() };
 
@@ -161,7 +162,8 @@ impl Config {
             None => Vec::new(),
         };
 
-        let max_payload_bytes = parse_num::<usize>("MAX_PAYLOAD_BYTES", get("MAX_PAYLOAD_BYTES"), 256 * 1024, 1024..=6 * 1024 * 1024)?;
+        let max_payload_bytes =
+            parse_num::<usize>("MAX_PAYLOAD_BYTES", get("MAX_PAYLOAD_BYTES"), 256 * 1024, 1024..=6 * 1024 * 1024)?;
         let require_https = parse_bool("WEBHOOK_REQUIRE_HTTPS", get("WEBHOOK_REQUIRE_HTTPS"), !local)?;
         // An empty value reads as unset (the default); `none` allows nothing, loopback included.
         let allowed_cidrs = match get("WEBHOOK_ALLOWED_CIDRS") {
@@ -171,8 +173,12 @@ impl Config {
             None => Vec::new(),
         };
 
-        let queue_visibility_timeout =
-            Duration::from_secs(parse_num::<u64>("QUEUE_VISIBILITY_TIMEOUT", get("QUEUE_VISIBILITY_TIMEOUT"), 30, 1..=43_200)?);
+        let queue_visibility_timeout = Duration::from_secs(parse_num::<u64>(
+            "QUEUE_VISIBILITY_TIMEOUT",
+            get("QUEUE_VISIBILITY_TIMEOUT"),
+            30,
+            1..=43_200,
+        )?);
         if queue_visibility_timeout <= webhook_timeout {
             return Err(ConfigError::new(
                 "QUEUE_VISIBILITY_TIMEOUT",
@@ -184,8 +190,12 @@ impl Config {
         }
         // Room for every scheduled attempt plus a few receives lost to crashes.
         let default_receive_count = (max_retries + 6).max(10);
-        let queue_max_receive_count =
-            parse_num::<u32>("QUEUE_MAX_RECEIVE_COUNT", get("QUEUE_MAX_RECEIVE_COUNT"), default_receive_count, 1..=1000)?;
+        let queue_max_receive_count = parse_num::<u32>(
+            "QUEUE_MAX_RECEIVE_COUNT",
+            get("QUEUE_MAX_RECEIVE_COUNT"),
+            default_receive_count,
+            1..=1000,
+        )?;
         if queue_max_receive_count <= max_retries + 1 {
             return Err(ConfigError::new(
                 "QUEUE_MAX_RECEIVE_COUNT",
@@ -208,15 +218,19 @@ impl Config {
             Some("aws") => Backend::Aws,
             Some("memory") if local => Backend::Memory,
             Some("memory") => return Err(ConfigError::new("RELAY_BACKEND", "memory is for relay-local only")),
-            Some(other) => return Err(ConfigError::new("RELAY_BACKEND", format!("must be aws or memory, got {other:?}"))),
+            Some(other) => {
+                return Err(ConfigError::new("RELAY_BACKEND", format!("must be aws or memory, got {other:?}")));
+            }
             None if !local || aws.any_set() => Backend::Aws,
             None => Backend::Memory,
         };
-        let event_retention =
-            Duration::from_secs(86_400 * parse_num::<u64>("EVENT_RETENTION_DAYS", get("EVENT_RETENTION_DAYS"), 30, 1..=3650)?);
+        let event_retention = Duration::from_secs(
+            86_400 * parse_num::<u64>("EVENT_RETENTION_DAYS", get("EVENT_RETENTION_DAYS"), 30, 1..=3650)?,
+        );
         let database_url = get("DATABASE_URL").map(Redacted);
         let redis_url = get("REDIS_URL").map(Redacted);
-        let rate_limit_per_minute = parse_num::<u32>("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), 600, 0..=1_000_000)?;
+        let rate_limit_per_minute =
+            parse_num::<u32>("RATE_LIMIT_PER_MINUTE", get("RATE_LIMIT_PER_MINUTE"), 600, 0..=1_000_000)?;
         let auth_failure_limit_per_minute =
             parse_num::<u32>("AUTH_FAILURE_LIMIT_PER_MINUTE", get("AUTH_FAILURE_LIMIT_PER_MINUTE"), 20, 0..=1_000_000)?;
         let secret_keys = match get("SECRETS_ENCRYPTION_KEYS") {
@@ -230,10 +244,18 @@ impl Config {
             None => None,
         };
         let server = if local { ServerSettings::from_lookup(&get)? } else { ServerSettings::default() };
-        let disable_after =
-            Duration::from_secs(parse_num::<u64>("WEBHOOK_DISABLE_AFTER", get("WEBHOOK_DISABLE_AFTER"), 5 * 86_400, 1..=365 * 86_400)?);
-        let secret_grace =
-            Duration::from_secs(parse_num::<u64>("WEBHOOK_SECRET_GRACE", get("WEBHOOK_SECRET_GRACE"), 86_400, 0..=30 * 86_400)?);
+        let disable_after = Duration::from_secs(parse_num::<u64>(
+            "WEBHOOK_DISABLE_AFTER",
+            get("WEBHOOK_DISABLE_AFTER"),
+            5 * 86_400,
+            1..=365 * 86_400,
+        )?);
+        let secret_grace = Duration::from_secs(parse_num::<u64>(
+            "WEBHOOK_SECRET_GRACE",
+            get("WEBHOOK_SECRET_GRACE"),
+            86_400,
+            0..=30 * 86_400,
+        )?);
         let cors_origins = match get("CORS_ORIGINS") {
             None => Vec::new(),
             Some(list) => parse_origins(&list)?,
@@ -284,15 +306,25 @@ impl Config {
     pub fn require(&self, needs: &[Need]) -> Result<(), ConfigError> {
         for need in needs {
             let (var, present, what) = match need {
-                Need::ServiceTokens => ("SERVICE_TOKENS", self.credentials.has_service_tokens(), "comma-separated tokens"),
+                Need::ServiceTokens => {
+                    ("SERVICE_TOKENS", self.credentials.has_service_tokens(), "comma-separated tokens")
+                }
                 Need::ApiKeys => ("API_KEYS", self.credentials.has_api_keys(), "comma-separated tenant:key"),
                 Need::EventsTable => ("EVENTS_TABLE", self.aws.events_table.is_some(), "the events table's name"),
-                Need::IdempotencyTable => ("IDEMPOTENCY_TABLE", self.aws.idempotency_table.is_some(), "the idempotency table's name"),
-                Need::WebhooksTable => ("WEBHOOKS_TABLE", self.aws.webhooks_table.is_some(), "the webhooks table's name"),
+                Need::IdempotencyTable => {
+                    ("IDEMPOTENCY_TABLE", self.aws.idempotency_table.is_some(), "the idempotency table's name")
+                }
+                Need::WebhooksTable => {
+                    ("WEBHOOKS_TABLE", self.aws.webhooks_table.is_some(), "the webhooks table's name")
+                }
                 Need::QueueUrl => ("QUEUE_URL", self.aws.queue_url.is_some(), "the relay queue's URL"),
-                Need::DeadLetterQueueUrl => ("DLQ_URL", self.aws.dead_letter_queue_url.is_some(), "the dead-letter queue's URL"),
+                Need::DeadLetterQueueUrl => {
+                    ("DLQ_URL", self.aws.dead_letter_queue_url.is_some(), "the dead-letter queue's URL")
+                }
                 Need::DatabaseUrl => ("DATABASE_URL", self.database_url.is_some(), "a postgres:// URL"),
-                Need::SecretKeys => ("SECRETS_ENCRYPTION_KEYS", self.secret_keys.is_some(), "id:material, comma-separated"),
+                Need::SecretKeys => {
+                    ("SECRETS_ENCRYPTION_KEYS", self.secret_keys.is_some(), "id:material, comma-separated")
+                }
             };
             if !present {
                 return Err(ConfigError::new(var, format!("is required ({what})")));
@@ -356,7 +388,12 @@ impl ServerSettings {
             header_timeout: secs("HTTP_HEADER_TIMEOUT", defaults.header_timeout, 1..=3600)?,
             body_timeout: secs("HTTP_BODY_TIMEOUT", defaults.body_timeout, 1..=3600)?,
             idle_timeout: secs("HTTP_IDLE_TIMEOUT", defaults.idle_timeout, 1..=86_400)?,
-            max_connections: parse_num::<usize>("HTTP_MAX_CONNECTIONS", get("HTTP_MAX_CONNECTIONS"), defaults.max_connections, 16..=1_000_000)?,
+            max_connections: parse_num::<usize>(
+                "HTTP_MAX_CONNECTIONS",
+                get("HTTP_MAX_CONNECTIONS"),
+                defaults.max_connections,
+                16..=1_000_000,
+            )?,
             shutdown_timeout: secs("SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, 0..=3600)?,
         })
     }
@@ -398,7 +435,12 @@ fn net(value: &str) -> IpNet {
     value.parse().unwrap_or_else(|_| IpNet::from(IpAddr::from([127, 0, 0, 1])))
 }
 
-fn parse_num<T>(var: &'static str, value: Option<String>, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+fn parse_num<T>(
+    var: &'static str,
+    value: Option<String>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
 {
@@ -412,7 +454,12 @@ where
     }
 }
 
-fn millis(var: &'static str, value: Option<String>, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<Duration, ConfigError> {
+fn millis(
+    var: &'static str,
+    value: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
     parse_num(var, value, default, range).map(Duration::from_millis)
 }
 
@@ -452,13 +499,15 @@ fn parse_api_keys(list: &str) -> Result<Vec<TenantKey>, ConfigError> {
         let tenant = tenant(tenant_part)?;
         let digest = match key.strip_prefix("sha256:") {
             Some(hex_digest) => {
-                hex::decode(hex_digest)
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| ConfigError::new("API_KEYS", format!("tenant {tenant}: sha256: must be followed by 64 hex digits")))?
+                hex::decode(hex_digest).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(|| {
+                    ConfigError::new("API_KEYS", format!("tenant {tenant}: sha256: must be followed by 64 hex digits"))
+                })?
             }
             None if key.len() < 16 => {
-                return Err(ConfigError::new("API_KEYS", format!("tenant {tenant}: keys must be at least 16 characters")));
+                return Err(ConfigError::new(
+                    "API_KEYS",
+                    format!("tenant {tenant}: keys must be at least 16 characters"),
+                ));
             }
             None => sha256(key),
         };
@@ -476,7 +525,9 @@ fn parse_origins(list: &str) -> Result<Vec<axum::http::HeaderValue>, ConfigError
         .map(str::trim)
         .filter(|o| !o.is_empty())
         .map(|origin| {
-            let bad = || ConfigError::new("CORS_ORIGINS", format!("{origin:?} is not an origin like https://app.example.com"));
+            let bad = || {
+                ConfigError::new("CORS_ORIGINS", format!("{origin:?} is not an origin like https://app.example.com"))
+            };
             let url = url::Url::parse(origin).map_err(|_| bad())?;
             let canonical = url.origin().ascii_serialization();
             if !matches!(url.scheme(), "http" | "https") || canonical != origin.trim_end_matches('/') {
@@ -492,9 +543,9 @@ fn parse_cidrs(list: &str) -> Result<Vec<IpNet>, ConfigError> {
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .map(|c| {
-            c.parse::<IpNet>()
-                .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| ConfigError::new("WEBHOOK_ALLOWED_CIDRS", format!("{c:?} is not a CIDR range like 10.0.0.0/8")))
+            c.parse::<IpNet>().or_else(|_| c.parse::<IpAddr>().map(IpNet::from)).map_err(|_| {
+                ConfigError::new("WEBHOOK_ALLOWED_CIDRS", format!("{c:?} is not a CIDR range like 10.0.0.0/8"))
+            })
         })
         .collect()
 }
@@ -510,7 +561,8 @@ mod tests {
         Config::from_lookup(profile, |k| map.get(k).cloned())
     }
 
-    const PROD: [(&str, &str); 2] = [("SERVICE_TOKENS", "a-service-token-0001"), ("API_KEYS", "acme:an-api-key-000001")];
+    const PROD: [(&str, &str); 2] =
+        [("SERVICE_TOKENS", "a-service-token-0001"), ("API_KEYS", "acme:an-api-key-000001")];
 
     #[test]
     fn seed_defaults() {
@@ -552,7 +604,10 @@ mod tests {
 
     #[test]
     fn secret_keys_are_required_where_webhooks_are_stored() {
-        assert_eq!(load(Profile::Production, &PROD).unwrap().require(&[Need::SecretKeys]).unwrap_err().var, "SECRETS_ENCRYPTION_KEYS");
+        assert_eq!(
+            load(Profile::Production, &PROD).unwrap().require(&[Need::SecretKeys]).unwrap_err().var,
+            "SECRETS_ENCRYPTION_KEYS"
+        );
         let mut vars = PROD.to_vec();
         vars.push(("SECRETS_ENCRYPTION_KEYS", "k1:0123456789abcdef0123456789abcdef"));
         assert!(load(Profile::Production, &vars).unwrap().require(&[Need::SecretKeys]).is_ok());
@@ -560,23 +615,41 @@ mod tests {
         assert!(load(Profile::Local, &[]).unwrap().secret_keys.is_none());
         assert_eq!(load(Profile::Local, &[("QUEUE_URL", "http://q")]).unwrap_err().var, "SECRETS_ENCRYPTION_KEYS");
         let keys = "k1:0123456789abcdef0123456789abcdef";
-        assert!(load(Profile::Local, &[("QUEUE_URL", "http://q"), ("SECRETS_ENCRYPTION_KEYS", keys)]).unwrap().secret_keys.is_some());
+        assert!(
+            load(Profile::Local, &[("QUEUE_URL", "http://q"), ("SECRETS_ENCRYPTION_KEYS", keys)])
+                .unwrap()
+                .secret_keys
+                .is_some()
+        );
     }
 
     /// relay-local's server settings are read in relay-local only: a Lambda function never
     /// validates them.
     #[test]
     fn server_settings_are_relay_locals() {
-        let local = load(Profile::Local, &[("HTTP_HEADER_TIMEOUT", "3"), ("HTTP_MAX_CONNECTIONS", "100"), ("SHUTDOWN_TIMEOUT", "0")]).unwrap();
+        let local = load(
+            Profile::Local,
+            &[("HTTP_HEADER_TIMEOUT", "3"), ("HTTP_MAX_CONNECTIONS", "100"), ("SHUTDOWN_TIMEOUT", "0")],
+        )
+        .unwrap();
         assert_eq!(local.server.header_timeout, Duration::from_secs(3));
         assert_eq!(local.server.max_connections, 100);
         assert_eq!(local.server.shutdown_timeout, Duration::ZERO);
         assert_eq!(local.server.idle_timeout, Duration::from_secs(60));
-        for (var, value) in [("HTTP_HEADER_TIMEOUT", "0"), ("HTTP_BODY_TIMEOUT", "x"), ("HTTP_IDLE_TIMEOUT", "-1"), ("HTTP_MAX_CONNECTIONS", "1")] {
+        for (var, value) in [
+            ("HTTP_HEADER_TIMEOUT", "0"),
+            ("HTTP_BODY_TIMEOUT", "x"),
+            ("HTTP_IDLE_TIMEOUT", "-1"),
+            ("HTTP_MAX_CONNECTIONS", "1"),
+        ] {
             assert_eq!(load(Profile::Local, &[(var, value)]).unwrap_err().var, var);
             let mut vars = PROD.to_vec();
             vars.push((var, value));
-            assert_eq!(load(Profile::Production, &vars).unwrap().server, ServerSettings::default(), "{var} read in Lambda");
+            assert_eq!(
+                load(Profile::Production, &vars).unwrap().server,
+                ServerSettings::default(),
+                "{var} read in Lambda"
+            );
         }
     }
 
@@ -668,7 +741,11 @@ mod tests {
     fn hashed_api_keys_and_several_tenants() {
         let digest = hex::encode(sha256("hashed-key-0000001"));
         let keys = format!("acme:plain-key-00000001, globex:sha256:{digest}");
-        let c = load(Profile::Production, &[("SERVICE_TOKENS", "t-000000000000001,t-000000000000002"), ("API_KEYS", &keys)]).unwrap();
+        let c = load(
+            Profile::Production,
+            &[("SERVICE_TOKENS", "t-000000000000001,t-000000000000002"), ("API_KEYS", &keys)],
+        )
+        .unwrap();
         assert_eq!(c.credentials.tenant("plain-key-00000001").unwrap().as_str(), "acme");
         assert_eq!(c.credentials.tenant("hashed-key-0000001").unwrap().as_str(), "globex");
         assert!(c.credentials.tenant("nope-nope-nope-nope").is_none());

@@ -72,7 +72,10 @@ impl Error {
     /// A webhook changed between a read and the write based on it (409 if it reaches a caller,
     /// which happens only when it keeps changing under a retried write).
     pub fn webhook_changed() -> Self {
-        Self::Conflict { code: "webhook_changed", message: "the webhook was changed at the same time; try again".into() }
+        Self::Conflict {
+            code: "webhook_changed",
+            message: "the webhook was changed at the same time; try again".into(),
+        }
     }
 
     pub fn invalid(details: Vec<FieldError>) -> Self {

@@ -133,7 +133,8 @@ impl<V: Default> Series<V> {
 
     /// Every series, sorted by name and labels, for stable output.
     fn sorted(&self) -> Vec<(&'static str, &Labels, &V)> {
-        let mut all: Vec<_> = self.by_hash.values().flatten().map(|(name, labels, value)| (*name, labels, value)).collect();
+        let mut all: Vec<_> =
+            self.by_hash.values().flatten().map(|(name, labels, value)| (*name, labels, value)).collect();
         all.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         all
     }
@@ -170,7 +171,11 @@ impl Metrics {
         let counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let histograms = self.histograms.lock().unwrap_or_else(PoisonError::into_inner);
         let label_map = |labels: &Labels| -> Value {
-            labels.iter().map(|(k, v)| ((*k).to_owned(), Value::String(v.clone()))).collect::<serde_json::Map<_, _>>().into()
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), Value::String(v.clone())))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
         };
         json!({
             "counters": counters.sorted().into_iter().map(|(name, labels, value)| json!({

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
+use crate::Result;
+use crate::adapters::cached::CachedWebhookStore;
 use crate::adapters::dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames};
 use crate::adapters::http::{HttpSender, SsrfGuard};
-use crate::adapters::cached::CachedWebhookStore;
 use crate::adapters::memory::{
     MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter, MemoryWebhookStore,
 };
@@ -24,7 +25,6 @@ use crate::ports::{Cache, DeliveryLog, EventStore, Locks, Probe, Queue, RateLimi
 use crate::sealing::SecretKeys;
 use crate::web::{self, Sessions, WebState};
 use crate::worker::BatchHandler;
-use crate::Result;
 
 /// Connections per process: a Lambda handles one request at a time; relay-local a few.
 const DATABASE_POOL_SIZE: u32 = 5;
@@ -121,7 +121,8 @@ async fn secret_json<T: serde::de::DeserializeOwned>(
         .await
         .map_err(|e| crate::Error::unavailable("secrets", aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?;
     let text = output.secret_string().ok_or_else(|| ConfigError::new(var, "names a secret without a string value"))?;
-    Ok(serde_json::from_str(text).map_err(|e| ConfigError::new(var, format!("names a secret that is not the expected JSON: {e}")))?)
+    Ok(serde_json::from_str(text)
+        .map_err(|e| ConfigError::new(var, format!("names a secret that is not the expected JSON: {e}")))?)
 }
 
 /// The stores and queues the relay runs on.
@@ -176,7 +177,9 @@ impl Backends {
         let dynamodb = aws_sdk_dynamodb::Client::from_conf(
             aws_sdk_dynamodb::config::Builder::from(sdk).timeout_config(aws_timeouts()).build(),
         );
-        let sqs = aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(sdk).timeout_config(aws_timeouts()).build());
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(sdk).timeout_config(aws_timeouts()).build(),
+        );
         Self {
             events: Arc::new(DynamoEventStore::new(dynamodb.clone(), &tables, config.event_retention)),
             webhooks: Arc::new(DynamoWebhookStore::new(dynamodb, &tables)),
@@ -223,7 +226,13 @@ impl Backends {
         let backends = match config.backend {
             Backend::Memory => Self::in_memory(config),
             Backend::Aws => {
-                config.require(&[Need::EventsTable, Need::IdempotencyTable, Need::WebhooksTable, Need::QueueUrl, Need::DeadLetterQueueUrl])?;
+                config.require(&[
+                    Need::EventsTable,
+                    Need::IdempotencyTable,
+                    Need::WebhooksTable,
+                    Need::QueueUrl,
+                    Need::DeadLetterQueueUrl,
+                ])?;
                 Self::aws(config, &aws_config::defaults(BehaviorVersion::latest()).load().await)
             }
         };
@@ -238,7 +247,8 @@ impl Backends {
     /// `pending` or `retrying` waits for a message that died with that run: close it as
     /// `failed`, with a reason, so it can be retried by hand instead of waiting forever.
     async fn close_orphans(&self) -> Result<(), StartupError> {
-        const REASON: &str = "relay-local restarted: its queue was in memory, so this delivery's message was lost; retry it by hand";
+        const REASON: &str =
+            "relay-local restarted: its queue was in memory, so this delivery's message was lost; retry it by hand";
         let closed = self.deliveries.close_unfinished(REASON, crate::Timestamp::now()).await?;
         if closed > 0 {
             tracing::warn!(closed, "closed deliveries a previous run left unfinished (their queue was in memory)");
@@ -291,7 +301,8 @@ impl Relay {
             secret_grace: config.secret_grace,
             keys,
         };
-        let admin = WebhookAdmin::new(b.webhooks.clone(), b.deliveries.clone(), b.events.clone(), deliverer.clone(), policy);
+        let admin =
+            WebhookAdmin::new(b.webhooks.clone(), b.deliveries.clone(), b.events.clone(), deliverer.clone(), policy);
         let ingest = Ingest::new(b.events.clone(), b.queue.clone(), registry);
         let handler = BatchHandler::new(deliverer.clone(), b.queue.clone());
         let maintenance = Maintenance::new(
@@ -302,20 +313,36 @@ impl Relay {
             b.dead_letter.clone(),
             deliverer,
         );
-        let dashboard = Dashboard::new(b.deliveries.clone(), b.webhooks.clone(), b.queue.clone(), b.dead_letter.clone());
+        let dashboard =
+            Dashboard::new(b.deliveries.clone(), b.webhooks.clone(), b.queue.clone(), b.dead_letter.clone());
         let access = Access::new(
             Arc::new(config.credentials.clone()),
             b.limiter.clone(),
             config.rate_limit_per_minute,
             config.auth_failure_limit_per_minute,
         );
-        let critical: Vec<Arc<dyn Probe>> = vec![Arc::new(EventStoreProbe(b.events.clone())), Arc::new(QueueProbe(b.queue.clone()))];
+        let critical: Vec<Arc<dyn Probe>> =
+            vec![Arc::new(EventStoreProbe(b.events.clone())), Arc::new(QueueProbe(b.queue.clone()))];
         let health = Health::new(critical, b.probes.clone());
-        Ok(Self { ingest, admin, handler, maintenance, dashboard, backends, access, health, config: Arc::new(config.clone()) })
+        Ok(Self {
+            ingest,
+            admin,
+            handler,
+            maintenance,
+            dashboard,
+            backends,
+            access,
+            health,
+            config: Arc::new(config.clone()),
+        })
     }
 
     pub fn events_state(&self) -> EventsState {
-        EventsState { ingest: self.ingest.clone(), access: self.access.clone(), max_payload_bytes: self.config.max_payload_bytes }
+        EventsState {
+            ingest: self.ingest.clone(),
+            access: self.access.clone(),
+            max_payload_bytes: self.config.max_payload_bytes,
+        }
     }
 
     pub fn management_state(&self) -> ManagementState {
@@ -329,7 +356,11 @@ impl Relay {
 
     /// `/health` and CORS, for every app.
     pub fn common(&self) -> Common {
-        Common { health: self.health.clone(), access: Some(self.access.clone()), cors_origins: self.config.cors_origins.clone() }
+        Common {
+            health: self.health.clone(),
+            access: Some(self.access.clone()),
+            cors_origins: self.config.cors_origins.clone(),
+        }
     }
 
     /// The dashboard's routes, signed with `DASHBOARD_SESSION_SECRET`; without it relay-local
@@ -353,4 +384,3 @@ impl Relay {
         api::local_app(self.events_state(), self.management_state(), self.dashboard_routes(), self.common())
     }
 }
-

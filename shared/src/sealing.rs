@@ -155,13 +155,20 @@ impl SecretKeys {
             return WebhookSecret::parse(&sealed.0).map_err(|_| corrupt("neither sealed nor a whsec_ secret"));
         };
         let (id, encoded) = rest.split_once(':').ok_or_else(|| corrupt("malformed"))?;
-        let key = self.ring.all().find(|key| key.id == id).ok_or_else(|| corrupt(&format!("no key {id} in SECRETS_ENCRYPTION_KEYS")))?;
+        let key = self
+            .ring
+            .all()
+            .find(|key| key.id == id)
+            .ok_or_else(|| corrupt(&format!("no key {id} in SECRETS_ENCRYPTION_KEYS")))?;
         let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| corrupt("malformed"))?;
         let (nonce, ciphertext) = bytes.split_at_checked(NONCE_LEN).ok_or_else(|| corrupt("malformed"))?;
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt("malformed"))?;
         let mut in_out = ciphertext.to_vec();
         let aad = owner.to_string();
-        let plain = key.aead.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut in_out).map_err(|_| corrupt("authentication failed"))?;
+        let plain = key
+            .aead
+            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut in_out)
+            .map_err(|_| corrupt("authentication failed"))?;
         let text = std::str::from_utf8(plain).map_err(|_| corrupt("not text"))?;
         WebhookSecret::parse(text).map_err(|_| corrupt("not a whsec_ secret"))
     }
@@ -247,7 +254,8 @@ mod tests {
     fn the_setting_is_checked() {
         assert!(SecretKeys::parse(MATERIAL).is_ok(), "bare material: id k0");
         assert_eq!(format!("{:?}", keys(MATERIAL)), "SecretKeys { ids: [\"k0\"], .. }");
-        for bad in ["", " , ", "k1:short", &format!("k1:{MATERIAL},k1:{MATERIAL}"), &format!("{MATERIAL},{MATERIAL}x")] {
+        for bad in ["", " , ", "k1:short", &format!("k1:{MATERIAL},k1:{MATERIAL}"), &format!("{MATERIAL},{MATERIAL}x")]
+        {
             assert!(SecretKeys::parse(bad).is_err(), "{bad}");
         }
         assert!(SecretKeys::parse(&SecretKeys::new_setting()).is_ok());

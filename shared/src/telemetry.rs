@@ -17,7 +17,9 @@ use tracing_subscriber::{Layer, fmt};
 const CAPPED: &[&str] = &["aws_smithy", "aws_sdk_", "aws_config", "aws_runtime", "aws_sigv4", "aws_types"];
 
 /// The filter `spec` (a `RUST_LOG` value) asks for, with [`CAPPED`] applied.
-pub fn filter(spec: &str) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + 'static {
+pub fn filter(
+    spec: &str,
+) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + Send + Sync + 'static {
     let wanted = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).parse_lossy(spec);
     let caps = CAPPED.iter().fold(Targets::new().with_default(LevelFilter::TRACE), |caps, target| {
         caps.with_target(*target, LevelFilter::DEBUG)
@@ -85,7 +87,9 @@ mod tests {
 
     #[test]
     fn the_sdk_never_logs_at_trace_whatever_rust_log_says() {
-        for spec in ["trace", "aws_smithy_runtime=trace,aws_sdk_dynamodb=trace", "info,aws_smithy_runtime::client=trace"] {
+        for spec in
+            ["trace", "aws_smithy_runtime=trace,aws_sdk_dynamodb=trace", "info,aws_smithy_runtime::client=trace"]
+        {
             let out = logged(spec);
             assert!(!out.contains("sdk-trace-body") && !out.contains("dynamodb-trace-body"), "{spec}: {out}");
         }

@@ -41,7 +41,10 @@ impl Args {
                 "--visibility-timeout" if parsed.bootstrap.is_some() => {
                     let secs = args.next().ok_or("--visibility-timeout needs a number of seconds")?;
                     parsed.visibility_timeout = Some(
-                        secs.parse().ok().filter(|s| (1..=43_200).contains(s)).ok_or("--visibility-timeout: 1 to 43200 seconds")?,
+                        secs.parse()
+                            .ok()
+                            .filter(|s| (1..=43_200).contains(s))
+                            .ok_or("--visibility-timeout: 1 to 43200 seconds")?,
                     );
                 }
                 "--demo" => parsed.demo = Some(true),

@@ -51,9 +51,15 @@ async fn run() -> anyhow::Result<()> {
             config.dev_credentials,
             "the demo uses the dev credentials; unset SERVICE_TOKENS and API_KEYS to run it"
         );
-        let report = demo::run(&running.base_url(), DEV_SERVICE_TOKEN, DEV_API_KEY, &config.event_types, Duration::from_secs(15))
-            .await
-            .context("demo")?;
+        let report = demo::run(
+            &running.base_url(),
+            DEV_SERVICE_TOKEN,
+            DEV_API_KEY,
+            &config.event_types,
+            Duration::from_secs(15),
+        )
+        .await
+        .context("demo")?;
         println!(
             "demo: event {} delivered to {} in {} ms; webhook-signature {}, X-Relay-Signature {}",
             report.event_id,

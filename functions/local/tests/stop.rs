@@ -74,7 +74,9 @@ impl Relay {
         });
         let mut relay = Self { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), stdout, stderr };
         match port_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => relay.addr = addr.parse().unwrap_or_else(|_| panic!("bad address {addr:?}\n{}", relay.output())),
+            Ok(addr) => {
+                relay.addr = addr.parse().unwrap_or_else(|_| panic!("bad address {addr:?}\n{}", relay.output()))
+            }
             Err(_) => panic!("relay-local printed no address within 30 s\n{}", relay.output()),
         }
         relay
@@ -91,7 +93,8 @@ impl Relay {
 
     /// Sends `signal` (`TERM`, `INT`) with kill(1).
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().expect("kill runs");
+        let status =
+            Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().expect("kill runs");
         assert!(status.success(), "kill -{signal} {} failed: {status}", self.pid());
     }
 
@@ -144,7 +147,11 @@ fn request(addr: SocketAddr, method: &str, path: &str, header: (&str, &str), bod
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap_or_else(|e| panic!("{method} {path}: read: {e}"));
     let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{method} {path}: {response:?}"));
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: {response:?}"));
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
@@ -245,7 +252,9 @@ fn register_webhook(relay: &Relay, url: &str) {
 }
 
 fn post_event(relay: &Relay, n: usize) {
-    let body = format!(r#"{{"eventType":"job.created","eventName":"job {n} created","payload":{{"n":{n}}},"source":"stop-test"}}"#);
+    let body = format!(
+        r#"{{"eventType":"job.created","eventName":"job {n} created","payload":{{"n":{n}}},"source":"stop-test"}}"#
+    );
     let (status, answer) = request(relay.addr, "POST", "/api/events", ("X-Service-Token", SERVICE_TOKEN), &body);
     assert_eq!(status, 202, "posting event {n}: {answer}\n{}", relay.output());
 }
@@ -315,7 +324,11 @@ fn finishes_deliveries_in_progress_on(signal: &str, announced: &str) {
     assert!(closed_after.is_some(), "SIG{signal}: new connections still accepted 500 ms after the signal\n{all}");
     // Every delivery that had reached the receiver was answered, and the relay was still there
     // to read the answer and log it.
-    assert!(answered.len() >= in_flight, "SIG{signal}: {in_flight} in flight, {} answered: {hits:?}\n{all}", answered.len());
+    assert!(
+        answered.len() >= in_flight,
+        "SIG{signal}: {in_flight} in flight, {} answered: {hits:?}\n{all}",
+        answered.len()
+    );
     for (i, hit) in hits.iter().enumerate() {
         let Some((at, written)) = hit.answered else {
             panic!("SIG{signal}: delivery {i} arrived but was never answered before exit: {hits:?}\n{all}");
@@ -341,7 +354,8 @@ fn ctrl_c_finishes_deliveries_in_progress_and_exits_0() {
 #[test]
 fn sigterm_exits_within_shutdown_timeout_when_a_receiver_never_answers() {
     let receiver = Receiver::start(None);
-    let mut relay = Relay::start(&[("SHUTDOWN_TIMEOUT", "1"), ("WEBHOOK_TIMEOUT", "30000"), ("QUEUE_VISIBILITY_TIMEOUT", "60")]);
+    let mut relay =
+        Relay::start(&[("SHUTDOWN_TIMEOUT", "1"), ("WEBHOOK_TIMEOUT", "30000"), ("QUEUE_VISIBILITY_TIMEOUT", "60")]);
     register_webhook(&relay, &receiver.url());
     post_event(&relay, 0);
     assert!(receiver.wait_for(1, Duration::from_secs(10)), "no delivery arrived within 10 s\n{}", relay.output());
@@ -356,9 +370,18 @@ fn sigterm_exits_within_shutdown_timeout_when_a_receiver_never_answers() {
     let all = format!("--- stdout:\n{stdout}--- stderr:\n{stderr}");
     eprintln!("SHUTDOWN_TIMEOUT=1, receiver never answering: exited {status} {took:?} after SIGTERM");
     assert_eq!(status.code(), Some(0), "exit status {status}\n{all}");
-    assert!(took <= Duration::from_secs(3), "SHUTDOWN_TIMEOUT=1: exited {took:?} after SIGTERM, expected about 1 s\n{all}");
-    assert!(took >= Duration::from_millis(800), "exited {took:?} after SIGTERM without waiting for the delivery in progress\n{all}");
+    assert!(
+        took <= Duration::from_secs(3),
+        "SHUTDOWN_TIMEOUT=1: exited {took:?} after SIGTERM, expected about 1 s\n{all}"
+    );
+    assert!(
+        took >= Duration::from_millis(800),
+        "exited {took:?} after SIGTERM without waiting for the delivery in progress\n{all}"
+    );
     assert!(stdout.contains("SIGTERM: shutting down"), "no shutdown message\n{all}");
-    assert!(stderr.contains("work still in progress at the end of SHUTDOWN_TIMEOUT"), "no word of the work cut off\n{all}");
+    assert!(
+        stderr.contains("work still in progress at the end of SHUTDOWN_TIMEOUT"),
+        "no word of the work cut off\n{all}"
+    );
     assert!(refused(relay.addr), "a connection to {} after exit was not refused", relay.addr);
 }

@@ -12,7 +12,13 @@ async fn main() -> Result<(), Error> {
     relay::telemetry::init(std::io::stdout);
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let config = relay::runtime::production_config(&sdk).await?;
-    config.require(&[Need::EventsTable, Need::WebhooksTable, Need::QueueUrl, Need::DeadLetterQueueUrl, Need::DatabaseUrl])?;
+    config.require(&[
+        Need::EventsTable,
+        Need::WebhooksTable,
+        Need::QueueUrl,
+        Need::DeadLetterQueueUrl,
+        Need::DatabaseUrl,
+    ])?;
     let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
     let maintenance = Relay::new(&config, backends)?.maintenance;
     run(service_fn(|_: LambdaEvent<Value>| {

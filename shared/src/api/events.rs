@@ -40,7 +40,11 @@ pub fn routes() -> Router<EventsState> {
 
 /// Counts by type since `since` (RFC 3339; default the last 24 hours).
 #[utoipa::path(get, path = "/api/events/stats", tag = "events", security(("serviceToken" = [])), params(("since" = Option<String>, Query, description = "RFC 3339; default 24 h ago")), responses((status = 200, description = "counts of events by configured type"), (status = 422, description = "bad since"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
-async fn event_stats(State(state): State<EventsState>, _caller: ServiceCaller, params: Params) -> Result<Response, Error> {
+async fn event_stats(
+    State(state): State<EventsState>,
+    _caller: ServiceCaller,
+    params: Params,
+) -> Result<Response, Error> {
     let since = match params.get("since") {
         Some(value) => chrono::DateTime::parse_from_rfc3339(value)
             .map(|t| Timestamp::from(t.with_timezone(&chrono::Utc)))
@@ -74,7 +78,11 @@ async fn create_event(
 }
 
 #[utoipa::path(get, path = "/api/events", tag = "events", security(("serviceToken" = [])), params(("eventType" = Option<String>, Query), ("source" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1-500, default 50"), ("offset" = Option<u32>, Query, description = "0-100000"), ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page")), responses((status = 200, description = "events, newest first"), (status = 422, description = "bad filter or paging"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
-async fn list_events(State(state): State<EventsState>, _caller: ServiceCaller, params: Params) -> Result<Response, Error> {
+async fn list_events(
+    State(state): State<EventsState>,
+    _caller: ServiceCaller,
+    params: Params,
+) -> Result<Response, Error> {
     let page = params.page(PageRequest::MAX_LIMIT)?;
     let events = state.ingest.list(params.get("eventType"), params.get("source"), &page).await?;
     Ok(list(events, &page))

@@ -90,7 +90,9 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         return Err(Error::validation("body", "must be a JSON object"));
     }
     match serde_json::from_slice(bytes) {
-        Err(e) if e.classify() == Category::Data && e.to_string().starts_with("duplicate field") => last_of_each_field(bytes),
+        Err(e) if e.classify() == Category::Data && e.to_string().starts_with("duplicate field") => {
+            last_of_each_field(bytes)
+        }
         parsed => parsed.map_err(shape),
     }
 }
@@ -213,7 +215,12 @@ pub struct Access {
 const MAX_BLOCKED: usize = 100_000;
 
 impl Access {
-    pub fn new(credentials: Arc<Credentials>, limiter: Arc<dyn RateLimiter>, per_minute: u32, failures_per_minute: u32) -> Self {
+    pub fn new(
+        credentials: Arc<Credentials>,
+        limiter: Arc<dyn RateLimiter>,
+        per_minute: u32,
+        failures_per_minute: u32,
+    ) -> Self {
         Self { credentials, limiter, per_minute, failures_per_minute, blocked: Arc::default() }
     }
 
@@ -361,7 +368,9 @@ where
         let access = Access::from_ref(state);
         match header(parts, API_KEY) {
             Some(key) => {
-                let tenant = access.verify(client_ip(parts), access.credentials.tenant(key), Error::Unauthorized("invalid API key")).await?;
+                let tenant = access
+                    .verify(client_ip(parts), access.credentials.tenant(key), Error::Unauthorized("invalid API key"))
+                    .await?;
                 access.admit(&format!("tenant:{tenant}")).await?;
                 Ok(Self(tenant))
             }

@@ -123,7 +123,8 @@ impl Health {
             DependencyReport { name: probe.name(), status, latency_ms: elapsed.as_millis() as u64, error }
         });
         let dependencies = futures_util::future::join_all(checks).await;
-        let unhealthy = probes.iter().zip(&dependencies).any(|((_, critical), d)| *critical && d.status == DependencyStatus::Down);
+        let unhealthy =
+            probes.iter().zip(&dependencies).any(|((_, critical), d)| *critical && d.status == DependencyStatus::Down);
         let degraded = dependencies.iter().any(|d| d.status != DependencyStatus::Up);
         let status = match (unhealthy, degraded) {
             (true, _) => "unhealthy",
@@ -164,7 +165,10 @@ async fn detail_for(parts: &Parts, access: Option<&Access>) -> Result<Detail, cr
         return Ok(Detail::Status);
     };
     let known = access.credentials.service(token).then_some(Detail::Full);
-    match access.verify(super::extract::client_ip(parts), known, crate::Error::Unauthorized("invalid service token")).await {
+    match access
+        .verify(super::extract::client_ip(parts), known, crate::Error::Unauthorized("invalid service token"))
+        .await
+    {
         Err(crate::Error::Unauthorized(_)) => Ok(Detail::Status),
         checked => checked,
     }

@@ -33,7 +33,9 @@ fn request_id(request: &Request) -> String {
         .headers()
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned)
 }
 
@@ -45,7 +47,8 @@ async fn observe(request: Request, next: Next) -> Response {
     let matched = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let route = matched.as_deref().unwrap_or(UNMATCHED).to_owned();
     let path = if matched.is_some() { None } else { Some(request.uri().path().to_owned()) };
-    let span = tracing::info_span!("request", request_id = %id, method = %method, route = %route, path = path.as_deref());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %method, route = %route, path = path.as_deref());
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
@@ -53,7 +56,10 @@ async fn observe(request: Request, next: Next) -> Response {
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_millis() as u64, "request"));
     let metrics = crate::metrics::global();
     let method = crate::metrics::method_label(&method);
-    metrics.increment("relay_http_requests_total", &[("method", method), ("route", &route), ("status", &status.to_string())]);
+    metrics.increment(
+        "relay_http_requests_total",
+        &[("method", method), ("route", &route), ("status", &status.to_string())],
+    );
     metrics.observe("relay_http_request_duration_ms", &[("route", &route)], elapsed);
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -83,6 +89,10 @@ fn cors(cors_origins: &[HeaderValue]) -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static(REQUEST_ID),
         ])
-        .expose_headers([HeaderName::from_static(REQUEST_ID), HeaderName::from_static("idempotent-replayed"), header::RETRY_AFTER])
+        .expose_headers([
+            HeaderName::from_static(REQUEST_ID),
+            HeaderName::from_static("idempotent-replayed"),
+            header::RETRY_AFTER,
+        ])
         .max_age(std::time::Duration::from_secs(600))
 }

@@ -35,7 +35,9 @@ fn wants_text(params: &Params, headers: &HeaderMap) -> Result<bool, Error> {
 
 fn text(body: String) -> Response {
     let mut response = body.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
 }
 
@@ -125,7 +127,13 @@ fn tenant_text(day: &DeliveryStats, webhooks: WebhookCounts) -> String {
     gauge("relay_tenant_events_24h", &[("", n(day.events))]);
     gauge("relay_tenant_delivery_attempts_24h", &[("", n(day.attempts))]);
     gauge("relay_tenant_delivery_success_ratio_24h", &[("", day.success_rate)]);
-    gauge("relay_tenant_delivery_latency_ms_24h", &[("{stat=\"avg\"}", day.avg_latency_ms), ("{stat=\"p95\"}", day.p95_latency_ms)]);
-    gauge("relay_tenant_webhooks", &[("{state=\"active\"}", n(webhooks.active)), ("{state=\"disabled\"}", n(webhooks.disabled))]);
+    gauge(
+        "relay_tenant_delivery_latency_ms_24h",
+        &[("{stat=\"avg\"}", day.avg_latency_ms), ("{stat=\"p95\"}", day.p95_latency_ms)],
+    );
+    gauge(
+        "relay_tenant_webhooks",
+        &[("{state=\"active\"}", n(webhooks.active)), ("{state=\"disabled\"}", n(webhooks.disabled))],
+    );
     out
 }

@@ -20,7 +20,9 @@ use axum::extract::DefaultBodyLimit;
 pub use envelope::IDEMPOTENT_REPLAYED;
 pub use events::EventsState;
 pub use extract::{Access, Params, client_ip};
-pub use health::{DependencyReport, DependencyStatus, Detail, EventStoreProbe, Health, HealthReport, HealthState, QueueProbe};
+pub use health::{
+    DependencyReport, DependencyStatus, Detail, EventStoreProbe, Health, HealthReport, HealthState, QueueProbe,
+};
 pub use hygiene::REQUEST_ID;
 pub use openapi::ApiDoc;
 pub use webhooks::ManagementState;

@@ -40,7 +40,10 @@ struct Credentials;
 impl Modify for Credentials {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("serviceToken", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Service-Token"))));
+        components.add_security_scheme(
+            "serviceToken",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Service-Token"))),
+        );
         components.add_security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))));
     }
 }

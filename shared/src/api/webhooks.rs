@@ -9,10 +9,10 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::json;
 
+use super::MANAGEMENT_BODY_LIMIT;
 use super::envelope::{list, ok};
 use super::extract::{Access, ApiJson, ApiPath, BodyLimit, OptionalJson, Params, TenantCaller};
 use super::views::{DeliveryView, WebhookView};
-use super::MANAGEMENT_BODY_LIMIT;
 use crate::app::{Dashboard, WebhookAdmin};
 use crate::domain::{DeliveryStatus, PageRequest, WebhookInput};
 use crate::{Error, Timestamp};
@@ -232,9 +232,10 @@ async fn list_deliveries(
     let page = params.page(PageRequest::MAX_LIMIT)?;
     let status = match params.get("status") {
         None => None,
-        Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
-            Error::validation("status", "must be one of pending, retrying, succeeded, failed")
-        })?),
+        Some(s) => Some(
+            DeliveryStatus::parse(s)
+                .ok_or_else(|| Error::validation("status", "must be one of pending, retrying, succeeded, failed"))?,
+        ),
     };
     let deliveries = state.admin.deliveries(&tenant, &id, status, &page).await?;
     let views: Vec<DeliveryView<'_>> = deliveries.items.iter().map(DeliveryView::new).collect();

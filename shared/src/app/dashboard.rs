@@ -148,12 +148,15 @@ impl Dashboard {
         let width_ms = i64::try_from(width.as_millis()).unwrap_or(i64::MAX).max(1);
         let last = now.as_millis().div_euclid(width_ms) * width_ms;
         let first = last - width_ms * (i64::from(buckets.max(1)) - 1);
-        let mut filled = self.deliveries.timeline(tenant, Timestamp::from_millis(first), width).await?.into_iter().peekable();
+        let mut filled =
+            self.deliveries.timeline(tenant, Timestamp::from_millis(first), width).await?.into_iter().peekable();
         Ok((0..i64::from(buckets.max(1)))
             .map(|i| {
                 let start = Timestamp::from_millis(first + i * width_ms);
                 match filled.peek() {
-                    Some(bucket) if bucket.start == start => filled.next().unwrap_or_else(|| TimelineBucket::empty(start)),
+                    Some(bucket) if bucket.start == start => {
+                        filled.next().unwrap_or_else(|| TimelineBucket::empty(start))
+                    }
                     _ => TimelineBucket::empty(start),
                 }
             })

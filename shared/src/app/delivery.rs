@@ -55,7 +55,13 @@ pub struct DelivererPorts {
 
 impl Deliverer {
     /// `webhook_timeout` bounds one attempt; the delivery lock outlives it.
-    pub fn new(ports: DelivererPorts, policy: RetryPolicy, webhook_timeout: Duration, disable_after: Duration, keys: SecretKeys) -> Self {
+    pub fn new(
+        ports: DelivererPorts,
+        policy: RetryPolicy,
+        webhook_timeout: Duration,
+        disable_after: Duration,
+        keys: SecretKeys,
+    ) -> Self {
         let DelivererPorts { events, webhooks, deliveries, queue, sender, locks } = ports;
         let lock_ttl = webhook_timeout * 2 + Duration::from_secs(5);
         Self { events, webhooks, deliveries, queue, sender, locks, policy, lock_ttl, disable_after, keys }
@@ -114,9 +120,10 @@ impl Deliverer {
         };
         let result = self.deliver_locked(key).await;
         if let Some(token) = token
-            && let Err(err) = self.locks.unlock(&lock_key, &token).await {
-                tracing::debug!(error = %err, "could not release the delivery lock; it expires");
-            }
+            && let Err(err) = self.locks.unlock(&lock_key, &token).await
+        {
+            tracing::debug!(error = %err, "could not release the delivery lock; it expires");
+        }
         result
     }
 
@@ -264,9 +271,10 @@ impl Deliverer {
     async fn track_health(&self, webhook: &Webhook, failed_at: Option<Timestamp>) -> Result<()> {
         // Most failures change nothing: skip the read when the window is still open.
         if let (Some(now), Some(since)) = (failed_at, webhook.failing_since)
-            && since.until(now) < self.disable_after {
-                return Ok(());
-            }
+            && since.until(now) < self.disable_after
+        {
+            return Ok(());
+        }
         // Written at the revision read, so a rotation or change made meanwhile is never undone.
         modify_webhook(self.webhooks.as_ref(), &self.keys, webhook.id, |current| {
             match (failed_at, current.failing_since) {

@@ -51,15 +51,18 @@ impl Ingest {
         });
         match self.events.insert(&event, record.as_ref()).await? {
             Insert::Created => {
-                crate::metrics::global().increment("relay_events_accepted_total", &[("event_type", event.event_type.as_str())]);
+                crate::metrics::global()
+                    .increment("relay_events_accepted_total", &[("event_type", event.event_type.as_str())]);
                 self.enqueue(&event).await?;
                 tracing::info!("event accepted");
                 Ok(Accepted { event, replayed: false })
             }
-            Insert::Duplicate(existing) if Some(&existing.fingerprint) != fingerprint.as_ref() => Err(Error::Conflict {
-                code: "idempotency_key_reused",
-                message: "this Idempotency-Key was used with a different request body".into(),
-            }),
+            Insert::Duplicate(existing) if Some(&existing.fingerprint) != fingerprint.as_ref() => {
+                Err(Error::Conflict {
+                    code: "idempotency_key_reused",
+                    message: "this Idempotency-Key was used with a different request body".into(),
+                })
+            }
             Insert::Duplicate(existing) => {
                 let original = self.events.get(existing.event_id).await?.ok_or_else(|| {
                     Error::Internal(format!("idempotency record points at missing event {}", existing.event_id))
@@ -89,10 +92,14 @@ impl Ingest {
         self.events.get(id).await?.ok_or(Error::NotFound("event"))
     }
 
-    pub async fn list(&self, event_type: Option<&str>, source: Option<&str>, page: &PageRequest) -> Result<Page<Event>> {
-        let event_type = event_type
-            .map(|t| self.registry.parse(t).map_err(|m| Error::validation("eventType", m)))
-            .transpose()?;
+    pub async fn list(
+        &self,
+        event_type: Option<&str>,
+        source: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Event>> {
+        let event_type =
+            event_type.map(|t| self.registry.parse(t).map_err(|m| Error::validation("eventType", m))).transpose()?;
         let filter = EventFilter { event_type, source: source.map(str::to_owned) };
         self.events.list(&filter, page).await
     }

@@ -112,12 +112,19 @@ impl Maintenance {
             Some(delivery) if delivery.status.is_final() => return Ok(true),
             Some(delivery) => delivery,
             None => {
-                let (Some(event), Some(webhook)) = (self.events.get(key.event_id).await?, self.webhooks.get(key.webhook_id).await?)
+                let (Some(event), Some(webhook)) =
+                    (self.events.get(key.event_id).await?, self.webhooks.get(key.webhook_id).await?)
                 else {
                     tracing::warn!(event_id = %key.event_id, webhook_id = %key.webhook_id, "dead letter for a deleted event or webhook");
                     return Ok(false);
                 };
-                let fresh = Delivery::new(event.id, webhook.id, webhook.tenant.clone(), event.event_type.clone(), Timestamp::now());
+                let fresh = Delivery::new(
+                    event.id,
+                    webhook.id,
+                    webhook.tenant.clone(),
+                    event.event_type.clone(),
+                    Timestamp::now(),
+                );
                 self.deliveries.ensure(&[fresh]).await?.remove(0)
             }
         };

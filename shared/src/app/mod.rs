@@ -11,7 +11,7 @@ mod webhooks;
 
 pub use dashboard::{Backlog, Dashboard, Depth, Overview, Queues, WebhookCounts};
 pub use delivery::{Deliverer, DelivererPorts, Next};
-pub use ingest::{Accepted, Ingest, IDEMPOTENCY_TTL};
+pub use ingest::{Accepted, IDEMPOTENCY_TTL, Ingest};
 pub use maintenance::{Maintenance, MaintenanceReport, REDISPATCH_AFTER};
 pub use message::RelayMessage;
 pub use webhooks::{AdminPolicy, DeliveryWithAttempts, TenantEvent, WebhookAdmin, modify_webhook};

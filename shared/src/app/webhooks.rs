@@ -5,8 +5,9 @@ use std::time::Duration;
 use super::Deliverer;
 use crate::adapters::http::SsrfGuard;
 use crate::domain::{
-    encode_cursor, Attempt, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, EventTypeRegistry, NewWebhook, Page, PageRequest,
-    TenantId, Trigger, Webhook, WebhookId, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret, WebhookUrl,
+    Attempt, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, EventTypeRegistry, NewWebhook, Page,
+    PageRequest, TenantId, Trigger, Webhook, WebhookId, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret,
+    WebhookUrl, encode_cursor,
 };
 use crate::ports::{DeliveryLog, EventStore, WebhookStore};
 use crate::sealing::SecretKeys;
@@ -132,7 +133,12 @@ impl WebhookAdmin {
 
     /// Applies `change` to the tenant's webhook `id` with [`modify_webhook`]; another tenant's
     /// webhook is not found.
-    async fn modify_own(&self, tenant: &TenantId, id: WebhookId, mut change: impl FnMut(&mut Webhook)) -> Result<Webhook> {
+    async fn modify_own(
+        &self,
+        tenant: &TenantId,
+        id: WebhookId,
+        mut change: impl FnMut(&mut Webhook),
+    ) -> Result<Webhook> {
         modify_webhook(self.webhooks.as_ref(), &self.policy.keys, id, |w| {
             if &w.tenant != tenant {
                 return Err(Error::NotFound("webhook"));

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{EventId, EventType, TenantId, WebhookId};
-use crate::backoff::RetryPolicy;
 use crate::Timestamp;
+use crate::backoff::RetryPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,7 +118,13 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    pub fn new(event_id: EventId, webhook_id: WebhookId, tenant: TenantId, event_type: EventType, now: Timestamp) -> Self {
+    pub fn new(
+        event_id: EventId,
+        webhook_id: WebhookId,
+        tenant: TenantId,
+        event_type: EventType,
+        now: Timestamp,
+    ) -> Self {
         Self {
             event_id,
             webhook_id,
@@ -260,7 +266,8 @@ mod tests {
     #[test]
     fn retry_after_replaces_the_backoff() {
         let result = AttemptResult::classify(Some(429), Some(Duration::from_secs(42)));
-        let (d, wait) = delivery().after_attempt(&result, &attempt(Some(429), Trigger::Scheduled), &policy(), Timestamp::now());
+        let (d, wait) =
+            delivery().after_attempt(&result, &attempt(Some(429), Trigger::Scheduled), &policy(), Timestamp::now());
         assert_eq!((d.status, wait), (DeliveryStatus::Retrying, Some(Duration::from_secs(42))));
     }
 

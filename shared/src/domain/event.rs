@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::js_json::{self, Numbers, ProblemKind};
-use super::{required_text, EventId, EventType, EventTypeRegistry};
+use super::{EventId, EventType, EventTypeRegistry, required_text};
 use crate::{Error, FieldError, Result, Timestamp};
 
 /// The body of `POST /api/events`, as sent; [`NewEvent::parse`] checks it. The payload is kept
@@ -98,8 +98,9 @@ impl Payload {
     /// A payload read back from a store: written as JavaScript would, whatever it holds
     /// (payloads stored before this form existed are converted; nothing is refused).
     pub fn from_stored(text: &str) -> Result<Self, String> {
-        let normalized = js_json::normalize(text, "payload", Numbers::Lenient)
-            .map_err(|problems| problems.into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; "))?;
+        let normalized = js_json::normalize(text, "payload", Numbers::Lenient).map_err(|problems| {
+            problems.into_iter().map(|p| format!("{}: {}", p.path, p.message)).collect::<Vec<_>>().join("; ")
+        })?;
         if !normalized.starts_with('{') {
             return Err("the payload is not a JSON object".into());
         }
@@ -107,7 +108,9 @@ impl Payload {
     }
 
     fn wrap(normalized: String) -> Result<Self> {
-        RawValue::from_string(normalized).map(Self).map_err(|e| Error::Internal(format!("a normalized payload is not JSON: {e}")))
+        RawValue::from_string(normalized)
+            .map(Self)
+            .map_err(|e| Error::Internal(format!("a normalized payload is not JSON: {e}")))
     }
 
     /// The JSON text: compact, as delivered.

@@ -31,15 +31,13 @@ impl EventType {
         let segments: Vec<&str> = value.split('.').collect();
         let well_formed = value.len() <= 100
             && segments.len() >= 2
-            && segments.iter().all(|s| {
-                !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            });
+            && segments
+                .iter()
+                .all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
         if well_formed {
             Ok(Self(value.to_owned()))
         } else {
-            Err(format!(
-                "{value:?} is not an event type name (dot-separated lowercase segments, like job.created)"
-            ))
+            Err(format!("{value:?} is not an event type name (dot-separated lowercase segments, like job.created)"))
         }
     }
 
@@ -94,11 +92,7 @@ impl EventTypeRegistry {
 
     /// The known type with this name, or a message saying it is unknown.
     pub fn parse(&self, name: &str) -> Result<EventType, String> {
-        self.types
-            .iter()
-            .find(|t| t.as_str() == name)
-            .cloned()
-            .ok_or_else(|| format!("unknown event type {name:?}"))
+        self.types.iter().find(|t| t.as_str() == name).cloned().ok_or_else(|| format!("unknown event type {name:?}"))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &EventType> {

@@ -89,11 +89,7 @@ pub fn normalize(text: &str, root: &str, numbers: Numbers) -> Result<String, Vec
     };
     // `Err(Stop)` only means "stop parsing"; the reason is already in `problems`.
     let _ = parser.document();
-    if parser.problems.is_empty() {
-        Ok(parser.out)
-    } else {
-        Err(parser.problems)
-    }
+    if parser.problems.is_empty() { Ok(parser.out) } else { Err(parser.problems) }
 }
 
 /// Deepest nesting of arrays and objects accepted.
@@ -218,38 +214,25 @@ impl Parser<'_> {
     fn problem(&mut self, kind: ProblemKind, message: String) -> Result<(), Stop> {
         let path = self.path_string();
         self.problems.push(Problem { path, message, kind });
-        if self.problems.len() >= MAX_PROBLEMS {
-            Err(Stop)
-        } else {
-            Ok(())
-        }
+        if self.problems.len() >= MAX_PROBLEMS { Err(Stop) } else { Ok(()) }
     }
 
     /// Records invalid JSON at `self.pos` and stops.
     fn syntax<T>(&mut self, expected: &str) -> Result<T, Stop> {
-        let found = match self
-            .text
-            .get(self.pos..)
-            .and_then(|rest| rest.chars().next())
-        {
+        let found = match self.text.get(self.pos..).and_then(|rest| rest.chars().next()) {
             None => "the end of the text".to_string(),
             Some(c) if (c as u32) < 0x20 || c == '\u{7f}' => format!("U+{:04X}", c as u32),
             Some(c) => format!("'{c}'"),
         };
-        let message = format!(
-            "is not valid JSON: expected {expected} at byte {}, found {found}",
-            self.pos
-        );
+        let message = format!("is not valid JSON: expected {expected} at byte {}, found {found}", self.pos);
         let _ = self.problem(ProblemKind::Syntax, message);
         Err(Stop)
     }
 
     /// Should never happen; reported instead of panicking.
     fn internal<T>(&mut self) -> Result<T, Stop> {
-        let _ = self.problem(ProblemKind::Syntax, format!(
-            "could not be processed (internal error at byte {})",
-            self.pos
-        ));
+        let _ =
+            self.problem(ProblemKind::Syntax, format!("could not be processed (internal error at byte {})", self.pos));
         Err(Stop)
     }
 
@@ -316,9 +299,10 @@ impl Parser<'_> {
 
     fn enter(&mut self) -> Result<(), Stop> {
         if self.depth >= MAX_DEPTH {
-            let _ = self.problem(ProblemKind::Depth, format!(
-                "nests too deeply (more than {MAX_DEPTH} levels of arrays and objects)"
-            ));
+            let _ = self.problem(
+                ProblemKind::Depth,
+                format!("nests too deeply (more than {MAX_DEPTH} levels of arrays and objects)"),
+            );
             return Err(Stop);
         }
         self.depth += 1;
@@ -394,12 +378,7 @@ impl Parser<'_> {
                 self.pos += 1;
                 self.out.push(':');
                 self.value()?;
-                self.members.push(Member {
-                    ks,
-                    ke,
-                    ve: self.out.len(),
-                    index,
-                });
+                self.members.push(Member { ks, ke, ve: self.out.len(), index });
                 self.path.pop();
                 self.skip_ws();
                 match self.bytes.get(self.pos) {
@@ -423,13 +402,7 @@ impl Parser<'_> {
     /// `members[base..]`) in JavaScript order, dropping repeated keys.
     /// Returns false only on an internal inconsistency.
     fn reorder(&mut self, start: usize, base: usize) -> bool {
-        let Parser {
-            out,
-            members,
-            slots,
-            scratch,
-            ..
-        } = self;
+        let Parser { out, members, slots, scratch, .. } = self;
         let Some(ms) = members.get(base..) else {
             return false;
         };
@@ -445,19 +418,13 @@ impl Parser<'_> {
         if ms.len() <= LINEAR_DUP_SCAN {
             for (j, m) in ms.iter().enumerate() {
                 let k = key(m);
-                let seen = slots
-                    .iter_mut()
-                    .find(|s| ms.get(s.first).map(key) == Some(k));
+                let seen = slots.iter_mut().find(|s| ms.get(s.first).map(key) == Some(k));
                 match seen {
                     Some(s) => {
                         s.last = j;
                         repeated = true;
                     }
-                    None => slots.push(Slot {
-                        first: j,
-                        last: j,
-                        order: 0,
-                    }),
+                    None => slots.push(Slot { first: j, last: j, order: 0 }),
                 }
             }
         } else {
@@ -472,11 +439,7 @@ impl Parser<'_> {
                     }
                     None => {
                         seen.insert(key(m), slots.len());
-                        slots.push(Slot {
-                            first: j,
-                            last: j,
-                            order: 0,
-                        });
+                        slots.push(Slot { first: j, last: j, order: 0 });
                     }
                 }
             }
@@ -504,11 +467,7 @@ impl Parser<'_> {
 
         for (i, slot) in slots.iter_mut().enumerate() {
             let index = ms.get(slot.first).map_or(NOT_INDEX, |m| m.index);
-            slot.order = if index == NOT_INDEX {
-                (1 << 40) + i as u64
-            } else {
-                index
-            };
+            slot.order = if index == NOT_INDEX { (1 << 40) + i as u64 } else { index };
         }
         slots.sort_unstable_by_key(|s| s.order);
 
@@ -735,30 +694,32 @@ impl Parser<'_> {
             return Ok(());
         }
 
-        let Some(value) = self
-            .text
-            .get(start..end)
-            .and_then(|s| s.parse::<f64>().ok())
-        else {
+        let Some(value) = self.text.get(start..end).and_then(|s| s.parse::<f64>().ok()) else {
             return self.internal();
         };
         let literal_text = shorten(self.text.get(start..end).unwrap_or("?"));
         if value.is_infinite() {
             if self.strict {
-                self.problem(ProblemKind::Number, format!(
-                    "is {literal_text}, which is out of the range JavaScript numbers hold; \
+                self.problem(
+                    ProblemKind::Number,
+                    format!(
+                        "is {literal_text}, which is out of the range JavaScript numbers hold; \
                      send it as a string"
-                ))?;
+                    ),
+                )?;
             }
             self.out.push_str("null");
             return Ok(());
         }
         if value == 0.0 {
             if self.strict {
-                self.problem(ProblemKind::Number, format!(
-                    "is {literal_text}, which JavaScript would change to 0 (too small for a \
+                self.problem(
+                    ProblemKind::Number,
+                    format!(
+                        "is {literal_text}, which JavaScript would change to 0 (too small for a \
                      JavaScript number); send it as a string"
-                ))?;
+                    ),
+                )?;
             }
             self.out.push('0');
             return Ok(());
@@ -771,15 +732,13 @@ impl Parser<'_> {
         let js_start = self.out.len();
         write_js_number(&mut self.out, negative, js.shown(), js.n);
         if self.strict && !literal.same_value(&js) {
-            let advice = if literal.k > 17 {
-                "send at most 17 significant digits or a string"
-            } else {
-                "send it as a string"
-            };
+            let advice =
+                if literal.k > 17 { "send at most 17 significant digits or a string" } else { "send it as a string" };
             let js_text = self.out.get(js_start..).unwrap_or("?").to_string();
-            self.problem(ProblemKind::Number, format!(
-                "is {literal_text}, which JavaScript would change to {js_text}; {advice}"
-            ))?;
+            self.problem(
+                ProblemKind::Number,
+                format!("is {literal_text}, which JavaScript would change to {js_text}; {advice}"),
+            )?;
         }
         Ok(())
     }
@@ -850,10 +809,7 @@ fn skip_digits(bytes: &[u8], mut i: usize) -> usize {
 
 /// Value of at most 19 ASCII digits.
 fn parse_u64(digits: &[u8]) -> u64 {
-    digits.iter().fold(0u64, |v, &d| {
-        v.wrapping_mul(10)
-            .wrapping_add(u64::from(d.wrapping_sub(b'0')))
-    })
+    digits.iter().fold(0u64, |v, &d| v.wrapping_mul(10).wrapping_add(u64::from(d.wrapping_sub(b'0'))))
 }
 
 fn push_u64(out: &mut String, mut v: u64) {
@@ -888,9 +844,7 @@ fn is_identifier(key: &[u8]) -> bool {
     match key.split_first() {
         Some((&first, rest)) => {
             (first.is_ascii_alphabetic() || first == b'_' || first == b'$')
-                && rest
-                    .iter()
-                    .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$')
+                && rest.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$')
         }
         None => false,
     }
@@ -1024,10 +978,7 @@ mod tests {
 
     #[test]
     fn whitespace_is_dropped() {
-        both(
-            " \t\r\n{ \"a\" : [ 1 , 2 , { } , [ ] ] ,\n\"b\" :\tnull } \n",
-            r#"{"a":[1,2,{},[]],"b":null}"#,
-        );
+        both(" \t\r\n{ \"a\" : [ 1 , 2 , { } , [ ] ] ,\n\"b\" :\tnull } \n", r#"{"a":[1,2,{},[]],"b":null}"#);
         both("true", "true");
         both(" false ", "false");
         both("null", "null");
@@ -1043,10 +994,7 @@ mod tests {
 
     #[test]
     fn index_keys_come_first_in_numeric_order() {
-        both(
-            r#"{"b":1,"2":2,"a":3,"10":4,"1":5}"#,
-            r#"{"1":5,"2":2,"10":4,"b":1,"a":3}"#,
-        );
+        both(r#"{"b":1,"2":2,"a":3,"10":4,"1":5}"#, r#"{"1":5,"2":2,"10":4,"b":1,"a":3}"#);
         both(r#"{"0":0,"1":1}"#, r#"{"0":0,"1":1}"#);
         both(r#"{"x":1,"0":0}"#, r#"{"0":0,"x":1}"#);
     }
@@ -1065,10 +1013,7 @@ mod tests {
         both(r#"{"a":1,"b":2,"a":3}"#, r#"{"a":3,"b":2}"#);
         both(r#"{"a":1,"a":{"x":1},"a":[3]}"#, r#"{"a":[3]}"#);
         both(r#"{"a":1,"\u0061":2}"#, r#"{"a":2}"#);
-        both(
-            r#"{"b":0,"1":1,"a":2,"1":3,"b":4}"#,
-            r#"{"1":3,"b":4,"a":2}"#,
-        );
+        both(r#"{"b":0,"1":1,"a":2,"1":3,"b":4}"#, r#"{"1":3,"b":4,"a":2}"#);
         both(r#"{"\u0031":1,"0":0}"#, r#"{"0":0,"1":1}"#);
     }
 
@@ -1128,15 +1073,9 @@ mod tests {
     #[test]
     fn strings_are_escaped_like_json_stringify() {
         both(r#""\"\\\/\b\f\n\r\t""#, r#""\"\\/\b\f\n\r\t""#);
-        both(
-            r#""\u0000\u0001\u001f\u001F\u0008\u000c""#,
-            r#""\u0000\u0001\u001f\u001f\b\f""#,
-        );
+        both(r#""\u0000\u0001\u001f\u001F\u0008\u000c""#, r#""\u0000\u0001\u001f\u001f\b\f""#);
         both(r#""\u0022\u005c\u005C\u002f""#, r#""\"\\\\/""#);
-        both(
-            r#""\u007f\u0080\u00e9\u00E9\u2028\u2029""#,
-            "\"\u{7f}\u{80}éé\u{2028}\u{2029}\"",
-        );
+        both(r#""\u007f\u0080\u00e9\u00E9\u2028\u2029""#, "\"\u{7f}\u{80}éé\u{2028}\u{2029}\"");
         both("\"\u{7f}\u{2028}é😀/\"", "\"\u{7f}\u{2028}é😀/\"");
         both(r#""\ud83d\ude00 \uD83D\uDE00""#, "\"😀 😀\"");
         both(r#"{"\u00e9\n":"\u0041"}"#, "{\"é\\n\":\"A\"}");
@@ -1151,10 +1090,7 @@ mod tests {
         for numbers in [Numbers::Strict, Numbers::Lenient] {
             let p = one_problem(r#"{"a":["x","\ud800"]}"#, numbers);
             assert_eq!(p.path, "payload.a[1]");
-            assert_eq!(
-                p.message,
-                "holds a lone UTF-16 surrogate (\\ud800), which cannot be delivered as UTF-8"
-            );
+            assert_eq!(p.message, "holds a lone UTF-16 surrogate (\\ud800), which cannot be delivered as UTF-8");
             let p = one_problem(r#"{"a":"\uDC00\ud83d\ude00"}"#, numbers);
             assert_eq!(p.path, "payload.a");
             assert!(p.message.contains("(\\udc00)"), "{p:?}");
@@ -1166,11 +1102,7 @@ mod tests {
             assert!(p.message.contains("(\\udbff)"), "{p:?}");
             let p = one_problem(r#"{"k\udfff":1}"#, numbers);
             assert_eq!(p.path, r#"payload["k\udfff"]"#);
-            assert!(
-                p.message
-                    .starts_with("key holds a lone UTF-16 surrogate (\\udfff)"),
-                "{p:?}"
-            );
+            assert!(p.message.starts_with("key holds a lone UTF-16 surrogate (\\udfff)"), "{p:?}");
         }
     }
 
@@ -1258,10 +1190,7 @@ mod tests {
 
     #[test]
     fn strict_refuses_changed_numbers() {
-        let p = one_problem(
-            r#"{"x":0.1000000000000000055511151231257827}"#,
-            Numbers::Strict,
-        );
+        let p = one_problem(r#"{"x":0.1000000000000000055511151231257827}"#, Numbers::Strict);
         assert_eq!(p.path, "payload.x");
         assert_eq!(
             p.message,
@@ -1273,21 +1202,12 @@ mod tests {
         assert!(p.message.contains("would change to 0"), "{p:?}");
         let p = one_problem("123456789012345678.5", Numbers::Strict);
         assert_eq!(p.path, "payload");
-        assert!(
-            p.message.contains("would change to 123456789012345680"),
-            "{p:?}"
-        );
+        assert!(p.message.contains("would change to 123456789012345680"), "{p:?}");
         let p = one_problem("9007199254740993.0", Numbers::Strict);
-        assert!(
-            p.message
-                .contains("would change to 9007199254740992; send it as a string")
-        );
+        assert!(p.message.contains("would change to 9007199254740992; send it as a string"));
         let p = one_problem(r#"{"a":{"b":1e400}}"#, Numbers::Strict);
         assert_eq!(p.path, "payload.a.b");
-        assert_eq!(
-            p.message,
-            "is 1e400, which is out of the range JavaScript numbers hold; send it as a string"
-        );
+        assert_eq!(p.message, "is 1e400, which is out of the range JavaScript numbers hold; send it as a string");
         one_problem("2.4703282292062328e-324", Numbers::Strict);
         // Many digits but the same value: accepted.
         assert_eq!(strict("0.12500000000000000000000000000"), "0.125");
@@ -1309,10 +1229,7 @@ mod tests {
     fn paths_use_javascript_accessors() {
         let text = r#"{"amount":1e400,"items":[0,1,2,{"price":1e400}],"a b":1e400,"2":1e400,
             "$x_1":1e400,"é":1e400,"":1e400,"q\"":[1e400]}"#;
-        let paths: Vec<String> = problems(text, Numbers::Strict)
-            .into_iter()
-            .map(|p| p.path)
-            .collect();
+        let paths: Vec<String> = problems(text, Numbers::Strict).into_iter().map(|p| p.path).collect();
         assert_eq!(
             paths,
             [
@@ -1398,17 +1315,11 @@ mod tests {
             for numbers in [Numbers::Strict, Numbers::Lenient] {
                 let p = one_problem(text, numbers);
                 assert_eq!(p.path, path, "{text:?}: {p:?}");
-                assert!(
-                    p.message.starts_with("is not valid JSON: expected "),
-                    "{text:?}: {p:?}"
-                );
+                assert!(p.message.starts_with("is not valid JSON: expected "), "{text:?}: {p:?}");
             }
         }
         let p = one_problem("[1 2]", Numbers::Lenient);
-        assert_eq!(
-            p.message,
-            "is not valid JSON: expected ',' or ']' after an array element at byte 3, found '2'"
-        );
+        assert_eq!(p.message, "is not valid JSON: expected ',' or ']' after an array element at byte 3, found '2'");
         let p = one_problem("\"a\u{1}", Numbers::Lenient);
         assert!(p.message.ends_with("found U+0001"), "{p:?}");
     }
@@ -1419,10 +1330,7 @@ mod tests {
         assert_eq!(lenient(&ok), ok);
         let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
         let p = one_problem(&deep, Numbers::Lenient);
-        assert_eq!(
-            p.message,
-            "nests too deeply (more than 128 levels of arrays and objects)"
-        );
+        assert_eq!(p.message, "nests too deeply (more than 128 levels of arrays and objects)");
         assert_eq!(p.path, format!("payload{}", "[0]".repeat(128)));
         let deep = "{\"a\":".repeat(200);
         let p = one_problem(&deep, Numbers::Strict);

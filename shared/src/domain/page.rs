@@ -43,7 +43,9 @@ impl PageRequest {
         let offset = number("offset", offset, 0, Self::MAX_OFFSET, 0);
         let before = match cursor.filter(|c| !c.is_empty()) {
             None => None,
-            Some(c) => decode_cursor(c).map_err(|()| problems.push(FieldError::new("cursor", "is not a cursor this API issued"))).ok(),
+            Some(c) => decode_cursor(c)
+                .map_err(|()| problems.push(FieldError::new("cursor", "is not a cursor this API issued")))
+                .ok(),
         };
         if problems.is_empty() { Ok(Self { limit, offset, before }) } else { Err(Error::invalid(problems)) }
     }

@@ -8,7 +8,7 @@ use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
 
-use super::{required_text, EventType, EventTypeRegistry, TenantId, WebhookId};
+use super::{EventType, EventTypeRegistry, TenantId, WebhookId, required_text};
 use crate::sealing::{SealedSecret, SecretKeys};
 use crate::{Error, FieldError, Result, Timestamp};
 
@@ -291,7 +291,10 @@ impl WebhookPatch {
     pub fn parse(input: WebhookInput, rules: WebhookRules<'_>) -> Result<Self> {
         let mut problems = Vec::new();
         if input.secret.is_some() {
-            problems.push(FieldError::new("secret", "is set on create only; rotate it with POST /api/webhooks/{id}/secret/rotate"));
+            problems.push(FieldError::new(
+                "secret",
+                "is set on create only; rotate it with POST /api/webhooks/{id}/secret/rotate",
+            ));
         }
         let name = input.name.and_then(|n| required_text("name", &n, 255).map_err(|e| problems.push(e)).ok());
         let url = input.url.and_then(|u| {
@@ -373,7 +376,9 @@ mod tests {
         assert!(WebhookUrl::parse("https://hrms.example.com/webhooks", true).is_ok());
         assert!(WebhookUrl::parse("http://127.0.0.1:8080/hook", false).is_ok());
         assert_eq!(WebhookUrl::parse("http://hrms.example.com/", true).unwrap_err(), "must use https");
-        for bad in ["not a url", "ftp://x.example/", "https://user:pw@x.example/", "https://x.example/#frag", "/relative"] {
+        for bad in
+            ["not a url", "ftp://x.example/", "https://user:pw@x.example/", "https://x.example/#frag", "/relative"]
+        {
             assert!(WebhookUrl::parse(bad, false).is_err(), "{bad} accepted");
         }
         let grows = format!("https://x.example/{}", "é".repeat(1000));
@@ -402,7 +407,11 @@ mod tests {
     fn registration_needs_name_url_and_known_types() {
         let registry = EventTypeRegistry::default();
         let err = NewWebhook::parse(
-            WebhookInput { url: Some("https://x.example/".into()), event_types: Some(vec!["nope.x".into()]), ..Default::default() },
+            WebhookInput {
+                url: Some("https://x.example/".into()),
+                event_types: Some(vec!["nope.x".into()]),
+                ..Default::default()
+            },
             RULES_HTTP(&registry),
         )
         .unwrap_err();
@@ -465,7 +474,11 @@ mod tests {
             is_active: None,
             secret: Some(secret.into()),
         };
-        let Error::Validation { details, .. } = NewWebhook::parse(input("not-a-secret"), RULES_HTTP(&registry)).unwrap_err() else { panic!() };
+        let Error::Validation { details, .. } =
+            NewWebhook::parse(input("not-a-secret"), RULES_HTTP(&registry)).unwrap_err()
+        else {
+            panic!()
+        };
         assert_eq!(details[0].field, "secret");
         let Error::Validation { details, .. } =
             WebhookPatch::parse(input("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), RULES_HTTP(&registry)).unwrap_err()
@@ -489,7 +502,8 @@ mod tests {
             RULES_HTTP(&registry),
         )
         .unwrap();
-        let mut hook = Webhook::new(TenantId::parse("t").unwrap(), new, Timestamp::now(), &SecretKeys::random().unwrap()).unwrap();
+        let mut hook =
+            Webhook::new(TenantId::parse("t").unwrap(), new, Timestamp::now(), &SecretKeys::random().unwrap()).unwrap();
         hook.disable("endpoint answered 410 Gone", Timestamp::now());
         assert!(!hook.wants(&registry.parse("job.created").unwrap()));
         hook.apply(WebhookPatch { is_active: Some(true), ..Default::default() }, Timestamp::now());

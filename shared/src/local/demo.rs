@@ -99,7 +99,8 @@ pub async fn run(
     wait: Duration,
 ) -> Result<DemoReport, DemoError> {
     let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| fail("starting the demo receiver", e))?;
-    let receiver_url = format!("http://{}/demo-receiver", listener.local_addr().map_err(|e| fail("receiver address", e))?);
+    let receiver_url =
+        format!("http://{}/demo-receiver", listener.local_addr().map_err(|e| fail("receiver address", e))?);
     let (seen, mut deliveries) = mpsc::unbounded_channel();
     let receiver = Receiver { secret: Arc::default(), seen };
     let app = Router::new().route("/demo-receiver", post(receive)).with_state(receiver.clone());

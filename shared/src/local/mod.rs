@@ -108,10 +108,9 @@ impl RunningRelay {
     /// what is still running then is dropped (its messages come back on the queue).
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let finished = tokio::time::timeout(self.shutdown_timeout, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let finished =
+            tokio::time::timeout(self.shutdown_timeout, async { while self.tasks.join_next().await.is_some() {} })
+                .await;
         if finished.is_err() {
             tracing::warn!(
                 remaining = self.tasks.len(),

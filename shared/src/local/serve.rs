@@ -255,19 +255,14 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     // Our own timers replace hyper's `header_read_timeout` (see `ServerLimits::header_timeout`);
     // setting it to `None` explicitly also keeps hyper from applying its 30 s default.
-    http.keep_alive(true)
-        .header_read_timeout(None)
-        .max_header_size(MAX_HEAD_BYTES);
+    http.keep_alive(true).header_read_timeout(None).max_header_size(MAX_HEAD_BYTES);
 
     let server = Arc::new(Server {
         epoch: Instant::now(),
         limits,
         max_connections,
         http,
-        hot: HotFlags {
-            shutting_down: AtomicBool::new(false),
-            accept_waiting: AtomicBool::new(false),
-        },
+        hot: HotFlags { shutting_down: AtomicBool::new(false), accept_waiting: AtomicBool::new(false) },
         slot_freed: Notify::new(),
         registry: Mutex::new(Registry { next_id: 0, conns: HashMap::new() }),
     });
@@ -378,9 +373,7 @@ impl Server {
             PHASE_IDLE => self.limits.idle_timeout,
             _ => return None,
         };
-        self.epoch
-            .checked_add(Duration::from_nanos(state >> 2))?
-            .checked_add(limit)
+        self.epoch.checked_add(Duration::from_nanos(state >> 2))?.checked_add(limit)
     }
 
     /// Wakes the accept loop if it is waiting for a slot.
@@ -422,11 +415,7 @@ impl Server {
             let Some(conn) = registry.conns.get(&id) else { return false };
             // Fails if the connection changed phase since the scan (for instance it has
             // just started a request); then scan again.
-            if conn
-                .state
-                .compare_exchange(state, PHASE_EVICTED, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
+            if conn.state.compare_exchange(state, PHASE_EVICTED, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                 if let Some(conn) = registry.conns.remove(&id) {
                     conn.signal.notify_one();
                 }
@@ -457,9 +446,7 @@ impl ConnShared {
         if state & PHASE_MASK == PHASE_IDLE {
             let next = pack(self.server.now_nanos(), PHASE_HEAD);
             // Loses only to eviction, which must win.
-            let _ = self
-                .state
-                .compare_exchange(state, next, Ordering::AcqRel, Ordering::Relaxed);
+            let _ = self.state.compare_exchange(state, next, Ordering::AcqRel, Ordering::Relaxed);
         }
     }
 
@@ -702,13 +689,7 @@ enum Ended {
     Shutdown,
 }
 
-fn spawn_connection(
-    server: &Arc<Server>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    app: &Router,
-    tasks: &mut JoinSet<()>,
-) {
+fn spawn_connection(server: &Arc<Server>, stream: TcpStream, peer: SocketAddr, app: &Router, tasks: &mut JoinSet<()>) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, %peer, "could not set TCP_NODELAY");
     }
@@ -790,8 +771,7 @@ where
     let mut signalled = false;
     let mut registered: Option<std::task::Waker> = None;
     let initial = server.deadline(shared.state.load(Ordering::Relaxed));
-    let mut sleep: Pin<&mut Sleep> =
-        pin!(tokio::time::sleep_until(initial.unwrap_or_else(far_future)));
+    let mut sleep: Pin<&mut Sleep> = pin!(tokio::time::sleep_until(initial.unwrap_or_else(far_future)));
     // The deadline the sleep is set to. Deadlines only move later while a phase lasts, so
     // the sleep is reset lazily: when a deadline moves earlier, or when it fires early.
     let mut armed = initial;
@@ -838,11 +818,7 @@ where
                 return Poll::Pending;
             }
             if Instant::now() >= deadline {
-                return Poll::Ready(if phase == PHASE_HEAD {
-                    Ended::HeaderTimeout
-                } else {
-                    Ended::IdleTimeout
-                });
+                return Poll::Ready(if phase == PHASE_HEAD { Ended::HeaderTimeout } else { Ended::IdleTimeout });
             }
             // Fired for an older, earlier deadline: re-arm and poll again to register.
             sleep.as_mut().reset(deadline);
@@ -859,30 +835,20 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_hours(24 * 365)
 }
 
-fn prepare_request(
-    request: Request<Incoming>,
-    peer: SocketAddr,
-    body_timeout: Duration,
-) -> Request<Body> {
+fn prepare_request(request: Request<Incoming>, peer: SocketAddr, body_timeout: Duration) -> Request<Body> {
     let (mut parts, incoming) = request.into_parts();
     parts.extensions.insert(ConnectInfo(peer));
-    let deadline = if http_body::Body::is_end_stream(&incoming) {
-        None
-    } else {
-        Instant::now().checked_add(body_timeout)
-    };
+    let deadline =
+        if http_body::Body::is_end_stream(&incoming) { None } else { Instant::now().checked_add(body_timeout) };
     let body = Body::new(TimedBody { inner: incoming, deadline, sleep: None, timed_out: false });
     Request::from_parts(parts, body)
 }
 
 /// Answer for a request that raced with the eviction of its connection.
 fn evicted_response() -> Response<TrackedBody> {
-    let mut response =
-        Response::new(TrackedBody { inner: Body::from("server busy, retry\n"), _in_flight: None });
+    let mut response = Response::new(TrackedBody { inner: Body::from("server busy, retry\n"), _in_flight: None });
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
 
@@ -893,11 +859,7 @@ struct ConnIo {
 }
 
 impl AsyncRead for ConnIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = Pin::new(&mut this.tcp).poll_read(cx, buf);
@@ -909,11 +871,7 @@ impl AsyncRead for ConnIo {
 }
 
 impl AsyncWrite for ConnIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
     }
 
@@ -951,10 +909,7 @@ impl http_body::Body for TimedBody {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
         if this.timed_out {
             return Poll::Ready(None);
@@ -965,9 +920,7 @@ impl http_body::Body for TimedBody {
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let Some(deadline) = this.deadline else { return Poll::Pending };
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if sleep.as_mut().poll(cx).is_ready() {
                     this.timed_out = true;
                     this.sleep = None;
@@ -999,10 +952,7 @@ impl http_body::Body for TrackedBody {
     type Error = axum::Error;
 
     #[inline]
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         Pin::new(&mut self.get_mut().inner).poll_frame(cx)
     }
 

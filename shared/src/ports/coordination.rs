@@ -18,7 +18,9 @@ pub trait Locks: std::fmt::Debug + Send + Sync + 'static {
 pub enum RateDecision {
     Allowed,
     /// Over the limit until the window ends.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 /// Counting requests per credential in one-minute windows.

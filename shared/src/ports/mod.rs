@@ -10,5 +10,6 @@ pub use coordination::{Cache, Locks, Probe, RateDecision, RateLimiter};
 pub use queue::{Queue, QueueDepth, ReceivedMessage};
 pub use sender::{OutboundRequest, SendResult, WebhookSender};
 pub use stores::{
-    DeliveryLog, DeliveryStats, EventFilter, EventStore, IdempotencyRecord, Insert, StatsScope, TimelineBucket, WebhookStore,
+    DeliveryLog, DeliveryStats, EventFilter, EventStore, IdempotencyRecord, Insert, StatsScope, TimelineBucket,
+    WebhookStore,
 };

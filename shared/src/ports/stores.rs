@@ -140,21 +140,42 @@ pub trait DeliveryLog: std::fmt::Debug + Send + Sync + 'static {
     /// Saves a delivery's new state and, if given, appends the attempt that led to it.
     async fn record(&self, delivery: &Delivery, attempt: Option<&Attempt>) -> Result<()>;
     /// One webhook's deliveries, newest event first, optionally of one status.
-    async fn list(&self, webhook: WebhookId, status: Option<DeliveryStatus>, page: &PageRequest) -> Result<Page<Delivery>>;
+    async fn list(
+        &self,
+        webhook: WebhookId,
+        status: Option<DeliveryStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>>;
     /// The attempts of each delivery, oldest first.
     async fn attempts(&self, keys: &[DeliveryKey]) -> Result<HashMap<DeliveryKey, Vec<Attempt>>>;
     /// Up to `limit` of one webhook's `failed` deliveries created in `[since, until)`, oldest
     /// event first.
-    async fn failed_between(&self, webhook: WebhookId, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<Delivery>>;
+    async fn failed_between(
+        &self,
+        webhook: WebhookId,
+        since: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>>;
     /// Counts and latencies of the deliveries in `scope` created since `since`.
     async fn stats(&self, scope: &StatsScope, since: Timestamp) -> Result<DeliveryStats>;
     /// A tenant's most recently created deliveries, newest first.
     async fn recent(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Delivery>>;
     /// A tenant's deliveries created since `since`, counted by status in buckets of `bucket`
     /// (aligned to the Unix epoch); only buckets with deliveries, oldest first.
-    async fn timeline(&self, tenant: &TenantId, since: Timestamp, bucket: std::time::Duration) -> Result<Vec<TimelineBucket>>;
+    async fn timeline(
+        &self,
+        tenant: &TenantId,
+        since: Timestamp,
+        bucket: std::time::Duration,
+    ) -> Result<Vec<TimelineBucket>>;
     /// The events the tenant's webhooks have deliveries of, optionally of one type, newest first.
-    async fn events(&self, tenant: &TenantId, event_type: Option<&EventType>, page: &PageRequest) -> Result<Page<EventId>>;
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        event_type: Option<&EventType>,
+        page: &PageRequest,
+    ) -> Result<Page<EventId>>;
     /// The tenant's deliveries of one event, one per webhook.
     async fn of_event(&self, tenant: &TenantId, event: EventId) -> Result<Vec<Delivery>>;
     /// Marks every `pending` and `retrying` delivery `failed` with `reason` and no next

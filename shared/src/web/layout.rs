@@ -76,7 +76,10 @@ pub fn page(frame: &Frame<'_>, section: Section, head: Head<'_>, content: Markup
 /// A page with one message (a refusal, a failure) and the way back.
 pub fn message(title: &str, text: &str) -> Markup {
     let head = Head { title, refresh: None };
-    document(head, html! { main #main { h1 { (title) } p { (text) } p { a href="/dashboard" { "Back to the dashboard" } } } })
+    document(
+        head,
+        html! { main #main { h1 { (title) } p { (text) } p { a href="/dashboard" { "Back to the dashboard" } } } },
+    )
 }
 
 pub fn sign_in(error: Option<&str>) -> Markup {

@@ -30,8 +30,7 @@ use crate::ports::Cache;
 use layout::Frame;
 
 /// HTML pages load only the relay's own stylesheet, and post forms only to the relay.
-const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 const STYLESHEET: &str = include_str!("app.css");
 const SIGN_IN: &str = "/dashboard/sign-in";
 /// Form posts are small; the largest is the create form.
@@ -154,7 +153,8 @@ impl FromRequest<WebState> for Posted {
         }
         let body = read_form(Request::from_parts(parts, body), state).await?;
         let fields: Vec<(String, String)> = form(&body).collect();
-        let token = fields.iter().find_map(|(key, value)| (key == "csrf").then_some(value.as_str())).unwrap_or_default();
+        let token =
+            fields.iter().find_map(|(key, value)| (key == "csrf").then_some(value.as_str())).unwrap_or_default();
         if !state.sessions.csrf_ok(&operator.session, token) {
             return Err(forbidden());
         }
@@ -257,7 +257,10 @@ async fn sign_in(State(state): State<WebState>, request: Request) -> Response {
     let key = form(&body).find_map(|(name, value)| (name == "api_key").then_some(value)).unwrap_or_default();
     let key = key.trim();
     let access = &state.management.access;
-    let tenant = match access.verify(client, access.credentials.tenant(key), crate::Error::Unauthorized("invalid API key")).await {
+    let tenant = match access
+        .verify(client, access.credentials.tenant(key), crate::Error::Unauthorized("invalid API key"))
+        .await
+    {
         Ok(tenant) => tenant,
         Err(crate::Error::Unauthorized(_)) => {
             tracing::info!("dashboard sign-in refused");
@@ -280,7 +283,9 @@ async fn sign_in(State(state): State<WebState>, request: Request) -> Response {
 /// would have expired anyway, and the browser drops the cookie.
 async fn sign_out(State(state): State<WebState>, headers: HeaderMap, posted: Posted) -> Response {
     let session = &posted.operator.session;
-    let left = Duration::from_millis(u64::try_from(session.expires_at.as_millis() - Timestamp::now().as_millis()).unwrap_or(0));
+    let left = Duration::from_millis(
+        u64::try_from(session.expires_at.as_millis() - Timestamp::now().as_millis()).unwrap_or(0),
+    );
     if let Err(err) = state.ended.put(&session.ended_key(), b"1", left.max(Duration::from_secs(1))).await {
         return failure(err);
     }
@@ -327,7 +332,9 @@ fn failure(err: crate::Error) -> Response {
     use crate::Error;
     let (title, text) = match &err {
         Error::NotFound(what) => ("Not found", format!("No such {what} for your tenant.")),
-        Error::RateLimited { .. } => ("Slow down", "Too many requests in this minute. Try again in a moment.".to_owned()),
+        Error::RateLimited { .. } => {
+            ("Slow down", "Too many requests in this minute. Try again in a moment.".to_owned())
+        }
         Error::RequestTimeout => ("Too slow", "The form did not arrive in time. Try again.".to_owned()),
         Error::Validation { message, details } => ("Not done", problems(message, details).join("; ")),
         Error::Conflict { message, .. } => ("Not done", message.clone()),

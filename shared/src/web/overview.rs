@@ -22,10 +22,11 @@ pub async fn overview(State(state): State<WebState>, operator: Operator) -> Resp
     let dashboard = &state.management.dashboard;
     let now = Timestamp::now();
     let tenant = &operator.session.tenant;
-    let (overview, timeline) = match tokio::try_join!(dashboard.overview(tenant), dashboard.timeline(tenant, now, BUCKETS)) {
-        Ok(both) => both,
-        Err(err) => return failure(err),
-    };
+    let (overview, timeline) =
+        match tokio::try_join!(dashboard.overview(tenant), dashboard.timeline(tenant, now, BUCKETS)) {
+            Ok(both) => both,
+            Err(err) => return failure(err),
+        };
     let health = state.management.health.report().await;
     html(StatusCode::OK, render(&operator.frame(), &overview, &timeline, &health))
 }

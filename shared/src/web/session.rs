@@ -81,7 +81,13 @@ impl Sessions {
         let key = self.fingerprint(key_digest);
         let expires_at = now + self.ttl;
         let expires = expires_at.as_millis().to_string();
-        let signature = self.mac(&[VERSION.as_bytes(), tenant.as_str().as_bytes(), expires.as_bytes(), nonce.as_bytes(), key.as_bytes()]);
+        let signature = self.mac(&[
+            VERSION.as_bytes(),
+            tenant.as_str().as_bytes(),
+            expires.as_bytes(),
+            nonce.as_bytes(),
+            key.as_bytes(),
+        ]);
         let value = format!("{VERSION}.{}.{expires}.{nonce}.{key}.{signature}", tenant.as_str());
         (Session { tenant, expires_at, nonce, key }, value)
     }
@@ -95,7 +101,8 @@ impl Sessions {
         else {
             return None;
         };
-        let expected = self.mac(&[VERSION.as_bytes(), tenant.as_bytes(), expires.as_bytes(), nonce.as_bytes(), key.as_bytes()]);
+        let expected =
+            self.mac(&[VERSION.as_bytes(), tenant.as_bytes(), expires.as_bytes(), nonce.as_bytes(), key.as_bytes()]);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), signature.as_bytes())) {
             return None;
         }
@@ -103,7 +110,12 @@ impl Sessions {
         if expires_at <= now {
             return None;
         }
-        Some(Session { tenant: TenantId::parse(tenant).ok()?, expires_at, nonce: nonce.to_owned(), key: key.to_owned() })
+        Some(Session {
+            tenant: TenantId::parse(tenant).ok()?,
+            expires_at,
+            nonce: nonce.to_owned(),
+            key: key.to_owned(),
+        })
     }
 
     /// Whether the key the session was opened with is still one of its tenant's keys.
@@ -157,12 +169,23 @@ mod tests {
         let (_, cookie) = sessions.issue(acme(), &digest(KEY), now);
         let other_tenant = cookie.replacen(".acme.", ".globex.", 1);
         let parts: Vec<&str> = cookie.split('.').collect();
-        let later = format!("v2.acme.{}.{}.{}.{}", parts[2].parse::<i64>().unwrap() + 1_000_000, parts[3], parts[4], parts[5]);
+        let later =
+            format!("v2.acme.{}.{}.{}.{}", parts[2].parse::<i64>().unwrap() + 1_000_000, parts[3], parts[4], parts[5]);
         let other_key = format!("v2.acme.{}.{}.AAAAAAAAAAAAAAAA.{}", parts[2], parts[3], parts[5]);
         let foreign = Sessions::new(b"another-secret-000000000000000000".to_vec(), Duration::from_secs(3600));
         let (_, theirs) = foreign.issue(acme(), &digest(KEY), now);
         let old_version = cookie.replacen("v2.", "v1.", 1);
-        for bad in [other_tenant.as_str(), later.as_str(), other_key.as_str(), theirs.as_str(), old_version.as_str(), "", "v2", "v2.acme.1.2.3.4.5", "garbage"] {
+        for bad in [
+            other_tenant.as_str(),
+            later.as_str(),
+            other_key.as_str(),
+            theirs.as_str(),
+            old_version.as_str(),
+            "",
+            "v2",
+            "v2.acme.1.2.3.4.5",
+            "garbage",
+        ] {
             assert_eq!(sessions.verify(bad, now), None, "{bad}");
         }
     }

@@ -44,7 +44,8 @@ fn notice_text(query: &Query) -> Option<String> {
 
 /// The page request from `?cursor=`; a cursor that is not ours starts from the newest.
 fn page_request(query: &Query, limit: usize) -> PageRequest {
-    PageRequest::parse(Some(&limit.to_string()), None, query.get("cursor"), limit).unwrap_or(PageRequest { limit, ..PageRequest::default() })
+    PageRequest::parse(Some(&limit.to_string()), None, query.get("cursor"), limit)
+        .unwrap_or(PageRequest { limit, ..PageRequest::default() })
 }
 
 pub async fn list(State(state): State<WebState>, operator: Operator, query: Query) -> Response {
@@ -79,7 +80,12 @@ fn event_types(webhook: &Webhook) -> String {
     webhook.event_types.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-fn render_list(frame: &Frame<'_>, rows: &[(&Webhook, DeliveryStats)], next: Option<&str>, notice_text: Option<&str>) -> Markup {
+fn render_list(
+    frame: &Frame<'_>,
+    rows: &[(&Webhook, DeliveryStats)],
+    next: Option<&str>,
+    notice_text: Option<&str>,
+) -> Markup {
     page(
         frame,
         Section::Webhooks,
@@ -148,7 +154,10 @@ pub async fn create(State(state): State<WebState>, posted: Posted) -> Response {
         Ok(webhook) => Redirect::to(&detail_url(&webhook.id.to_string(), "created")).into_response(),
         Err(Error::Validation { message, details }) => {
             let frame = posted.operator.frame();
-            html(StatusCode::UNPROCESSABLE_ENTITY, render_form(&state, &frame, &draft, &super::problems(&message, &details)))
+            html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                render_form(&state, &frame, &draft, &super::problems(&message, &details)),
+            )
         }
         Err(err) => failure(err),
     }
@@ -186,7 +195,12 @@ fn render_form(state: &WebState, frame: &Frame<'_>, draft: &Draft, problems: &[S
     )
 }
 
-pub async fn detail(State(state): State<WebState>, operator: Operator, WebPath(id): WebPath<String>, query: Query) -> Response {
+pub async fn detail(
+    State(state): State<WebState>,
+    operator: Operator,
+    WebPath(id): WebPath<String>,
+    query: Query,
+) -> Response {
     let admin = &state.management.admin;
     let webhook = match admin.get(&operator.session.tenant, &id).await {
         Ok(webhook) => webhook,
@@ -205,7 +219,14 @@ pub async fn detail(State(state): State<WebState>, operator: Operator, WebPath(i
         Err(err) => return failure(err),
     };
     let frame = operator.frame();
-    let view = Detail { webhook: &webhook, day: &day, all: &all, deliveries: &deliveries, filter, notice: notice_text(&query) };
+    let view = Detail {
+        webhook: &webhook,
+        day: &day,
+        all: &all,
+        deliveries: &deliveries,
+        filter,
+        notice: notice_text(&query),
+    };
     html(StatusCode::OK, render_detail(&frame, &view))
 }
 
@@ -400,7 +421,11 @@ fn secret_page(state: &WebState, posted: &Posted, webhook: &Webhook, title: &str
     response
 }
 
-pub async fn retry(State(state): State<WebState>, WebPath((id, event_id)): WebPath<(String, String)>, posted: Posted) -> Response {
+pub async fn retry(
+    State(state): State<WebState>,
+    WebPath((id, event_id)): WebPath<(String, String)>,
+    posted: Posted,
+) -> Response {
     match state.management.admin.retry(&posted.operator.session.tenant, &id, &event_id).await {
         Ok(retried) => {
             let notice = if retried.delivery.status == DeliveryStatus::Succeeded { "retried" } else { "retry-failed" };

@@ -27,7 +27,13 @@ async fn an_accepted_event_is_returned_and_readable() {
     assert_eq!(data["payload"], json!({"candidateId": "123"}));
 
     let id = data["eventId"].as_str().unwrap();
-    let response = app.http.get(app.url(&format!("/api/events/{id}"))).header("x-service-token", SERVICE_TOKEN).send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url(&format!("/api/events/{id}")))
+        .header("x-service-token", SERVICE_TOKEN)
+        .send()
+        .await
+        .unwrap();
     let (status, fetched) = body(response).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched["data"], *data);
@@ -139,10 +145,13 @@ async fn bad_requests_get_the_right_status_and_envelope() {
 
     let (status, err) = body(app.post_event(json!({"eventType": "job.created"})).await).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = err["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> =
+        err["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["eventName", "payload"]);
 
-    let (status, _) = body(app.post_event(json!({"eventType": "job.created", "eventName": "x", "payload": {}, "extra": 1})).await).await;
+    let (status, _) =
+        body(app.post_event(json!({"eventType": "job.created", "eventName": "x", "payload": {}, "extra": 1})).await)
+            .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "unknown fields are refused");
     let (status, _) = body(post_raw("[1, 2]").await.unwrap()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -150,7 +159,9 @@ async fn bad_requests_get_the_right_status_and_envelope() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let big = "x".repeat(300 * 1024);
-    let (status, err) = body(app.post_event(json!({"eventType": "job.created", "eventName": "big", "payload": {"blob": big}})).await).await;
+    let (status, err) =
+        body(app.post_event(json!({"eventType": "job.created", "eventName": "big", "payload": {"blob": big}})).await)
+            .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(err["error"]["code"], "payload_too_large");
     assert!(err["error"]["message"].as_str().unwrap().contains("262144"));
@@ -159,7 +170,8 @@ async fn bad_requests_get_the_right_status_and_envelope() {
     let (status, err) = body(response).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(err["error"]["code"], "not_found");
-    let response = app.http.delete(app.url("/api/events")).header("x-service-token", SERVICE_TOKEN).send().await.unwrap();
+    let response =
+        app.http.delete(app.url("/api/events")).header("x-service-token", SERVICE_TOKEN).send().await.unwrap();
     let (status, err) = body(response).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(err["error"]["code"], "method_not_allowed");
@@ -249,7 +261,9 @@ async fn event_stats_count_by_type() {
     for t in ["job.created", "job.created", "job.updated"] {
         assert_eq!(app.post_event(event(t)).await.status(), StatusCode::ACCEPTED);
     }
-    let get = |query: &'static str| app.http.get(app.url(&format!("/api/events/stats{query}"))).header("x-service-token", SERVICE_TOKEN).send();
+    let get = |query: &'static str| {
+        app.http.get(app.url(&format!("/api/events/stats{query}"))).header("x-service-token", SERVICE_TOKEN).send()
+    };
     let (status, stats) = body(get("").await.unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{stats}");
     assert_eq!(stats["data"]["total"], 3);

@@ -12,7 +12,8 @@ fn hook(url: &str) -> Value {
 #[tokio::test]
 async fn create_read_update_delete() {
     let app = TestApp::spawn().await;
-    let (status, created) = app.api(Method::POST, "/api/webhooks", ACME_KEY, Some(hook("https://hrms.example.com/webhooks"))).await;
+    let (status, created) =
+        app.api(Method::POST, "/api/webhooks", ACME_KEY, Some(hook("https://hrms.example.com/webhooks"))).await;
     assert_eq!(status, StatusCode::CREATED);
     let data = &created["data"];
     let id = data["id"].as_str().unwrap();
@@ -28,7 +29,12 @@ async fn create_read_update_delete() {
     assert_eq!(fetched["data"]["createdAt"], data["createdAt"]);
 
     let (status, updated) = app
-        .api(Method::PUT, &format!("/api/webhooks/{id}"), ACME_KEY, Some(json!({"isActive": false, "eventTypes": ["job.created"]})))
+        .api(
+            Method::PUT,
+            &format!("/api/webhooks/{id}"),
+            ACME_KEY,
+            Some(json!({"isActive": false, "eventTypes": ["job.created"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["data"]["isActive"], false);
@@ -113,7 +119,8 @@ async fn the_management_api_needs_an_api_key() {
     let (status, err) = app.api(Method::GET, "/api/webhooks", "not-a-real-key-at-all", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(err["error"]["message"], "invalid API key");
-    let response = app.http.get(app.url("/api/webhooks")).header("x-service-token", SERVICE_TOKEN).send().await.unwrap();
+    let response =
+        app.http.get(app.url("/api/webhooks")).header("x-service-token", SERVICE_TOKEN).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     app.stop().await;
 }
@@ -129,17 +136,31 @@ async fn deliveries_filter_by_status() {
     let ok = app.send_event("job.created").await;
     app.wait_for_delivery(&webhook_id, &ok, "succeeded").await;
 
-    let (_, only_failed) = app.api(Method::GET, &format!("/api/webhooks/{webhook_id}/deliveries?status=failed"), ACME_KEY, None).await;
+    let (_, only_failed) =
+        app.api(Method::GET, &format!("/api/webhooks/{webhook_id}/deliveries?status=failed"), ACME_KEY, None).await;
     let items = only_failed["data"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["eventId"], failed);
-    for field in ["eventId", "eventType", "status", "attemptCount", "lastStatusCode", "lastError", "nextAttemptAt", "createdAt", "updatedAt", "attempts"] {
+    for field in [
+        "eventId",
+        "eventType",
+        "status",
+        "attemptCount",
+        "lastStatusCode",
+        "lastError",
+        "nextAttemptAt",
+        "createdAt",
+        "updatedAt",
+        "attempts",
+    ] {
         assert!(items[0].get(field).is_some(), "missing {field}");
     }
-    let (_, page) = app.api(Method::GET, &format!("/api/webhooks/{webhook_id}/deliveries?limit=1"), ACME_KEY, None).await;
+    let (_, page) =
+        app.api(Method::GET, &format!("/api/webhooks/{webhook_id}/deliveries?limit=1"), ACME_KEY, None).await;
     assert_eq!(page["data"][0]["eventId"], ok, "newest first");
     assert!(page["pagination"]["nextCursor"].is_string());
-    let (status, _) = app.api(Method::GET, &format!("/api/webhooks/{webhook_id}/deliveries?status=lost"), ACME_KEY, None).await;
+    let (status, _) =
+        app.api(Method::GET, &format!("/api/webhooks/{webhook_id}/deliveries?status=lost"), ACME_KEY, None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     app.stop().await;
 }

@@ -196,10 +196,19 @@ async fn failed_credentials_add_up_across_processes_through_redis() {
     let (one, two) = (TestApp::spawn_with(&vars).await, TestApp::spawn_with(&vars).await);
     let attacker = client_from("127.0.0.9");
     for app in [&one, &two, &one, &two] {
-        assert_eq!(status_with(&attacker, app, "/api/webhooks", ("x-api-key", "wrong-key-000000000000")).await.status(), 401);
+        assert_eq!(
+            status_with(&attacker, app, "/api/webhooks", ("x-api-key", "wrong-key-000000000000")).await.status(),
+            401
+        );
     }
-    assert_eq!(status_with(&attacker, &two, "/api/webhooks", ("x-api-key", "wrong-key-000000000000")).await.status(), 429);
-    assert_eq!(status_with(&attacker, &one, "/api/webhooks", ("x-api-key", "wrong-key-000000000001")).await.status(), 429);
+    assert_eq!(
+        status_with(&attacker, &two, "/api/webhooks", ("x-api-key", "wrong-key-000000000000")).await.status(),
+        429
+    );
+    assert_eq!(
+        status_with(&attacker, &one, "/api/webhooks", ("x-api-key", "wrong-key-000000000001")).await.status(),
+        429
+    );
     one.stop().await;
     two.stop().await;
 }
@@ -217,7 +226,10 @@ async fn in_lambda_failures_are_counted_per_api_gateway_source_address() {
     let app = relay::api::management_app(relay.management_state(), relay.dashboard_routes(), relay.common());
     let fixture = include_str!("fixtures/apigw_http_get_webhooks.json");
     let call = |key: &str, source: &str, forwarded: &str| {
-        let json = fixture.replace("API_KEY", key).replace("203.0.113.7", source).replace("\"host\"", &format!("\"x-forwarded-for\": \"{forwarded}\", \"host\""));
+        let json = fixture
+            .replace("API_KEY", key)
+            .replace("203.0.113.7", source)
+            .replace("\"host\"", &format!("\"x-forwarded-for\": \"{forwarded}\", \"host\""));
         let request = lambda_http::request::from_str(&json).expect("an API Gateway event");
         let app = app.clone();
         async move {
@@ -258,7 +270,10 @@ async fn dashboard_pages_count_against_the_tenants_limit() {
     }
     let (status, _) = app.api(reqwest::Method::GET, "/api/webhooks", ACME_KEY, None).await;
     assert_eq!(status, 200, "the API: 5 of 6");
-    assert_eq!(browser.get(app.url("/dashboard/webhooks/new")).header("cookie", &cookie).send().await.unwrap().status(), 200);
+    assert_eq!(
+        browser.get(app.url("/dashboard/webhooks/new")).header("cookie", &cookie).send().await.unwrap().status(),
+        200
+    );
     let limited = browser.get(app.url("/dashboard")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(limited.status(), 429, "the seventh in the minute");
     assert!(limited.headers().contains_key("retry-after"));

@@ -58,7 +58,10 @@ async fn delivers_retries_and_dead_letters_on_the_emulators() {
 
     // A message that can never be handled (its delivery record is missing) is received
     // QUEUE_MAX_RECEIVE_COUNT times, moves to the DLQ, and maintenance records it.
-    let poison = RelayMessage::Deliver { event_id: EventId::parse(&created).unwrap(), webhook_id: WebhookId::parse(&flaky_id).unwrap() };
+    let poison = RelayMessage::Deliver {
+        event_id: EventId::parse(&created).unwrap(),
+        webhook_id: WebhookId::parse(&flaky_id).unwrap(),
+    };
     app.backends.queue.send(&poison.to_body(), Duration::ZERO).await.unwrap();
     let maintenance = Relay::new(&config, app.backends.clone()).unwrap().maintenance;
     let report = eventually(WAIT, || async {
@@ -91,10 +94,13 @@ async fn an_event_the_queue_refused_is_still_delivered() {
 
     // Ingest whose queue refuses every message: the event is stored, the caller gets 503.
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let broken_queue = SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), "http://127.0.0.1:4566/000000000000/no-such-queue");
-    let failing = Ingest::new(app.backends.events.clone(), Arc::new(broken_queue), Arc::new(config.event_types.clone()));
+    let broken_queue =
+        SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), "http://127.0.0.1:4566/000000000000/no-such-queue");
+    let failing =
+        Ingest::new(app.backends.events.clone(), Arc::new(broken_queue), Arc::new(config.event_types.clone()));
     let input = || -> EventInput {
-        serde_json::from_value(json!({"eventType": "job.created", "eventName": "refused", "payload": {"n": 1}})).unwrap()
+        serde_json::from_value(json!({"eventType": "job.created", "eventName": "refused", "payload": {"n": 1}}))
+            .unwrap()
     };
     let err = failing.accept(input(), Some("refused-1")).await.unwrap_err();
     assert_eq!(err.status().as_u16(), 503, "{err}");

@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::helpers::{ACME_KEY, Receiver, SERVICE_TOKEN, TestApp};
 use crate::pg;
 
-const IDS: [&str; 4] = ["not-a-uuid", "00000000-0000-0000-0000-000000000000", "%E2%82%AC%00", "0198f3c2-zzzz-7000-8000-000000000000"];
+const IDS: [&str; 4] =
+    ["not-a-uuid", "00000000-0000-0000-0000-000000000000", "%E2%82%AC%00", "0198f3c2-zzzz-7000-8000-000000000000"];
 const QUERIES: [&str; 4] = [
     "",
     "?limit=-1&offset=abc",
@@ -34,16 +35,17 @@ async fn sweep(app: TestApp) {
     for (template, item) in document["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let mut paths: Vec<String> = IDS
-                .iter()
-                .map(|bad| template.replace("{id}", bad).replace("{event_id}", bad))
-                .collect();
+            let mut paths: Vec<String> =
+                IDS.iter().map(|bad| template.replace("{id}", bad).replace("{event_id}", bad)).collect();
             paths.push(template.replace("{id}", &webhook).replace("{event_id}", "not-an-event"));
             paths.push(template.replace("{id}", "x".repeat(3000).as_str()).replace("{event_id}", &event));
             paths.sort();
             paths.dedup();
-            let bodies: Vec<Option<&str>> =
-                if method == Method::POST || method == Method::PUT { BODIES.iter().map(|b| Some(*b)).collect() } else { vec![None] };
+            let bodies: Vec<Option<&str>> = if method == Method::POST || method == Method::PUT {
+                BODIES.iter().map(|b| Some(*b)).collect()
+            } else {
+                vec![None]
+            };
             for path in &paths {
                 for query in QUERIES {
                     for body in &bodies {
@@ -62,8 +64,9 @@ async fn sweep(app: TestApp) {
                         let text = response.text().await.unwrap_or_default();
                         assert!(status.as_u16() < 500, "{method} {url} {body:?} -> {status}: {text}");
                         if status.is_client_error() {
-                            let envelope: Value = serde_json::from_str(&text)
-                                .unwrap_or_else(|_| panic!("{method} {url} {body:?} -> {status} without an envelope: {text}"));
+                            let envelope: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+                                panic!("{method} {url} {body:?} -> {status} without an envelope: {text}")
+                            });
                             assert_eq!(envelope["success"], false);
                             assert!(envelope["error"]["code"].is_string());
                         }

@@ -63,7 +63,8 @@ async fn exactly_the_failed_messages_are_reported() {
     let tenant = relay::domain::TenantId::parse("acme").unwrap();
     let mut hooks = Vec::new();
     for receiver in [&ok, &failing] {
-        let input = serde_json::from_value(json!({"name": "h", "url": receiver.url(), "eventTypes": ["job.created"]})).unwrap();
+        let input =
+            serde_json::from_value(json!({"name": "h", "url": receiver.url(), "eventTypes": ["job.created"]})).unwrap();
         hooks.push(relay.admin.create(&tenant, input).await.unwrap());
     }
     let input: EventInput =
@@ -84,10 +85,7 @@ async fn exactly_the_failed_messages_are_reported() {
     let delivers = backends.queue.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(delivers.len(), 2);
     let response = relay.handler.handle(sqs_event(delivers.iter().map(record).collect())).await;
-    let failing_message = delivers
-        .iter()
-        .find(|m| m.body.contains(&hooks[1].id.to_string()))
-        .unwrap();
+    let failing_message = delivers.iter().find(|m| m.body.contains(&hooks[1].id.to_string())).unwrap();
     assert_eq!(failed_ids(&response), [failing_message.message_id.clone()]);
     assert_eq!(ok.received().len(), 1);
     assert_eq!(failing.received().len(), 1);
@@ -107,7 +105,8 @@ async fn a_delivery_not_yet_due_is_put_back_until_it_is() {
     let failing = Receiver::start().await;
     failing.always(Reply::status(500));
     let tenant = relay::domain::TenantId::parse("acme").unwrap();
-    let input = serde_json::from_value(json!({"name": "h", "url": failing.url(), "eventTypes": ["job.created"]})).unwrap();
+    let input =
+        serde_json::from_value(json!({"name": "h", "url": failing.url(), "eventTypes": ["job.created"]})).unwrap();
     relay.admin.create(&tenant, input).await.unwrap();
     let input: EventInput =
         serde_json::from_value(json!({"eventType": "job.created", "eventName": "Job", "payload": {}})).unwrap();

@@ -10,7 +10,8 @@ use relay::runtime::config_with_secrets;
 use crate::aws;
 
 async fn create_secret(client: &aws_sdk_secretsmanager::Client, value: &str) -> String {
-    let output = client.create_secret().name(aws::unique("it")).secret_string(value).send().await.expect("create secret");
+    let output =
+        client.create_secret().name(aws::unique("it")).secret_string(value).send().await.expect("create secret");
     output.arn().unwrap().to_owned()
 }
 
@@ -24,10 +25,14 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
     )
     .await;
     let database = create_secret(&client, r#"{"username": "relay", "password": "p@ss/word:with#odd chars"}"#).await;
-    let dashboard = create_secret(&client, r#"{"DASHBOARD_SESSION_SECRET": "a-session-secret-from-secrets-manager-0000"}"#).await;
+    let dashboard =
+        create_secret(&client, r#"{"DASHBOARD_SESSION_SECRET": "a-session-secret-from-secrets-manager-0000"}"#).await;
     // As template.yaml generates it: bare material (64 letters and digits), key id k0.
-    let encryption =
-        create_secret(&client, r#"{"SECRETS_ENCRYPTION_KEYS": "GeneratedByTheTemplate0123456789abcdefghijklmnopqrstuvwxyzABCDEF"}"#).await;
+    let encryption = create_secret(
+        &client,
+        r#"{"SECRETS_ENCRYPTION_KEYS": "GeneratedByTheTemplate0123456789abcdefghijklmnopqrstuvwxyzABCDEF"}"#,
+    )
+    .await;
     let vars = HashMap::from([
         ("CREDENTIALS_SECRET".to_owned(), credentials.clone()),
         ("DASHBOARD_SECRET".to_owned(), dashboard),
@@ -50,7 +55,10 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
     assert_eq!(url.username(), "relay");
     assert_eq!(percent_decode(url.password().unwrap()), "p@ss/word:with#odd chars");
     assert_eq!(url.query(), Some("sslmode=require"));
-    assert_eq!(config.dashboard_session_secret.as_ref().map(|s| s.0.as_str()), Some("a-session-secret-from-secrets-manager-0000"));
+    assert_eq!(
+        config.dashboard_session_secret.as_ref().map(|s| s.0.as_str()),
+        Some("a-session-secret-from-secrets-manager-0000")
+    );
 
     // A variable set in the environment wins; a database secret needs its host.
     let vars = HashMap::from([
@@ -62,9 +70,10 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
     assert!(!config.credentials.service("token-from-secrets-manager-01"));
     let err = config_with_secrets(&sdk, HashMap::from([("DATABASE_SECRET".to_owned(), database)])).await.unwrap_err();
     assert!(err.to_string().contains("DATABASE_HOST"), "{err}");
-    let err = config_with_secrets(&sdk, HashMap::from([("CREDENTIALS_SECRET".to_owned(), "no-such-secret".to_owned())]))
-        .await
-        .unwrap_err();
+    let err =
+        config_with_secrets(&sdk, HashMap::from([("CREDENTIALS_SECRET".to_owned(), "no-such-secret".to_owned())]))
+            .await
+            .unwrap_err();
     assert!(err.to_string().contains("secrets"), "{err}");
 }
 

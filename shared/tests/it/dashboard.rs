@@ -69,7 +69,10 @@ async fn dashboard_and_stats_are_per_tenant(app: TestApp) {
     let (status, mine) = get(&app, "/api/dashboard/metrics", ACME_KEY).await;
     assert_eq!(status, 200, "{mine}");
     assert_eq!(mine["data"]["tenant"], "acme");
-    assert_eq!(mine["data"]["deliveries"], serde_json::json!({"pending": 0, "retrying": 0, "succeeded": 2, "failed": 2}));
+    assert_eq!(
+        mine["data"]["deliveries"],
+        serde_json::json!({"pending": 0, "retrying": 0, "succeeded": 2, "failed": 2})
+    );
     assert_eq!((mine["data"]["events"].as_u64(), mine["data"]["attempts"].as_u64()), (Some(2), Some(4)));
     assert_eq!(mine["data"]["webhooks"]["active"], 2);
     let (_, theirs) = get(&app, "/api/dashboard/metrics", GLOBEX_KEY).await;
@@ -88,7 +91,10 @@ async fn dashboard_and_stats_are_per_tenant(app: TestApp) {
         .unwrap();
     assert!(text.contains("relay_tenant_deliveries_24h{status=\"succeeded\"} 2\n"), "{text}");
     assert!(text.contains("relay_tenant_deliveries_24h{status=\"failed\"} 0\n"), "{text}");
-    assert!(!text.contains("relay_http_requests_total") && !text.contains("relay_events_accepted_total"), "process-wide counters: {text}");
+    assert!(
+        !text.contains("relay_http_requests_total") && !text.contains("relay_events_accepted_total"),
+        "process-wide counters: {text}"
+    );
 
     let (status, recent) = get(&app, "/api/dashboard/recent-deliveries?limit=3", ACME_KEY).await;
     assert_eq!(status, 200);
@@ -166,12 +172,15 @@ async fn health_reports_each_dependency_and_the_right_status() {
     let sdk = aws_config::SdkConfig::builder()
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:1")
-        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "test",
-        )))
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "test"),
+        ))
         .behavior_version(aws_config::BehaviorVersion::latest())
         .build();
-    backends.queue = std::sync::Arc::new(relay::adapters::sqs::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), "http://127.0.0.1:1/q"));
+    backends.queue = std::sync::Arc::new(relay::adapters::sqs::SqsQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        "http://127.0.0.1:1/q",
+    ));
     let broken = TestApp::start(&config, backends).await;
     let response = broken.http.get(broken.url("/health")).send().await.unwrap();
     assert_eq!(response.status(), 503);
@@ -231,17 +240,31 @@ async fn operator_metrics_count_everything_in_json_and_prometheus_text() {
     app.wait_for_delivery(&id, &event, "succeeded").await;
     let token = crate::helpers::SERVICE_TOKEN;
 
-    let json: Value =
-        app.http.get(app.url("/api/metrics")).header("x-service-token", token).send().await.unwrap().json().await.unwrap();
+    let json: Value = app
+        .http
+        .get(app.url("/api/metrics"))
+        .header("x-service-token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let counters = json["data"]["counters"].as_array().unwrap();
     let succeeded = counters
         .iter()
         .find(|c| c["name"] == "relay_delivery_attempts_total" && c["labels"]["outcome"] == "succeeded")
         .expect("a succeeded-attempts counter");
     assert!(succeeded["value"].as_u64().unwrap() >= 1);
-    assert!(counters.iter().any(|c| c["name"] == "relay_events_accepted_total" && c["labels"]["event_type"] == "job.created"));
+    assert!(
+        counters
+            .iter()
+            .any(|c| c["name"] == "relay_events_accepted_total" && c["labels"]["event_type"] == "job.created")
+    );
     let histograms = json["data"]["histograms"].as_array().unwrap();
-    assert!(histograms.iter().any(|h| h["name"] == "relay_delivery_attempt_duration_ms" && h["count"].as_u64() >= Some(1)));
+    assert!(
+        histograms.iter().any(|h| h["name"] == "relay_delivery_attempt_duration_ms" && h["count"].as_u64() >= Some(1))
+    );
     assert!(json["data"]["queues"]["queue"]["visible"].is_u64(), "{json}");
     assert!(json["data"]["queues"]["deadLetterQueue"]["visible"].is_u64());
 

@@ -78,7 +78,8 @@ async fn one_delivery_waiting(config: &Config, receiver: &Receiver) -> (Relay, R
     let input: WebhookInput =
         serde_json::from_value(json!({"name": "h", "url": receiver.url(), "eventTypes": ["job.created"]})).unwrap();
     relay.admin.create(&tenant, input).await.unwrap();
-    let input: EventInput = serde_json::from_value(json!({"eventType": "job.created", "eventName": "e", "payload": {}})).unwrap();
+    let input: EventInput =
+        serde_json::from_value(json!({"eventType": "job.created", "eventName": "e", "payload": {}})).unwrap();
     relay.ingest.accept(input, None).await.unwrap();
     let queue = relay.backends.queue.clone();
     let dispatch = queue.receive(1, Duration::ZERO).await.unwrap().remove(0);
@@ -121,7 +122,10 @@ async fn fifty_duplicate_copies_deliver_once_with_redis_and_postgres() {
     fifty_copies(&relay, &message).await;
     assert_eq!(receiver.received().len(), 1, "duplicates reached the receiver");
     let pool = db.pool().await;
-    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'succeeded'").fetch_one(&pool).await.unwrap();
+    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'succeeded'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_attempts").fetch_one(&pool).await.unwrap();
     assert_eq!((succeeded, attempts), (1, 1));
     pool.close().await;
@@ -176,9 +180,8 @@ async fn redis_stopping_mid_run_loses_nothing() {
     redis.stop();
     let after = app.send_event("job.created").await;
     app.wait_for_delivery(&webhook_id, &after, "succeeded").await;
-    let (status, _) = app
-        .api(Method::PUT, &format!("/api/webhooks/{webhook_id}"), ACME_KEY, Some(json!({"name": "renamed"})))
-        .await;
+    let (status, _) =
+        app.api(Method::PUT, &format!("/api/webhooks/{webhook_id}"), ACME_KEY, Some(json!({"name": "renamed"}))).await;
     assert_eq!(status, 200, "changes still work without the cache");
     assert_eq!(health_settled(&app, "degraded").await["status"], "degraded");
     assert_eq!(receiver.received().len(), 2);
@@ -202,10 +205,7 @@ async fn without_postgres_a_delivery_waits_and_is_never_reported_sent_unlogged()
     assert!(receiver.received().is_empty(), "sent without a log to record it in");
 
     proxy.restore();
-    let again = relay
-        .handler
-        .handle(crate::worker_event(&[message.clone()]))
-        .await;
+    let again = relay.handler.handle(crate::worker_event(&[message.clone()])).await;
     assert!(again.batch_item_failures.is_empty(), "{again:?}");
     assert_eq!(receiver.received().len(), 1);
     let pool = db.pool().await;

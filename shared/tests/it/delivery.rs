@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use relay::Timestamp;
 use relay::domain::WebhookSecret;
 use relay::signing::{verify_relay, verify_standard};
-use relay::Timestamp;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -321,9 +321,15 @@ async fn private_addresses_are_refused_unless_allow_listed() {
     let receiver = Receiver::start().await;
 
     // A literal private address is refused at registration...
-    for url in [receiver.url(), "http://169.254.169.254/latest/meta-data".to_owned(), "http://10.0.0.1/hook".to_owned()] {
+    for url in [receiver.url(), "http://169.254.169.254/latest/meta-data".to_owned(), "http://10.0.0.1/hook".to_owned()]
+    {
         let (status, body) = app
-            .api(Method::POST, "/api/webhooks", ACME_KEY, Some(json!({"name": "x", "url": url, "eventTypes": ["job.created"]})))
+            .api(
+                Method::POST,
+                "/api/webhooks",
+                ACME_KEY,
+                Some(json!({"name": "x", "url": url, "eventTypes": ["job.created"]})),
+            )
             .await;
         assert_eq!(status, 422, "{url}: {body}");
         assert!(body["error"]["message"].as_str().unwrap().contains("blocked"), "{body}");

@@ -46,24 +46,15 @@ async fn bounded<T>(what: &str, request: impl Future<Output = T>) -> T {
 /// The relay's answer for a dependency that is down: 503, `Retry-After`, the error envelope.
 async fn assert_unavailable(response: reqwest::Response, what: &str) {
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
     let body: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(status, 503, "{what}: {body}");
     assert_eq!(retry_after.as_deref(), Some("5"), "{what}: Retry-After");
     assert_eq!(body["success"], false, "{what}: {body}");
-    assert_eq!(
-        body["error"]["code"], "service_unavailable",
-        "{what}: {body}"
-    );
+    assert_eq!(body["error"]["code"], "service_unavailable", "{what}: {body}");
     assert_eq!(body["error"]["details"], json!([]), "{what}: {body}");
     assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .ends_with("is unavailable; try again shortly"),
+        body["error"]["message"].as_str().unwrap().ends_with("is unavailable; try again shortly"),
         "{what}: {body}"
     );
 }
@@ -73,17 +64,11 @@ fn event(name: &str) -> Value {
 }
 
 async fn post(app: &TestApp, name: &str, key: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .http
-        .post(app.url("/api/events"))
-        .header("x-service-token", SERVICE_TOKEN)
-        .json(&event(name));
+    let mut request = app.http.post(app.url("/api/events")).header("x-service-token", SERVICE_TOKEN).json(&event(name));
     if let Some(key) = key {
         request = request.header("idempotency-key", key);
     }
-    bounded(&format!("POST /api/events ({name})"), request.send())
-        .await
-        .unwrap()
+    bounded(&format!("POST /api/events ({name})"), request.send()).await.unwrap()
 }
 
 /// The id of an event the relay accepted (202).
@@ -95,22 +80,15 @@ async fn accepted(response: reqwest::Response) -> String {
 }
 
 async fn api(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-    let mut request = app
-        .http
-        .request(method.clone(), app.url(path))
-        .header("x-api-key", ACME_KEY);
+    let mut request = app.http.request(method.clone(), app.url(path)).header("x-api-key", ACME_KEY);
     if let Some(body) = body {
         request = request.json(&body);
     }
-    bounded(&format!("{method} {path}"), request.send())
-        .await
-        .unwrap()
+    bounded(&format!("{method} {path}"), request.send()).await.unwrap()
 }
 
 async fn health(app: &TestApp) -> (u16, Value) {
-    let response = bounded("GET /health", app.http.get(app.url("/health")).send())
-        .await
-        .unwrap();
+    let response = bounded("GET /health", app.http.get(app.url("/health")).send()).await.unwrap();
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
     (status, body["data"].clone())
@@ -154,9 +132,7 @@ async fn stream(app: &TestApp, label: &str, n: usize, every: Duration) -> Vec<St
 fn copies(receiver: &Receiver) -> BTreeMap<String, usize> {
     let mut copies = BTreeMap::new();
     for request in receiver.received() {
-        *copies
-            .entry(request.header("webhook-id").to_owned())
-            .or_default() += 1;
+        *copies.entry(request.header("webhook-id").to_owned()).or_default() += 1;
     }
     copies
 }
@@ -165,18 +141,12 @@ fn copies(receiver: &Receiver) -> BTreeMap<String, usize> {
 async fn wait_for_all(receiver: &Receiver, ids: &[String]) -> BTreeMap<String, usize> {
     let got = eventually(CATCH_UP, || async {
         let copies = copies(receiver);
-        ids.iter()
-            .all(|id| copies.contains_key(id))
-            .then_some(copies)
+        ids.iter().all(|id| copies.contains_key(id)).then_some(copies)
     })
     .await;
     got.unwrap_or_else(|| {
         let copies = copies(receiver);
         let missing: Vec<&String> = ids.iter().filter(|id| !copies.contains_key(*id)).collect();
-        panic!(
-            "{} of {} events never delivered: {missing:?}",
-            missing.len(),
-            ids.len()
-        )
+        panic!("{} of {} events never delivered: {missing:?}", missing.len(), ids.len())
     })
 }

@@ -56,7 +56,13 @@ impl TestApp {
     }
 
     pub async fn post_event(&self, body: Value) -> reqwest::Response {
-        self.http.post(self.url("/api/events")).header("x-service-token", SERVICE_TOKEN).json(&body).send().await.unwrap()
+        self.http
+            .post(self.url("/api/events"))
+            .header("x-service-token", SERVICE_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Posts a valid event of `event_type` and returns its id.
@@ -74,7 +80,13 @@ impl TestApp {
         body["data"]["eventId"].as_str().unwrap().to_owned()
     }
 
-    pub async fn api(&self, method: reqwest::Method, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, self.url(path)).header("x-api-key", key);
         if let Some(body) = body {
             request = request.json(&body);
@@ -109,10 +121,7 @@ impl TestApp {
     /// Waits until the delivery of `event_id` to `webhook_id` has `status`, and returns it.
     pub async fn wait_for_delivery(&self, webhook_id: &str, event_id: &str, status: &str) -> Value {
         eventually(Duration::from_secs(10), || async {
-            self.deliveries(webhook_id)
-                .await
-                .into_iter()
-                .find(|d| d["eventId"] == event_id && d["status"] == status)
+            self.deliveries(webhook_id).await.into_iter().find(|d| d["eventId"] == event_id && d["status"] == status)
         })
         .await
         .unwrap_or_else(|| panic!("delivery of {event_id} never became {status}"))

@@ -50,11 +50,7 @@ where
     S: Strategy,
     S::Value: Debug,
 {
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
     if let Err(failure) = TestRunner::new(config).run(&strategy, test) {
         panic!("{failure}");
     }
@@ -99,8 +95,9 @@ fn expect_for_body(route: &Route, body: &[u8], reply: &Reply) -> Result<(), Test
                 let fields: std::collections::BTreeMap<String, Box<serde_json::value::RawValue>> =
                     serde_json::from_slice(body).unwrap_or_default();
                 let raw = fields.get("payload").map_or("null", |p| p.get());
-                let payload = relay::domain::js_json::normalize(raw, "payload", relay::domain::js_json::Numbers::Lenient)
-                    .unwrap_or_default();
+                let payload =
+                    relay::domain::js_json::normalize(raw, "payload", relay::domain::js_json::Numbers::Lenient)
+                        .unwrap_or_default();
                 let answer = String::from_utf8_lossy(&reply.body);
                 prop_assert!(
                     answer.contains(&format!(r#""payload":{payload}"#)),
@@ -120,15 +117,11 @@ fn any_json_body_gets_an_envelope() {
     let harness = Harness::start();
     harness.reset_statuses();
     let routes = harness.body_routes();
-    run(
-        (select(routes), strategies::body_shape()),
-        |(route, shape)| {
-            let body = shape.render(&harness.valid_body(&route));
-            let reply =
-                harness.exchange(&route, build(route.request(&route.path()), body.clone())?)?;
-            expect_for_body(&route, body.as_bytes(), &reply)
-        },
-    );
+    run((select(routes), strategies::body_shape()), |(route, shape)| {
+        let body = shape.render(&harness.valid_body(&route));
+        let reply = harness.exchange(&route, build(route.request(&route.path()), body.clone())?)?;
+        expect_for_body(&route, body.as_bytes(), &reply)
+    });
     harness.assert_statuses_seen(&[200, 400, 413, 422]);
 }
 
@@ -160,10 +153,7 @@ fn any_query_string_or_path_id_gets_an_envelope() {
 /// hostile windows, statuses and cursors reach SQL.
 #[test]
 fn any_query_string_or_path_id_gets_an_envelope_on_postgres() {
-    let setup = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let setup = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let Some(db) = setup.block_on(pg::database()) else {
         return;
     };
@@ -177,31 +167,15 @@ fn any_query_string_or_path_id_gets_an_envelope_on_postgres() {
 
 fn query_property(harness: &Harness, cases: u32) {
     let segment = || option::weighted(0.5, strategies::path_segment());
-    let strategy = (
-        select(harness.routes.clone()),
-        segment(),
-        segment(),
-        strategies::query(),
-    );
+    let strategy = (select(harness.routes.clone()), segment(), segment(), strategies::query());
     run_cases(cases, strategy, |(route, id, event_id, query)| {
-        let uri = format!(
-            "{}?{query}",
-            route.path_with(id.as_deref(), event_id.as_deref())
-        );
-        let body = if route.takes_body() {
-            harness.valid_body_text(&route)
-        } else {
-            String::new()
-        };
+        let uri = format!("{}?{query}", route.path_with(id.as_deref(), event_id.as_deref()));
+        let body = if route.takes_body() { harness.valid_body_text(&route) } else { String::new() };
         let reply = harness.exchange(&route, build(route.request(&uri), body)?)?;
         let replaced = (id.is_some() && route.template.contains("{id}"))
             || (event_id.is_some() && route.template.contains("{event_id}"));
         if replaced {
-            prop_assert!(
-                matches!(reply.status.as_u16(), 404 | 422),
-                "a made-up id, yet {}",
-                reply.summary()
-            );
+            prop_assert!(matches!(reply.status.as_u16(), 404 | 422), "a made-up id, yet {}", reply.summary());
         }
         Ok(())
     });
@@ -226,26 +200,15 @@ fn valid_header(name: &str, route: &Route) -> &'static str {
 fn any_header_values_get_an_envelope_and_a_sane_request_id() {
     let harness = Harness::start();
     harness.reset_statuses();
-    let methods = vec![
-        Method::OPTIONS,
-        Method::HEAD,
-        Method::PATCH,
-        Method::TRACE,
-        Method::from_bytes(b"FOO").unwrap(),
-    ];
+    let methods =
+        vec![Method::OPTIONS, Method::HEAD, Method::PATCH, Method::TRACE, Method::from_bytes(b"FOO").unwrap()];
     let headers = vec((0..HEADER_NAMES.len(), strategies::header_bytes()), 0..6);
     let other_method = option::weighted(0.2, select(methods));
     run(
-        (
-            select(harness.routes.clone()),
-            headers,
-            any::<bool>(),
-            other_method,
-        ),
+        (select(harness.routes.clone()), headers, any::<bool>(), other_method),
         |(route, headers, credential_first, method)| {
-            let mut builder = Request::builder()
-                .method(method.clone().unwrap_or(route.method.clone()))
-                .uri(route.path());
+            let mut builder =
+                Request::builder().method(method.clone().unwrap_or(route.method.clone())).uri(route.path());
             let mut sent: Vec<(&str, Vec<u8>)> = Vec::new();
             if credential_first && let Some((name, value)) = route.caller.credential() {
                 sent.push((name, value.as_bytes().to_vec()));
@@ -261,36 +224,20 @@ fn any_header_values_get_an_envelope_and_a_sane_request_id() {
                 sent.push((name, value));
             }
             for (name, value) in &sent {
-                let value = HeaderValue::from_bytes(value)
-                    .map_err(|e| TestCaseError::reject(e.to_string()))?;
+                let value = HeaderValue::from_bytes(value).map_err(|e| TestCaseError::reject(e.to_string()))?;
                 builder = builder.header(*name, value);
             }
-            let body = if route.takes_body() {
-                harness.valid_body_text(&route)
-            } else {
-                String::new()
-            };
+            let body = if route.takes_body() { harness.valid_body_text(&route) } else { String::new() };
             let reply = harness.exchange(&route, build(builder, body)?)?;
             if method.is_none()
                 && let Some((name, valid)) = route.caller.credential()
             {
-                let first = sent
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(_, v)| v.as_slice());
+                let first = sent.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_slice());
                 let status = reply.status.as_u16();
                 if first == Some(valid.as_bytes()) {
-                    prop_assert!(
-                        !matches!(status, 401 | 403),
-                        "a valid credential, yet {}",
-                        reply.summary()
-                    );
+                    prop_assert!(!matches!(status, 401 | 403), "a valid credential, yet {}", reply.summary());
                 } else {
-                    prop_assert!(
-                        matches!(status, 401 | 403),
-                        "no valid credential, yet {}",
-                        reply.summary()
-                    );
+                    prop_assert!(matches!(status, 401 | 403), "no valid credential, yet {}", reply.summary());
                 }
             }
             Ok(())
@@ -308,44 +255,27 @@ fn any_webhook_url_is_refused_or_stored_encoded() {
     let create = harness.route(Method::POST, "/api/webhooks").clone();
     let update = harness.route(Method::PUT, "/api/webhooks/{id}").clone();
     let target = harness.target.clone();
-    run(
-        (
-            strategies::webhook_url(harness.receiver_host()),
-            any::<bool>(),
-        ),
-        |(url, put)| {
-            let (route, path, body) = if put {
-                (
-                    &update,
-                    format!("/api/webhooks/{target}"),
-                    json!({"url": url}),
-                )
-            } else {
-                (
-                    &create,
-                    "/api/webhooks".to_owned(),
-                    json!({"name": "url", "url": url, "eventTypes": ["assessment.graded"]}),
-                )
-            };
-            let reply = harness.exchange(route, build(route.request(&path), body.to_string())?)?;
-            let body = reply.json();
-            match reply.status.as_u16() {
-                200 | 201 => check_stored_url(body["data"]["url"].as_str().unwrap_or_default())?,
-                422 => {
-                    let details = body["error"]["details"]
-                        .as_array()
-                        .cloned()
-                        .unwrap_or_default();
-                    prop_assert!(
-                        details.iter().all(|d| d["field"] == "url"),
-                        "refused for more than its URL: {}",
-                        body
-                    );
-                }
-                _ => prop_assert!(false, "neither stored nor refused: {}", reply.summary()),
+    run((strategies::webhook_url(harness.receiver_host()), any::<bool>()), |(url, put)| {
+        let (route, path, body) = if put {
+            (&update, format!("/api/webhooks/{target}"), json!({"url": url}))
+        } else {
+            (
+                &create,
+                "/api/webhooks".to_owned(),
+                json!({"name": "url", "url": url, "eventTypes": ["assessment.graded"]}),
+            )
+        };
+        let reply = harness.exchange(route, build(route.request(&path), body.to_string())?)?;
+        let body = reply.json();
+        match reply.status.as_u16() {
+            200 | 201 => check_stored_url(body["data"]["url"].as_str().unwrap_or_default())?,
+            422 => {
+                let details = body["error"]["details"].as_array().cloned().unwrap_or_default();
+                prop_assert!(details.iter().all(|d| d["field"] == "url"), "refused for more than its URL: {}", body);
             }
-            Ok(())
-        },
-    );
+            _ => prop_assert!(false, "neither stored nor refused: {}", reply.summary()),
+        }
+        Ok(())
+    });
     harness.assert_statuses_seen(&[200, 201, 422]);
 }

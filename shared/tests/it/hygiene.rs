@@ -71,7 +71,8 @@ async fn cors_allows_only_the_configured_origins() {
     app.stop().await;
 
     let closed = TestApp::spawn().await;
-    let response = closed.http.get(closed.url("/health")).header("origin", "https://dashboard.example.com").send().await.unwrap();
+    let response =
+        closed.http.get(closed.url("/health")).header("origin", "https://dashboard.example.com").send().await.unwrap();
     assert!(response.headers().get("access-control-allow-origin").is_none(), "CORS is off unless configured");
     closed.stop().await;
 }

@@ -35,22 +35,36 @@ fn relay() -> Relay {
 async fn ingest_accepts_an_http_api_event() {
     let relay = relay();
     let fixture = include_str!("fixtures/apigw_http_post_event.json");
-    let (status, body, _) = call(relay::api::ingest_app(relay.events_state(), relay.common()), request(fixture, &[("SERVICE_TOKEN", SERVICE_TOKEN)])).await;
+    let (status, body, _) = call(
+        relay::api::ingest_app(relay.events_state(), relay.common()),
+        request(fixture, &[("SERVICE_TOKEN", SERVICE_TOKEN)]),
+    )
+    .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["data"]["eventType"], "candidate.created");
     assert_eq!(body["data"]["payload"]["candidateId"], "123");
 
-    let (status, body, headers) = call(relay::api::ingest_app(relay.events_state(), relay.common()), request(fixture, &[("SERVICE_TOKEN", SERVICE_TOKEN)])).await;
+    let (status, body, headers) = call(
+        relay::api::ingest_app(relay.events_state(), relay.common()),
+        request(fixture, &[("SERVICE_TOKEN", SERVICE_TOKEN)]),
+    )
+    .await;
     assert_eq!(status, 202);
     assert_eq!(headers["idempotent-replayed"], "true", "{body}");
 
-    let (status, body, _) = call(relay::api::ingest_app(relay.events_state(), relay.common()), request(fixture, &[("SERVICE_TOKEN", "wrong-token-wrong")])).await;
+    let (status, body, _) = call(
+        relay::api::ingest_app(relay.events_state(), relay.common()),
+        request(fixture, &[("SERVICE_TOKEN", "wrong-token-wrong")]),
+    )
+    .await;
     assert_eq!(status, 401);
     assert_eq!(body["error"]["code"], "unauthorized");
 
     // relay-ingest serves only the events API.
     let fixture = include_str!("fixtures/apigw_http_get_webhooks.json");
-    let (status, _, _) = call(relay::api::ingest_app(relay.events_state(), relay.common()), request(fixture, &[("API_KEY", ACME_KEY)])).await;
+    let (status, _, _) =
+        call(relay::api::ingest_app(relay.events_state(), relay.common()), request(fixture, &[("API_KEY", ACME_KEY)]))
+            .await;
     assert_eq!(status, 404);
 }
 
@@ -58,11 +72,19 @@ async fn ingest_accepts_an_http_api_event() {
 async fn management_lists_webhooks_from_an_http_api_event() {
     let relay = relay();
     let fixture = include_str!("fixtures/apigw_http_get_webhooks.json");
-    let (status, body, _) = call(relay::api::management_app(relay.management_state(), relay.dashboard_routes(), relay.common()), request(fixture, &[("API_KEY", ACME_KEY)])).await;
+    let (status, body, _) = call(
+        relay::api::management_app(relay.management_state(), relay.dashboard_routes(), relay.common()),
+        request(fixture, &[("API_KEY", ACME_KEY)]),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"], serde_json::json!([]));
     assert_eq!(body["pagination"]["limit"], 5, "query string parameters reach the router");
 
-    let (status, _, _) = call(relay::api::management_app(relay.management_state(), relay.dashboard_routes(), relay.common()), request(fixture, &[("API_KEY", "not-a-key-of-anyone")])).await;
+    let (status, _, _) = call(
+        relay::api::management_app(relay.management_state(), relay.dashboard_routes(), relay.common()),
+        request(fixture, &[("API_KEY", "not-a-key-of-anyone")]),
+    )
+    .await;
     assert_eq!(status, 401);
 }

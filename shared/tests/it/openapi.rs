@@ -32,7 +32,10 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
                 .map_or(rest.len(), |(i, _)| i);
             let methods = &rest[..end];
             for method in METHODS {
-                if methods.contains(&format!(" {method}(")) || methods.contains(&format!(".{method}(")) || methods.contains(&format!("({method}(")) {
+                if methods.contains(&format!(" {method}("))
+                    || methods.contains(&format!(".{method}("))
+                    || methods.contains(&format!("({method}("))
+                {
                     routes.insert((path.to_owned(), method.to_owned()));
                 }
             }
@@ -52,10 +55,8 @@ async fn every_route_is_in_the_document() {
 
     let routes = routes_in_source();
     assert!(routes.len() >= 20, "found only {routes:?}");
-    let missing: Vec<_> = routes
-        .iter()
-        .filter(|(path, method)| paths.get(path).and_then(|p| p.get(method)).is_none())
-        .collect();
+    let missing: Vec<_> =
+        routes.iter().filter(|(path, method)| paths.get(path).and_then(|p| p.get(method)).is_none()).collect();
     assert!(missing.is_empty(), "routes missing from /openapi.json: {missing:?}");
 
     // And the document promises nothing the code does not serve.

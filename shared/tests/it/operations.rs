@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use crate::helpers::{ACME_KEY, GLOBEX_KEY, Receiver, Reply, TestApp};
 use crate::pg;
 
-
 #[tokio::test]
 async fn a_webhook_failing_for_the_whole_window_is_disabled_and_reenabling_resets_it() {
     let app = TestApp::spawn_with(&[("WEBHOOK_DISABLE_AFTER", "1"), ("WEBHOOK_MAX_RETRIES", "0")]).await;
@@ -138,7 +137,11 @@ async fn a_restart_closes_deliveries_whose_queue_was_in_memory() {
     let closed = second.backends.deliveries.get(key(&waiting)).await.unwrap().expect("the delivery is in the log");
     assert_eq!(closed.status, relay::domain::DeliveryStatus::Failed);
     assert_eq!(closed.next_attempt_at, None);
-    assert!(closed.last_error.as_deref().is_some_and(|e| e.starts_with("relay-local restarted")), "{:?}", closed.last_error);
+    assert!(
+        closed.last_error.as_deref().is_some_and(|e| e.starts_with("relay-local restarted")),
+        "{:?}",
+        closed.last_error
+    );
     assert_eq!(closed.attempt_count, 1, "no attempt is invented");
     let kept = second.backends.deliveries.get(key(&done)).await.unwrap().unwrap();
     assert_eq!(kept.status, relay::domain::DeliveryStatus::Succeeded, "a final delivery is left alone");

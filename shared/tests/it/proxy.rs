@@ -50,12 +50,7 @@ impl Proxy {
                 links.push(link);
             }
         });
-        Self {
-            port,
-            mode,
-            links,
-            accept,
-        }
+        Self { port, mode, links, accept }
     }
 
     /// A proxy to the host and port of `url` (`scheme://host:port/...`).

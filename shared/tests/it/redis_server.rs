@@ -18,7 +18,10 @@ pub async fn store() -> Option<RedisStore> {
     match store.check().await {
         Ok(()) => Some(store),
         Err(err) => {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "Redis unreachable ({err}): CI must run the Redis tests");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "Redis unreachable ({err}): CI must run the Redis tests"
+            );
             eprintln!("SKIPPED: Redis unreachable ({err}); start it or set REDIS_URL");
             None
         }

@@ -53,9 +53,9 @@ async fn a_working_life(app: &TestApp) -> (Vec<String>, Vec<String>) {
     }
     let deliveries = receiver.wait_for(2, Duration::from_secs(10)).await;
     for delivery in &deliveries {
-        let verified = [&rotated, &generated, &IMPORTED.to_owned()]
-            .iter()
-            .any(|secret| standardwebhooks::Webhook::new(secret).unwrap().verify(&delivery.body, &delivery.headers).is_ok());
+        let verified = [&rotated, &generated, &IMPORTED.to_owned()].iter().any(|secret| {
+            standardwebhooks::Webhook::new(secret).unwrap().verify(&delivery.body, &delivery.headers).is_ok()
+        });
         assert!(verified, "a delivery signed with none of the secrets");
     }
     (vec![generated_id, imported_id], vec![generated, IMPORTED.to_owned(), rotated])
@@ -100,7 +100,12 @@ async fn no_secret_in_the_bytes_dynamodb_and_redis_hold() {
     assert_absent("DynamoDB", &raw, &needles);
     let sealed = items.iter().filter_map(|item| item.get("secret")).filter_map(|v| v.as_s().ok()).collect::<Vec<_>>();
     assert!(sealed.len() >= 2 && sealed.iter().all(|s| s.starts_with("enc:v1:test:")), "{sealed:?}");
-    assert!(items.iter().filter_map(|item| item.get("previousSecret")).all(|v| v.as_s().is_ok_and(|s| s.starts_with("enc:v1:"))));
+    assert!(
+        items
+            .iter()
+            .filter_map(|item| item.get("previousSecret"))
+            .all(|v| v.as_s().is_ok_and(|s| s.starts_with("enc:v1:")))
+    );
 
     let (keys, values) = redis_dump(&redis.url).await;
     assert!(keys.iter().any(|k| k.starts_with("relay:subscribed:")), "the cache was filled: {keys:?}");
@@ -116,7 +121,12 @@ async fn the_in_memory_store_holds_sealed_secrets_too() {
     let needles = needles(&secrets);
     for id in ids {
         let webhook = app.backends.webhooks.get(relay::domain::WebhookId::parse(&id).unwrap()).await.unwrap().unwrap();
-        let stored = format!("{} {:?} {}", webhook.secret.as_str(), webhook.previous_secret, serde_json::to_string(&webhook).unwrap());
+        let stored = format!(
+            "{} {:?} {}",
+            webhook.secret.as_str(),
+            webhook.previous_secret,
+            serde_json::to_string(&webhook).unwrap()
+        );
         assert_absent("the memory store", &stored, &needles);
         assert!(webhook.secret.as_str().starts_with("enc:v1:"));
     }

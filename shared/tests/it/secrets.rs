@@ -71,12 +71,21 @@ async fn callers_may_bring_their_own_secret() {
     // Rotating to a chosen secret, and the ways to get it wrong.
     let chosen = WebhookSecret::generate();
     let (status, body) = app
-        .api(Method::POST, &format!("/api/webhooks/{id}/secret/rotate"), ACME_KEY, Some(json!({"secret": chosen.expose()})))
+        .api(
+            Method::POST,
+            &format!("/api/webhooks/{id}/secret/rotate"),
+            ACME_KEY,
+            Some(json!({"secret": chosen.expose()})),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(body["data"]["secret"], chosen.expose());
     for (method, path, body) in [
-        (Method::POST, "/api/webhooks".to_owned(), json!({"name": "x", "url": receiver.url(), "eventTypes": ["job.created"], "secret": "hunter2"})),
+        (
+            Method::POST,
+            "/api/webhooks".to_owned(),
+            json!({"name": "x", "url": receiver.url(), "eventTypes": ["job.created"], "secret": "hunter2"}),
+        ),
         (Method::PUT, format!("/api/webhooks/{id}"), json!({"secret": own})),
         (Method::POST, format!("/api/webhooks/{id}/secret/rotate"), json!({"secret": "whsec_short"})),
         (Method::POST, format!("/api/webhooks/{id}/secret/rotate"), json!({"secret": 5})),

@@ -66,7 +66,10 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<()> 
     let mut chunk = [0u8; 8192];
     let n = stream.read(&mut chunk).await?;
     if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("EOF after {:?}", String::from_utf8_lossy(buf))));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("EOF after {:?}", String::from_utf8_lossy(buf)),
+        ));
     }
     buf.extend_from_slice(&chunk[..n]);
     Ok(())
@@ -261,7 +264,10 @@ async fn slowloris(max_connections: Option<usize>) {
     let vars: Vec<(&str, &str)> = cap.iter().map(|n| ("HTTP_MAX_CONNECTIONS", n.as_str())).collect();
     let app = TestApp::spawn_with(&vars).await;
     let addr = relay_addr(&app);
-    let what = format!("{SLOWLORIS} slowloris connections, HTTP_MAX_CONNECTIONS={}", cap.as_deref().unwrap_or("4096 (default)"));
+    let what = format!(
+        "{SLOWLORIS} slowloris connections, HTTP_MAX_CONNECTIONS={}",
+        cap.as_deref().unwrap_or("4096 (default)")
+    );
 
     let opened_at = Instant::now();
     let conns = open_crowd(addr, SLOWLORIS).await;
@@ -292,10 +298,18 @@ async fn slowloris(max_connections: Option<usize>) {
                 let n = conns.iter().filter(|c| closed_now(c)).count();
                 panic!("{what}: only {n} connections were closed; at least {want} had to be evicted")
             });
-            eprintln!("{what}: {} closed by eviction (first {:?}, last {:?})", closed.len(), closed.first(), closed.last());
+            eprintln!(
+                "{what}: {} closed by eviction (first {:?}, last {:?})",
+                closed.len(),
+                closed.first(),
+                closed.last()
+            );
             let newest = SLOWLORIS - cap + 100..SLOWLORIS;
             let wrongly: Vec<usize> = closed.iter().copied().filter(|i| newest.contains(i)).collect();
-            assert!(wrongly.is_empty(), "{what}: evicted some of the newest connections instead of the oldest: {wrongly:?}");
+            assert!(
+                wrongly.is_empty(),
+                "{what}: evicted some of the newest connections instead of the oldest: {wrongly:?}"
+            );
         }
     }
     drop(conns);
@@ -369,7 +383,12 @@ async fn idle_keep_alive_connections_do_not_slow_health_and_are_closed_after_the
             Err(e) => failures.push(format!("connection {i}: {e}")),
         }
     }
-    assert!(failures.is_empty(), "HTTP_IDLE_TIMEOUT=1: {} connections not closed: {:?}", failures.len(), &failures[..failures.len().min(10)]);
+    assert!(
+        failures.is_empty(),
+        "HTTP_IDLE_TIMEOUT=1: {} connections not closed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
     let min = idle_for.iter().min().copied().unwrap_or_default();
     let max = idle_for.iter().max().copied().unwrap_or_default();
     eprintln!("HTTP_IDLE_TIMEOUT=1: {IDLE} connections closed after {min:?} ..= {max:?} idle");
@@ -439,7 +458,10 @@ async fn body_timeout_answers_408_with_the_error_envelope_and_stores_nothing() {
     let body = String::from_utf8_lossy(&resp.body).into_owned();
     eprintln!("HTTP_BODY_TIMEOUT=1: {} after {took:?}: {body}", resp.status);
     assert_eq!(resp.status, 408, "{resp:?} {body}");
-    assert!((SLACK_LOW..=SLACK_HIGH).contains(&took), "HTTP_BODY_TIMEOUT=1: answered after {took:?}, expected about 1 s");
+    assert!(
+        (SLACK_LOW..=SLACK_HIGH).contains(&took),
+        "HTTP_BODY_TIMEOUT=1: answered after {took:?}, expected about 1 s"
+    );
     assert!(resp.header("content-type").is_some_and(|t| t.starts_with("application/json")), "{resp:?}");
     let envelope = resp.json();
     assert_eq!(envelope["success"], false, "{envelope}");
@@ -492,7 +514,9 @@ async fn shutdown_lets_a_delivery_in_progress_finish() {
     let took = started.elapsed();
     let since_arrival = arrived.elapsed();
     let delivery = app.backends.deliveries.get(delivery_key(&event, &webhook)).await.unwrap();
-    eprintln!("shutdown took {took:?} ({since_arrival:?} after the delivery reached the receiver); delivery {delivery:?}");
+    eprintln!(
+        "shutdown took {took:?} ({since_arrival:?} after the delivery reached the receiver); delivery {delivery:?}"
+    );
 
     let delivery = delivery.expect("the delivery was never logged");
     assert_eq!(delivery.status, DeliveryStatus::Succeeded, "the delivery in progress did not finish: {delivery:?}");
@@ -565,7 +589,8 @@ async fn failed_credentials_are_counted_per_client_address() {
 
     let mut answers = Vec::new();
     for _ in 0..25 {
-        let response = app.http.get(app.url("/api/webhooks")).header("x-api-key", "not-a-real-key-000001").send().await.unwrap();
+        let response =
+            app.http.get(app.url("/api/webhooks")).header("x-api-key", "not-a-real-key-000001").send().await.unwrap();
         let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap_or("?").to_owned());
         answers.push((response.status().as_u16(), retry_after));
     }
@@ -573,7 +598,10 @@ async fn failed_credentials_are_counted_per_client_address() {
     assert_eq!(statuses[..20], [401; 20], "the first 20 wrong keys are answered 401: {answers:?}");
     assert_eq!(statuses[20..], [429; 5], "past AUTH_FAILURE_LIMIT_PER_MINUTE (20) the address is refused: {answers:?}");
     for (_, retry_after) in &answers[20..] {
-        let secs: u64 = retry_after.as_deref().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("429 without a usable Retry-After: {answers:?}"));
+        let secs: u64 = retry_after
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("429 without a usable Retry-After: {answers:?}"));
         assert!((1..=60).contains(&secs), "Retry-After {secs}: {answers:?}");
     }
 

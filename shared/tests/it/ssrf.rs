@@ -389,7 +389,15 @@ async fn metadata_addresses_behind_a_name_are_refused_whatever_the_allow_list() 
         .with("eks6.example", &[&["fd00:ec2::23"]])
         .with("sixtofour-meta.example", &[&["2002:a9fe:a9fe::"]]);
     let sender = sender(&["169.254.0.0/16", "fd00::/8", "::ffff:0:0/96", "2002::/16"], dns);
-    let names = ["meta.example", "ecs.example", "meta6.example", "mapped-meta.example", "eks.example", "eks6.example", "sixtofour-meta.example"];
+    let names = [
+        "meta.example",
+        "ecs.example",
+        "meta6.example",
+        "mapped-meta.example",
+        "eks.example",
+        "eks6.example",
+        "sixtofour-meta.example",
+    ];
     for name in names {
         let sent = post(&sender, &format!("http://{name}/latest/meta-data/")).await;
         let error = sent.error.unwrap_or_default();

@@ -6,7 +6,8 @@ use relay::adapters::sqs::QueueSpec;
 use serde_norway::Value;
 
 fn template() -> Value {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template.yaml");
     serde_norway::from_str(&text).expect("template.yaml is YAML")
 }
 
@@ -44,7 +45,8 @@ fn check_table(template: &Value, def: &TableDef) {
         .map(|a| (a["AttributeName"].as_str().unwrap().to_owned(), a["AttributeType"].as_str().unwrap().to_owned()))
         .collect();
     attributes.sort();
-    let mut expected: Vec<(String, String)> = def.key_attributes().iter().map(|a| ((*a).to_owned(), "S".to_owned())).collect();
+    let mut expected: Vec<(String, String)> =
+        def.key_attributes().iter().map(|a| ((*a).to_owned(), "S".to_owned())).collect();
     expected.sort();
     assert_eq!(attributes, expected, "{} attribute definitions", def.logical_id);
 
@@ -89,7 +91,10 @@ fn queues_match_the_bootstrap() {
     assert_eq!(tagged.tag, "!GetAtt");
     assert_eq!(tagged.value, "RelayDeadLetterQueue.Arn");
     let dlq = resource(&template, "RelayDeadLetterQueue");
-    assert_eq!(dlq["RedriveAllowPolicy"]["redrivePermission"], "byQueue", "only the relay queue may redrive into the DLQ");
+    assert_eq!(
+        dlq["RedriveAllowPolicy"]["redrivePermission"], "byQueue",
+        "only the relay queue may redrive into the DLQ"
+    );
 
     // The default schedule (WEBHOOK_MAX_RETRIES=3: 4 attempts) leaves room before the DLQ.
     assert!(spec.max_receive_count > relay::backoff::RetryPolicy::default().max_retries + 1);
@@ -126,7 +131,9 @@ fn every_function_builds_a_workspace_binary_on_arm64() {
     let binaries: Vec<String> = std::fs::read_dir(workspace)
         .unwrap()
         .filter_map(|dir| std::fs::read_to_string(dir.unwrap().path().join("Cargo.toml")).ok())
-        .filter_map(|manifest| manifest.lines().find_map(|l| l.strip_prefix("name = \"").map(|n| n.trim_end_matches('"').to_owned())))
+        .filter_map(|manifest| {
+            manifest.lines().find_map(|l| l.strip_prefix("name = \"").map(|n| n.trim_end_matches('"').to_owned()))
+        })
         .collect();
     let globals = &template["Globals"]["Function"];
     assert_eq!(globals["Runtime"], "provided.al2023");
@@ -151,16 +158,25 @@ fn every_function_builds_a_workspace_binary_on_arm64() {
 fn the_dashboard_is_routed_to_the_api_function_with_its_session_secret() {
     let template = template();
     let api = &function(&template, "ApiFunction")["Properties"];
-    let paths: Vec<&str> = api["Events"].as_mapping().unwrap().values().filter_map(|e| e["Properties"]["Path"].as_str()).collect();
+    let paths: Vec<&str> =
+        api["Events"].as_mapping().unwrap().values().filter_map(|e| e["Properties"]["Path"].as_str()).collect();
     for path in ["/dashboard", "/dashboard/{proxy+}"] {
         assert!(paths.contains(&path), "{path} is not routed to relay-api: {paths:?}");
     }
-    let is_ref = |value: &Value| matches!(value, Value::Tagged(t) if t.tag == "!Ref" && t.value == "DashboardSessionSecret");
-    assert!(is_ref(&api["Environment"]["Variables"]["DASHBOARD_SECRET"]), "DASHBOARD_SECRET is not the dashboard secret");
+    let is_ref =
+        |value: &Value| matches!(value, Value::Tagged(t) if t.tag == "!Ref" && t.value == "DashboardSessionSecret");
+    assert!(
+        is_ref(&api["Environment"]["Variables"]["DASHBOARD_SECRET"]),
+        "DASHBOARD_SECRET is not the dashboard secret"
+    );
     let secret = &resource(&template, "DashboardSessionSecret")["GenerateSecretString"];
     assert_eq!(secret["GenerateStringKey"], "DASHBOARD_SESSION_SECRET");
     assert!(number(&secret["PasswordLength"]) >= 32, "the relay refuses a session secret under 32 characters");
-    let readable = api["Policies"].as_sequence().unwrap().iter().any(|p| is_ref(&p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]));
+    let readable = api["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .any(|p| is_ref(&p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]));
     assert!(readable, "relay-api cannot read the dashboard secret");
 }
 
@@ -169,10 +185,15 @@ fn the_dashboard_is_routed_to_the_api_function_with_its_session_secret() {
 #[test]
 fn the_functions_that_open_webhook_secrets_get_the_encryption_key() {
     let template = template();
-    let is_ref = |value: &Value| matches!(value, Value::Tagged(t) if t.tag == "!Ref" && t.value == "SecretsEncryptionKey");
+    let is_ref =
+        |value: &Value| matches!(value, Value::Tagged(t) if t.tag == "!Ref" && t.value == "SecretsEncryptionKey");
     for (id, gets) in [("ApiFunction", true), ("DeliveryFunction", true), ("IngestFunction", false)] {
         let properties = &function(&template, id)["Properties"];
-        assert_eq!(is_ref(&properties["Environment"]["Variables"]["ENCRYPTION_SECRET"]), gets, "{id}: ENCRYPTION_SECRET");
+        assert_eq!(
+            is_ref(&properties["Environment"]["Variables"]["ENCRYPTION_SECRET"]),
+            gets,
+            "{id}: ENCRYPTION_SECRET"
+        );
         let readable = properties["Policies"]
             .as_sequence()
             .unwrap()
@@ -185,6 +206,7 @@ fn the_functions_that_open_webhook_secrets_get_the_encryption_key() {
     assert_eq!(secret["ExcludePunctuation"], true, "bare material: no comma or colon to split on");
     assert!(number(&secret["PasswordLength"]) >= 32, "the relay refuses key material under 32 characters");
     let api = &function(&template, "ApiFunction")["Properties"];
-    let paths: Vec<&str> = api["Events"].as_mapping().unwrap().values().filter_map(|e| e["Properties"]["Path"].as_str()).collect();
+    let paths: Vec<&str> =
+        api["Events"].as_mapping().unwrap().values().filter_map(|e| e["Properties"]["Path"].as_str()).collect();
     assert!(paths.contains(&"/api/metrics"), "{paths:?}");
 }

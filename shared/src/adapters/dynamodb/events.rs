@@ -34,7 +34,12 @@ impl DynamoEventStore {
     }
 
     /// A strongly consistent read of one item by its string key.
-    async fn get_item<T: serde::de::DeserializeOwned>(&self, table: &str, key: (&str, String), what: &str) -> Result<Option<T>> {
+    async fn get_item<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        key: (&str, String),
+        what: &str,
+    ) -> Result<Option<T>> {
         let output = self
             .client
             .get_item()
@@ -48,7 +53,8 @@ impl DynamoEventStore {
     }
 
     async fn idempotency_record(&self, key: &str) -> Result<Option<IdempotencyRecord>> {
-        let item: Option<IdempotencyItem> = self.get_item(&self.idempotency, ("key", key.to_owned()), "idempotency").await?;
+        let item: Option<IdempotencyItem> =
+            self.get_item(&self.idempotency, ("key", key.to_owned()), "idempotency").await?;
         item.map(IdempotencyItem::into_record).transpose()
     }
 
@@ -192,9 +198,10 @@ impl EventStore for DynamoEventStore {
             let codes = cancellation_codes(&err);
             if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
                 if let Some(existing) = self.idempotency_record(&record.key).await?
-                    && existing.expires_at.as_secs() > now {
-                        return Ok(Insert::Duplicate(existing));
-                    }
+                    && existing.expires_at.as_secs() > now
+                {
+                    return Ok(Insert::Duplicate(existing));
+                }
             } else if !codes.iter().any(|c| c == "TransactionConflict") {
                 return Err(unavailable(err));
             }
@@ -301,7 +308,9 @@ impl EventStore for DynamoEventStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if matches!(err.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => Ok(()),
+            Err(err) if matches!(err.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
+                Ok(())
+            }
             Err(err) => Err(unavailable(err)),
         }
     }

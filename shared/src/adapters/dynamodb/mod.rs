@@ -16,7 +16,9 @@ mod schema;
 mod webhooks;
 
 pub use events::DynamoEventStore;
-pub use schema::{EVENTS, IDEMPOTENCY, IndexDef, TABLES, TTL_ATTRIBUTE, TableDef, TableNames, WEBHOOKS, create_tables, index};
+pub use schema::{
+    EVENTS, IDEMPOTENCY, IndexDef, TABLES, TTL_ATTRIBUTE, TableDef, TableNames, WEBHOOKS, create_tables, index,
+};
 pub use webhooks::DynamoWebhookStore;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;

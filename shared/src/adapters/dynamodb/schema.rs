@@ -55,7 +55,12 @@ pub const EVENTS: TableDef = TableDef {
         IndexDef { name: index::EVENTS_BY_TIME, hash: "feed", range: "id", projection: "ALL" },
         IndexDef { name: index::EVENTS_BY_TYPE, hash: "eventType", range: "id", projection: "ALL" },
         IndexDef { name: index::EVENTS_BY_SOURCE, hash: "source", range: "id", projection: "ALL" },
-        IndexDef { name: index::EVENTS_PENDING_DISPATCH, hash: "pendingDispatch", range: "id", projection: "KEYS_ONLY" },
+        IndexDef {
+            name: index::EVENTS_PENDING_DISPATCH,
+            hash: "pendingDispatch",
+            range: "id",
+            projection: "KEYS_ONLY",
+        },
     ],
     ttl: true,
 };
@@ -82,7 +87,14 @@ impl TableDef {
             names.extend([index.hash, index.range]);
         }
         let mut seen = Vec::new();
-        names.retain(|n| if seen.contains(n) { false } else { seen.push(*n); true });
+        names.retain(|n| {
+            if seen.contains(n) {
+                false
+            } else {
+                seen.push(*n);
+                true
+            }
+        });
         names
     }
 }
@@ -144,8 +156,18 @@ async fn create(client: &Client, name: &str, def: &TableDef) -> Result<()> {
     }
     request.send().await.map_err(unavailable)?;
     if def.ttl {
-        let spec = TimeToLiveSpecification::builder().enabled(true).attribute_name(TTL_ATTRIBUTE).build().map_err(build_error)?;
-        client.update_time_to_live().table_name(name).time_to_live_specification(spec).send().await.map_err(unavailable)?;
+        let spec = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(TTL_ATTRIBUTE)
+            .build()
+            .map_err(build_error)?;
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+            .map_err(unavailable)?;
     }
     Ok(())
 }

@@ -9,8 +9,8 @@ use super::query::{Item, NewestFirst};
 use super::schema::{TableNames, index};
 use super::{corrupt, unavailable};
 use crate::domain::{EventType, Page, PageRequest, TenantId, Webhook, WebhookId, WebhookUrl};
-use crate::sealing::SealedSecret;
 use crate::ports::WebhookStore;
+use crate::sealing::SealedSecret;
 use crate::{Error, Result, Timestamp};
 
 const WEBHOOK_SK: &str = "WEBHOOK";
@@ -133,19 +133,18 @@ impl DynamoWebhookStore {
                     .map_err(|e| Error::Internal(e.to_string()))?,
             );
             while let Some(keys) = request.take() {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
+                let output =
+                    self.client.batch_get_item().request_items(&self.table, keys).send().await.map_err(unavailable)?;
                 if let Some(items) = output.responses().and_then(|r| r.get(&self.table)) {
                     for item in items {
                         found.push(from_item(item.clone())?);
                     }
                 }
-                request = output.unprocessed_keys().and_then(|u| u.get(&self.table)).cloned().filter(|k| !k.keys().is_empty());
+                request = output
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .filter(|k| !k.keys().is_empty());
             }
         }
         Ok(found)
@@ -162,7 +161,11 @@ fn from_item(item: Item) -> Result<Webhook> {
 
 /// The event types a webhook has subscription items for: all of them while active, none else.
 fn subscriptions(webhook: &Webhook) -> BTreeSet<String> {
-    if webhook.is_active { webhook.event_types.iter().map(|t| t.as_str().to_owned()).collect() } else { BTreeSet::new() }
+    if webhook.is_active {
+        webhook.event_types.iter().map(|t| t.as_str().to_owned()).collect()
+    } else {
+        BTreeSet::new()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -222,7 +225,12 @@ impl WebhookItem {
             tenant: TenantId::parse(&self.tenant).map_err(bad)?,
             name: self.name,
             url: WebhookUrl::parse(&self.url, false).map_err(bad)?,
-            event_types: self.event_types.iter().map(|t| EventType::from_store(t)).collect::<Result<_, _>>().map_err(bad)?,
+            event_types: self
+                .event_types
+                .iter()
+                .map(|t| EventType::from_store(t))
+                .collect::<Result<_, _>>()
+                .map_err(bad)?,
             is_active: self.is_active,
             disabled_reason: self.disabled_reason,
             secret: SealedSecret::from_stored(self.secret),

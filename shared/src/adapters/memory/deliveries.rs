@@ -5,10 +5,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::lock;
-use crate::{Result, Timestamp};
-use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventType, Page, PageRequest, WebhookId};
 use crate::domain::TenantId;
+use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventType, Page, PageRequest, WebhookId};
 use crate::ports::{DeliveryLog, DeliveryStats, StatsScope, TimelineBucket};
+use crate::{Result, Timestamp};
 
 #[derive(Debug, Default)]
 pub struct MemoryDeliveryLog {
@@ -31,10 +31,7 @@ impl MemoryDeliveryLog {
 impl DeliveryLog for MemoryDeliveryLog {
     async fn ensure(&self, deliveries: &[Delivery]) -> Result<Vec<Delivery>> {
         let mut state = lock(&self.state);
-        Ok(deliveries
-            .iter()
-            .map(|d| state.deliveries.entry(d.key()).or_insert_with(|| d.clone()).clone())
-            .collect())
+        Ok(deliveries.iter().map(|d| state.deliveries.entry(d.key()).or_insert_with(|| d.clone()).clone()).collect())
     }
 
     async fn get(&self, key: DeliveryKey) -> Result<Option<Delivery>> {
@@ -44,7 +41,11 @@ impl DeliveryLog for MemoryDeliveryLog {
     async fn close_unfinished(&self, reason: &str, now: Timestamp) -> Result<u64> {
         let mut state = lock(&self.state);
         let mut closed = 0;
-        for delivery in state.deliveries.values_mut().filter(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying)) {
+        for delivery in state
+            .deliveries
+            .values_mut()
+            .filter(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying))
+        {
             delivery.status = DeliveryStatus::Failed;
             delivery.last_error = Some(reason.to_owned());
             delivery.next_attempt_at = None;
@@ -63,23 +64,34 @@ impl DeliveryLog for MemoryDeliveryLog {
         Ok(())
     }
 
-    async fn list(&self, webhook: WebhookId, status: Option<DeliveryStatus>, page: &PageRequest) -> Result<Page<Delivery>> {
+    async fn list(
+        &self,
+        webhook: WebhookId,
+        status: Option<DeliveryStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>> {
         let state = lock(&self.state);
-        let matching = state
-            .deliveries
-            .values()
-            .rev()
-            .filter(|d| d.webhook_id == webhook && status.is_none_or(|s| d.status == s));
+        let matching =
+            state.deliveries.values().rev().filter(|d| d.webhook_id == webhook && status.is_none_or(|s| d.status == s));
         Ok(page.apply(matching, |d| d.event_id.as_uuid()).map(Delivery::clone))
     }
 
-    async fn failed_between(&self, webhook: WebhookId, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+    async fn failed_between(
+        &self,
+        webhook: WebhookId,
+        since: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
         let state = lock(&self.state);
         Ok(state
             .deliveries
             .values()
             .filter(|d| {
-                d.webhook_id == webhook && d.status == DeliveryStatus::Failed && d.created_at >= since && d.created_at < until
+                d.webhook_id == webhook
+                    && d.status == DeliveryStatus::Failed
+                    && d.created_at >= since
+                    && d.created_at < until
             })
             .take(limit)
             .cloned()
@@ -141,12 +153,20 @@ impl DeliveryLog for MemoryDeliveryLog {
         let mut buckets: BTreeMap<i64, TimelineBucket> = BTreeMap::new();
         for d in state.deliveries.values().filter(|d| &d.tenant == tenant && d.created_at >= since) {
             let start = d.created_at.as_millis().div_euclid(width) * width;
-            buckets.entry(start).or_insert_with(|| TimelineBucket::empty(Timestamp::from_millis(start))).count(d.status, 1);
+            buckets
+                .entry(start)
+                .or_insert_with(|| TimelineBucket::empty(Timestamp::from_millis(start)))
+                .count(d.status, 1);
         }
         Ok(buckets.into_values().collect())
     }
 
-    async fn events(&self, tenant: &TenantId, event_type: Option<&EventType>, page: &PageRequest) -> Result<Page<EventId>> {
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        event_type: Option<&EventType>,
+        page: &PageRequest,
+    ) -> Result<Page<EventId>> {
         let state = lock(&self.state);
         let ids: BTreeSet<EventId> = state
             .deliveries

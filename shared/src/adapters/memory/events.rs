@@ -31,9 +31,10 @@ impl EventStore for MemoryEventStore {
         let mut state = lock(&self.state);
         if let Some(record) = idempotency {
             if let Some(existing) = state.idempotency.get(&record.key)
-                && existing.expires_at > Timestamp::now() {
-                    return Ok(Insert::Duplicate(existing.clone()));
-                }
+                && existing.expires_at > Timestamp::now()
+            {
+                return Ok(Insert::Duplicate(existing.clone()));
+            }
             state.idempotency.insert(record.key.clone(), record.clone());
         }
         state.events.insert(event.id, event.clone());

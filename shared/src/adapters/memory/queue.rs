@@ -155,9 +155,7 @@ impl MemoryQueue {
         let seq = receipt_handle
             .split_once('#')
             .and_then(|(seq, _)| seq.parse::<u64>().ok())
-            .filter(|seq| {
-                state.messages.get(seq).is_some_and(|m| m.receipt_handle.as_deref() == Some(receipt_handle))
-            })
+            .filter(|seq| state.messages.get(seq).is_some_and(|m| m.receipt_handle.as_deref() == Some(receipt_handle)))
             .ok_or_else(|| Error::Conflict {
                 code: "receipt_handle_invalid",
                 message: "the receipt handle is not that of a message's latest receive".into(),

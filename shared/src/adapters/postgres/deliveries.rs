@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::rows::{AttemptRow, AttemptValues, DeliveryColumns, DeliveryRow, DeliveryValues};
 use super::{PostgresDeliveryLog, database};
-use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventType, Page, PageRequest, WebhookId};
 use crate::domain::TenantId;
+use crate::domain::{Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventType, Page, PageRequest, WebhookId};
 use crate::ports::{DeliveryLog, DeliveryStats, StatsScope, TimelineBucket};
 use crate::{Error, Result, Timestamp};
 
@@ -51,11 +51,8 @@ const UPSERT: &str = concat!(
      created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at"
 );
 
-const APPEND_ATTEMPT: &str = concat!(
-    "INSERT INTO delivery_attempts (",
-    attempt_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-);
+const APPEND_ATTEMPT: &str =
+    concat!("INSERT INTO delivery_attempts (", attempt_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
 
 const SELECT_ATTEMPTS: &str = concat!(
     "SELECT ",
@@ -96,10 +93,8 @@ impl DeliveryLog for PostgresDeliveryLog {
         let (webhooks, events) = key_columns(sorted.iter().map(|d| d.key()));
         let rows: Vec<DeliveryRow> =
             sqlx::query_as(SELECT_BY_KEYS).bind(webhooks).bind(events).fetch_all(&self.pool).await.map_err(database)?;
-        let stored = rows
-            .into_iter()
-            .map(|row| row.into_delivery().map(|d| (d.key(), d)))
-            .collect::<Result<HashMap<_, _>>>()?;
+        let stored =
+            rows.into_iter().map(|row| row.into_delivery().map(|d| (d.key(), d))).collect::<Result<HashMap<_, _>>>()?;
         deliveries
             .iter()
             .map(|d| {
@@ -147,7 +142,12 @@ impl DeliveryLog for PostgresDeliveryLog {
         tx.commit().await.map_err(database)
     }
 
-    async fn list(&self, webhook: WebhookId, status: Option<DeliveryStatus>, page: &PageRequest) -> Result<Page<Delivery>> {
+    async fn list(
+        &self,
+        webhook: WebhookId,
+        status: Option<DeliveryStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>> {
         let mut query =
             QueryBuilder::new(concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE webhook_id = "));
         query.push_bind(webhook.as_uuid());
@@ -167,7 +167,13 @@ impl DeliveryLog for PostgresDeliveryLog {
         Ok(rest.apply(deliveries.into_iter(), |d| d.event_id.as_uuid()))
     }
 
-    async fn failed_between(&self, webhook: WebhookId, since: Timestamp, until: Timestamp, limit: usize) -> Result<Vec<Delivery>> {
+    async fn failed_between(
+        &self,
+        webhook: WebhookId,
+        since: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
         let rows: Vec<DeliveryRow> = sqlx::query_as(SELECT_FAILED_BETWEEN)
             .bind(webhook.as_uuid())
             .bind(since.to_datetime())
@@ -197,7 +203,13 @@ impl DeliveryLog for PostgresDeliveryLog {
         .fetch_one(&self.pool)
         .await
         .map_err(database)?;
-        type Latency = (i64, Option<f64>, Option<f64>, Option<chrono::DateTime<chrono::Utc>>, Option<chrono::DateTime<chrono::Utc>>);
+        type Latency = (
+            i64,
+            Option<f64>,
+            Option<f64>,
+            Option<chrono::DateTime<chrono::Utc>>,
+            Option<chrono::DateTime<chrono::Utc>>,
+        );
         let latency: Latency = sqlx::query_as(&format!(
             "SELECT count(*), avg(a.duration_ms)::float8, \
              (percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms))::float8, \
@@ -270,7 +282,12 @@ impl DeliveryLog for PostgresDeliveryLog {
         Ok(buckets)
     }
 
-    async fn events(&self, tenant: &TenantId, event_type: Option<&EventType>, page: &PageRequest) -> Result<Page<EventId>> {
+    async fn events(
+        &self,
+        tenant: &TenantId,
+        event_type: Option<&EventType>,
+        page: &PageRequest,
+    ) -> Result<Page<EventId>> {
         let mut query = QueryBuilder::new("SELECT DISTINCT event_id FROM deliveries WHERE tenant = ");
         query.push_bind(tenant.as_str());
         if let Some(event_type) = event_type {
@@ -306,8 +323,12 @@ impl DeliveryLog for PostgresDeliveryLog {
             return Ok(attempts);
         }
         let (webhooks, events) = key_columns(keys.iter().copied());
-        let rows: Vec<AttemptRow> =
-            sqlx::query_as(SELECT_ATTEMPTS).bind(webhooks).bind(events).fetch_all(&self.pool).await.map_err(database)?;
+        let rows: Vec<AttemptRow> = sqlx::query_as(SELECT_ATTEMPTS)
+            .bind(webhooks)
+            .bind(events)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(database)?;
         for row in rows {
             attempts.entry(row.key()).or_default().push(row.into_attempt()?);
         }

@@ -175,7 +175,8 @@ impl AttemptRow {
         Ok(Attempt {
             number: u32::try_from(self.number).map_err(|_| bad(format!("number {}", self.number)))?,
             status_code: self.status_code.map(|c| status_code(c).map_err(bad)).transpose()?,
-            duration_ms: u64::try_from(self.duration_ms).map_err(|_| bad(format!("duration_ms {}", self.duration_ms)))?,
+            duration_ms: u64::try_from(self.duration_ms)
+                .map_err(|_| bad(format!("duration_ms {}", self.duration_ms)))?,
             error: self.error,
             response_body: self.response_body,
             trigger: parse_trigger(&self.trigger).ok_or_else(|| bad(format!("trigger {:?}", self.trigger)))?,

@@ -19,7 +19,8 @@ use crate::{Error, Result};
 const TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Deletes the lock only if this token still holds it.
-const UNLOCK: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
+const UNLOCK: &str =
+    r#"if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) else return 0 end"#;
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -40,7 +41,8 @@ fn unavailable(err: redis::RedisError) -> Error {
 impl RedisStore {
     /// Connects on first use (`redis://` or `rediss://` for TLS). Keys start with `prefix`.
     pub fn new(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| Error::unavailable("redis", format!("bad REDIS_URL: {e}")))?;
+        let client =
+            redis::Client::open(url).map_err(|e| Error::unavailable("redis", format!("bad REDIS_URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))

@@ -115,7 +115,13 @@ impl Queue for SqsQueue {
                     let first = &output.failed()[0];
                     return Err(Error::unavailable(
                         "queue",
-                        format!("{} of {} messages refused: {} {}", failed.len(), chunk.len(), first.code(), first.message().unwrap_or_default()),
+                        format!(
+                            "{} of {} messages refused: {} {}",
+                            failed.len(),
+                            chunk.len(),
+                            first.code(),
+                            first.message().unwrap_or_default()
+                        ),
                     ));
                 }
                 pending.retain(|(i, _)| failed.contains(&i.to_string().as_str()));
@@ -156,7 +162,13 @@ impl Queue for SqsQueue {
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<()> {
-        self.client.delete_message().queue_url(&self.url).receipt_handle(receipt_handle).send().await.map_err(unavailable)?;
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

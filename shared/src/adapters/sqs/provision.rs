@@ -56,14 +56,12 @@ pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(Str
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .ok_or_else(|| Error::unavailable("queue", "the dead-letter queue has no ARN"))?;
-    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count }).to_string();
+    let redrive =
+        serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count }).to_string();
     let url = client
         .create_queue()
         .queue_name(&spec.name)
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            spec.visibility_timeout.as_secs().to_string(),
-        )
+        .attributes(QueueAttributeName::VisibilityTimeout, spec.visibility_timeout.as_secs().to_string())
         .attributes(QueueAttributeName::MessageRetentionPeriod, retention)
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .send()

@@ -56,8 +56,10 @@ impl Browser {
                          "--no-first-run", "--window-size=1280,900", "--hide-scrollbars"],
             },
         }}});
-        let created: Value = http.post(format!("{base}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
-        let session = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
+        let created: Value =
+            http.post(format!("{base}/session")).json(&capabilities).send().await.unwrap().json().await.unwrap();
+        let session =
+            created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
         Self { driver, http, session: format!("{base}/session/{session}") }
     }
 
@@ -119,7 +121,13 @@ impl Browser {
 
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
         let found = self.post("/elements", json!({ "using": "css selector", "value": css })).await;
-        found.as_array().into_iter().flatten().filter_map(|e| e[ELEMENT].as_str()).map(|id| Element(id.to_owned())).collect()
+        found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e[ELEMENT].as_str())
+            .map(|id| Element(id.to_owned()))
+            .collect()
     }
 
     pub async fn click(&self, element: &Element) {
@@ -136,7 +144,10 @@ impl Browser {
 
     /// Presses keys (WebDriver key codes, e.g. `\u{E004}` for Tab) on the focused element.
     pub async fn press(&self, keys: &str) {
-        let actions: Vec<Value> = keys.chars().flat_map(|k| [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})]).collect();
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|k| [json!({"type": "keyDown", "value": k}), json!({"type": "keyUp", "value": k})])
+            .collect();
         self.post("/actions", json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})).await;
     }
 
@@ -167,8 +178,13 @@ impl Browser {
     /// Renders as on a screen `width` CSS pixels wide, in the light or dark colour scheme.
     pub async fn emulate(&self, width: u32, mobile: bool, dark: bool) {
         let scheme = if dark { "dark" } else { "light" };
-        self.devtools("Emulation.setEmulatedMedia", json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]})).await;
-        let metrics = json!({"width": width, "height": if mobile { 844 } else { 900 }, "deviceScaleFactor": 1, "mobile": mobile});
+        self.devtools(
+            "Emulation.setEmulatedMedia",
+            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
+        )
+        .await;
+        let metrics =
+            json!({"width": width, "height": if mobile { 844 } else { 900 }, "deviceScaleFactor": 1, "mobile": mobile});
         self.devtools("Emulation.setDeviceMetricsOverride", metrics).await;
     }
 
@@ -177,7 +193,9 @@ impl Browser {
         let layout = self.devtools("Page.getLayoutMetrics", json!({})).await;
         let size = &layout["cssContentSize"];
         let clip = json!({"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1});
-        let shot = self.devtools("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true, "clip": clip})).await;
+        let shot = self
+            .devtools("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true, "clip": clip}))
+            .await;
         let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap_or_default()).unwrap();
         std::fs::write(path, png).unwrap();
     }

@@ -45,13 +45,17 @@ pub async fn close_unfinished_fails_what_was_waiting(log: Arc<dyn DeliveryLog>) 
     let hooks: Vec<_> = (0..4).map(|_| webhook("acme", &["job.created"], true)).collect();
     let mut all: Vec<_> = hooks.iter().map(|w| delivery(&e, w)).collect();
     log.ensure(&all).await.unwrap();
-    let statuses = [DeliveryStatus::Pending, DeliveryStatus::Retrying, DeliveryStatus::Succeeded, DeliveryStatus::Failed];
+    let statuses =
+        [DeliveryStatus::Pending, DeliveryStatus::Retrying, DeliveryStatus::Succeeded, DeliveryStatus::Failed];
     for (d, status) in all.iter_mut().zip(statuses) {
         if status != DeliveryStatus::Pending {
             d.status = status;
             d.attempt_count = 1;
-            d.next_attempt_at = (status == DeliveryStatus::Retrying).then(|| Timestamp::now() + std::time::Duration::from_secs(60));
-            log.record(d, Some(&attempt(1, Some(if status == DeliveryStatus::Succeeded { 200 } else { 500 })))).await.unwrap();
+            d.next_attempt_at =
+                (status == DeliveryStatus::Retrying).then(|| Timestamp::now() + std::time::Duration::from_secs(60));
+            log.record(d, Some(&attempt(1, Some(if status == DeliveryStatus::Succeeded { 200 } else { 500 }))))
+                .await
+                .unwrap();
         }
     }
     let now = Timestamp::now();
@@ -166,9 +170,14 @@ pub async fn stats_count_and_time_what_is_in_scope(log: Arc<dyn DeliveryLog>) {
     assert!(stats.last_failure_at.is_some());
 
     let tenant = log.stats(&StatsScope::Tenant(w1.tenant.clone()), since).await.unwrap();
-    assert_eq!((tenant.deliveries, tenant.events, tenant.succeeded, tenant.attempts), (4, 3, 2, 4), "globex's delivery must not count");
+    assert_eq!(
+        (tenant.deliveries, tenant.events, tenant.succeeded, tenant.attempts),
+        (4, 3, 2, 4),
+        "globex's delivery must not count"
+    );
 
-    let later = log.stats(&StatsScope::Webhook(w1.id), Timestamp::now() + std::time::Duration::from_secs(60)).await.unwrap();
+    let later =
+        log.stats(&StatsScope::Webhook(w1.id), Timestamp::now() + std::time::Duration::from_secs(60)).await.unwrap();
     assert_eq!((later.deliveries, later.attempts, later.success_rate), (0, 0, None));
 
     let recent = log.recent(&w1.tenant, 10).await.unwrap();
@@ -201,10 +210,13 @@ pub async fn timeline_and_events_are_the_tenants_own(log: Arc<dyn DeliveryLog>) 
 
     let acme = relay::domain::TenantId::parse("acme").unwrap();
     let globex = relay::domain::TenantId::parse("globex").unwrap();
-    let timeline = log.timeline(&acme, Timestamp::from_millis(base), std::time::Duration::from_secs(3600)).await.unwrap();
-    let counts: Vec<_> = timeline.iter().map(|b| (b.start.as_millis(), b.pending, b.retrying, b.succeeded, b.failed)).collect();
+    let timeline =
+        log.timeline(&acme, Timestamp::from_millis(base), std::time::Duration::from_secs(3600)).await.unwrap();
+    let counts: Vec<_> =
+        timeline.iter().map(|b| (b.start.as_millis(), b.pending, b.retrying, b.succeeded, b.failed)).collect();
     assert_eq!(counts, [(base, 0, 0, 1, 1), (base + HOUR, 1, 0, 0, 0)]);
-    let theirs_timeline = log.timeline(&globex, Timestamp::from_millis(base), std::time::Duration::from_secs(3600)).await.unwrap();
+    let theirs_timeline =
+        log.timeline(&globex, Timestamp::from_millis(base), std::time::Duration::from_secs(3600)).await.unwrap();
     assert_eq!(theirs_timeline.iter().map(|b| b.retrying).collect::<Vec<_>>(), [1]);
 
     // Newest event first, each once, whatever its number of deliveries.

@@ -9,7 +9,12 @@ use relay::ports::{EventFilter, EventStore, IdempotencyRecord, Insert};
 use super::event;
 
 fn record(key: &str, fingerprint: &str, event: &relay::domain::Event, ttl: Duration) -> IdempotencyRecord {
-    IdempotencyRecord { key: key.into(), fingerprint: fingerprint.into(), event_id: event.id, expires_at: Timestamp::now() + ttl }
+    IdempotencyRecord {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        event_id: event.id,
+        expires_at: Timestamp::now() + ttl,
+    }
 }
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -135,7 +140,11 @@ pub async fn undispatched_lists_old_events_not_yet_enqueued(store: Arc<dyn Event
 
 pub async fn counts_events_by_type_since(store: Arc<dyn EventStore>) {
     let registry = EventTypeRegistry::default();
-    let types = [registry.parse("job.created").unwrap(), registry.parse("job.updated").unwrap(), registry.parse("job.deleted").unwrap()];
+    let types = [
+        registry.parse("job.created").unwrap(),
+        registry.parse("job.updated").unwrap(),
+        registry.parse("job.deleted").unwrap(),
+    ];
     store.insert(&event("job.created", None), None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let since = Timestamp::now();

@@ -104,7 +104,10 @@ where
         assert_eq!(m.receive_count, expected);
         queue.change_visibility(&m.receipt_handle, Duration::ZERO).await.unwrap();
     }
-    assert!(queue.receive(10, Duration::from_millis(500)).await.unwrap().is_empty(), "moved, not received a third time");
+    assert!(
+        queue.receive(10, Duration::from_millis(500)).await.unwrap().is_empty(),
+        "moved, not received a third time"
+    );
     let dead = receive_all(&*dlq, 1, Duration::from_secs(5)).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].body, "poison");

@@ -8,7 +8,11 @@ use relay::ports::Queue;
 
 use crate::aws;
 
-async fn pair(client: aws_sdk_sqs::Client, visibility: Duration, max_receive_count: u32) -> (Arc<dyn Queue>, Arc<dyn Queue>) {
+async fn pair(
+    client: aws_sdk_sqs::Client,
+    visibility: Duration,
+    max_receive_count: u32,
+) -> (Arc<dyn Queue>, Arc<dyn Queue>) {
     let spec = QueueSpec {
         name: aws::unique("it"),
         visibility_timeout: visibility,

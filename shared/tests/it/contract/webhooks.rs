@@ -21,7 +21,11 @@ pub async fn crud_by_tenant(store: Arc<dyn WebhookStore>) {
     let listed = store.list(&acme, &PageRequest::default()).await.unwrap();
     assert_eq!(listed.items.iter().map(|w| w.id).collect::<Vec<_>>(), [hook.id]);
 
-    hook.rotate_secret(keys().seal(&relay::domain::WebhookSecret::generate(), hook.id).unwrap(), std::time::Duration::from_secs(60), Timestamp::now());
+    hook.rotate_secret(
+        keys().seal(&relay::domain::WebhookSecret::generate(), hook.id).unwrap(),
+        std::time::Duration::from_secs(60),
+        Timestamp::now(),
+    );
     hook.disable("gone", Timestamp::now());
     assert!(store.update(&hook).await.unwrap());
     let got = store.get(hook.id).await.unwrap().unwrap();
@@ -85,7 +89,11 @@ pub async fn stale_writes_are_refused_and_concurrent_changes_all_land(store: Arc
     let mut read_by_other = read_by_one.clone();
 
     let mut rotated = read_by_one.clone();
-    rotated.rotate_secret(keys().seal(&relay::domain::WebhookSecret::generate(), rotated.id).unwrap(), std::time::Duration::ZERO, Timestamp::now());
+    rotated.rotate_secret(
+        keys().seal(&relay::domain::WebhookSecret::generate(), rotated.id).unwrap(),
+        std::time::Duration::ZERO,
+        Timestamp::now(),
+    );
     assert!(store.update(&rotated).await.unwrap());
     read_by_other.failing_since = Some(Timestamp::now());
     let stale = store.update(&read_by_other).await;

@@ -10,9 +10,7 @@ use relay::local::{Backends, Relay};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{
-    CATCH_UP, accepted, api, assert_health, assert_unavailable, bounded, copies, health, post, wait_for_all,
-};
+use super::{CATCH_UP, accepted, api, assert_health, assert_unavailable, bounded, copies, health, post, wait_for_all};
 use crate::aws;
 use crate::helpers::{Receiver, SERVICE_TOKEN, TestApp};
 use crate::proxy::Proxy;
@@ -27,9 +25,7 @@ struct AwsRelay {
 }
 
 fn endpoint(service_var: &str) -> String {
-    std::env::var(service_var)
-        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .unwrap()
+    std::env::var(service_var).or_else(|_| std::env::var("AWS_ENDPOINT_URL")).unwrap()
 }
 
 async fn aws_relay_behind_proxies() -> Option<AwsRelay> {
@@ -42,28 +38,12 @@ async fn aws_relay_behind_proxies() -> Option<AwsRelay> {
     let dynamodb_endpoint = endpoint("AWS_ENDPOINT_URL_DYNAMODB");
     let sqs = Proxy::to_url(&sqs_endpoint).await;
     let dynamodb = Proxy::to_url(&dynamodb_endpoint).await;
-    let through = |url: String| {
-        aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(url)
-            .load()
-    };
-    let via_dynamodb = Backends::aws(
-        &config,
-        &through(dynamodb.url_for(&dynamodb_endpoint)).await,
-    );
+    let through = |url: String| aws_config::defaults(BehaviorVersion::latest()).endpoint_url(url).load();
+    let via_dynamodb = Backends::aws(&config, &through(dynamodb.url_for(&dynamodb_endpoint)).await);
     let via_sqs = Backends::aws(&config, &through(sqs.url_for(&sqs_endpoint)).await);
-    let backends = Backends {
-        queue: via_sqs.queue,
-        dead_letter: via_sqs.dead_letter,
-        ..via_dynamodb
-    };
+    let backends = Backends { queue: via_sqs.queue, dead_letter: via_sqs.dead_letter, ..via_dynamodb };
     let app = TestApp::start(&config, backends).await;
-    Some(AwsRelay {
-        app,
-        config,
-        sqs,
-        dynamodb,
-    })
+    Some(AwsRelay { app, config, sqs, dynamodb })
 }
 
 /// A receiver, a webhook for it, and an event posted and delivered before anything breaks.
@@ -77,20 +57,10 @@ async fn one_delivered(app: &TestApp) -> (Receiver, String, String) {
 
 /// The ids of the events the relay has stored, newest first.
 async fn stored_events(app: &TestApp) -> Vec<String> {
-    let response = app
-        .http
-        .get(app.url("/api/events?limit=100"))
-        .header("x-service-token", SERVICE_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.http.get(app.url("/api/events?limit=100")).header("x-service-token", SERVICE_TOKEN).send().await.unwrap();
     let body: Value = response.json().await.unwrap();
-    body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["eventId"].as_str().unwrap().to_owned())
-        .collect()
+    body["data"].as_array().unwrap().iter().map(|e| e["eventId"].as_str().unwrap().to_owned()).collect()
 }
 
 /// README ("Running on local AWS"): the event is stored before it is enqueued; when the queue
@@ -107,11 +77,7 @@ async fn queue_down_during_ingest_answers_503_and_every_stored_event_is_delivere
 
     aws.sqs.cut().await;
     let key = aws::unique("faults-key");
-    assert_unavailable(
-        post(app, "keyed", Some(&key)).await,
-        "POST, queue down, with a key",
-    )
-    .await;
+    assert_unavailable(post(app, "keyed", Some(&key)).await, "POST, queue down, with a key").await;
     assert_unavailable(post(app, "unkeyed", None).await, "POST, queue down").await;
     assert_health(app, "unhealthy", &["queue"], &["eventStore"]).await;
 
@@ -123,29 +89,15 @@ async fn queue_down_during_ingest_answers_503_and_every_stored_event_is_delivere
 
     aws.sqs.restore();
     let stored = stored_events(app).await;
-    assert_eq!(
-        stored.len(),
-        4,
-        "every event is stored before it is enqueued: {stored:?}"
-    );
+    assert_eq!(stored.len(), 4, "every event is stored before it is enqueued: {stored:?}");
     // The caller's retry under the same key: the stored event, enqueued now.
     let retried = post(app, "keyed", Some(&key)).await;
-    assert_eq!(
-        retried
-            .headers()
-            .get("idempotent-replayed")
-            .map(|v| v.to_str().unwrap()),
-        Some("true")
-    );
+    assert_eq!(retried.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
     let keyed = accepted(retried).await;
     assert!(stored.contains(&keyed), "the retry returned a new event");
     // The two nobody retried: maintenance dispatches them.
-    let maintenance = Relay::new(&aws.config, app.backends.clone())
-        .unwrap()
-        .maintenance;
-    let redispatched = bounded("redispatch", maintenance.redispatch(Timestamp::now(), 10))
-        .await
-        .unwrap();
+    let maintenance = Relay::new(&aws.config, app.backends.clone()).unwrap().maintenance;
+    let redispatched = bounded("redispatch", maintenance.redispatch(Timestamp::now(), 10)).await.unwrap();
     assert_eq!(redispatched, 2);
     let after = accepted(post(app, "after", None).await).await;
 
@@ -160,18 +112,11 @@ async fn queue_down_during_ingest_answers_503_and_every_stored_event_is_delivere
         all.iter().cloned().collect(),
         "an unknown event was delivered"
     );
-    assert!(
-        got.values().all(|&n| n == 1),
-        "an event was delivered twice: {got:?}"
-    );
+    assert!(got.values().all(|&n| n == 1), "an event was delivered twice: {got:?}");
     for id in &all {
         app.wait_for_delivery(&webhook_id, id, "succeeded").await;
     }
-    assert_eq!(
-        maintenance.redispatch(Timestamp::now(), 10).await.unwrap(),
-        0,
-        "nothing left undispatched"
-    );
+    assert_eq!(maintenance.redispatch(Timestamp::now(), 10).await.unwrap(), 0, "nothing left undispatched");
     assert_health(app, "healthy", &[], &[]).await;
     aws.app.stop().await;
 }
@@ -186,18 +131,10 @@ async fn event_store_down_answers_503_everywhere_and_loses_nothing_accepted() {
 
     aws.dynamodb.cut().await;
     let key = aws::unique("faults-key");
-    assert_unavailable(
-        post(app, "keyed", Some(&key)).await,
-        "POST, store down, with a key",
-    )
-    .await;
+    assert_unavailable(post(app, "keyed", Some(&key)).await, "POST, store down, with a key").await;
     assert_unavailable(post(app, "refused", None).await, "POST, store down").await;
     assert_health(app, "unhealthy", &["eventStore"], &["queue"]).await;
-    assert_unavailable(
-        api(app, Method::GET, "/api/webhooks", None).await,
-        "GET /api/webhooks, store down",
-    )
-    .await;
+    assert_unavailable(api(app, Method::GET, "/api/webhooks", None).await, "GET /api/webhooks, store down").await;
     let other = Receiver::start().await;
     let hook = json!({"name": "while down", "url": other.url(), "eventTypes": ["job.created"]});
     assert_unavailable(
@@ -206,17 +143,10 @@ async fn event_store_down_answers_503_everywhere_and_loses_nothing_accepted() {
     )
     .await;
     let path = format!("/api/webhooks/{webhook_id}");
-    assert_unavailable(
-        api(app, Method::GET, &path, None).await,
-        "GET a webhook, store down",
-    )
-    .await;
+    assert_unavailable(api(app, Method::GET, &path, None).await, "GET a webhook, store down").await;
     let response = bounded(
         "GET an event",
-        app.http
-            .get(app.url(&format!("/api/events/{before}")))
-            .header("x-service-token", SERVICE_TOKEN)
-            .send(),
+        app.http.get(app.url(&format!("/api/events/{before}"))).header("x-service-token", SERVICE_TOKEN).send(),
     )
     .await
     .unwrap();
@@ -225,11 +155,7 @@ async fn event_store_down_answers_503_everywhere_and_loses_nothing_accepted() {
     // A store that takes connections and never answers must not hold the caller either.
     aws.dynamodb.stall().await;
     assert_unavailable(post(app, "silent", None).await, "POST, store silent").await;
-    assert_unavailable(
-        api(app, Method::GET, "/api/webhooks", None).await,
-        "GET /api/webhooks, store silent",
-    )
-    .await;
+    assert_unavailable(api(app, Method::GET, "/api/webhooks", None).await, "GET /api/webhooks, store silent").await;
 
     aws.dynamodb.restore();
     let keyed = accepted(post(app, "keyed", Some(&key)).await).await;
@@ -243,17 +169,9 @@ async fn event_store_down_answers_503_everywhere_and_loses_nothing_accepted() {
     }
     // Nothing refused was stored, so nothing turns up later.
     let stored = stored_events(app).await;
-    assert_eq!(
-        stored.iter().cloned().collect::<BTreeSet<_>>(),
-        [before, keyed, after].into_iter().collect()
-    );
-    let maintenance = Relay::new(&aws.config, app.backends.clone())
-        .unwrap()
-        .maintenance;
-    assert_eq!(
-        maintenance.redispatch(Timestamp::now(), 10).await.unwrap(),
-        0
-    );
+    assert_eq!(stored.iter().cloned().collect::<BTreeSet<_>>(), [before, keyed, after].into_iter().collect());
+    let maintenance = Relay::new(&aws.config, app.backends.clone()).unwrap().maintenance;
+    assert_eq!(maintenance.redispatch(Timestamp::now(), 10).await.unwrap(), 0);
     assert!(got.values().all(|&n| n == 1), "{got:?}");
     assert_health(app, "healthy", &[], &[]).await;
     aws.app.stop().await;

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::{
-    CATCH_UP, accepted, api, assert_health, assert_unavailable, copies, post, stream, wait_for_all,
-};
+use super::{CATCH_UP, accepted, api, assert_health, assert_unavailable, copies, post, stream, wait_for_all};
 use crate::helpers::{Receiver, Reply, TestApp, eventually};
 use crate::pg;
 use crate::proxy::Proxy;
@@ -25,9 +23,7 @@ async fn delivery_log(pool: &PgPool) -> BTreeMap<String, (String, i64)> {
     .fetch_all(pool)
     .await
     .unwrap();
-    rows.into_iter()
-        .map(|(event, status, ok)| (event, (status, ok)))
-        .collect()
+    rows.into_iter().map(|(event, status, ok)| (event, (status, ok))).collect()
 }
 
 /// Every one of `ids` delivered and logged `succeeded`, nothing else in the log, and no 2xx
@@ -36,35 +32,21 @@ async fn assert_all_delivered_and_logged(pool: &PgPool, receiver: &Receiver, ids
     wait_for_all(receiver, ids).await;
     let settled = eventually(CATCH_UP, || async {
         let log = delivery_log(pool).await;
-        (log.len() == ids.len() && log.values().all(|(status, _)| status == "succeeded"))
-            .then_some(log)
+        (log.len() == ids.len() && log.values().all(|(status, _)| status == "succeeded")).then_some(log)
     })
     .await;
     let Some(log) = settled else {
-        panic!(
-            "the log never showed all {} deliveries succeeded: {:?}",
-            ids.len(),
-            delivery_log(pool).await
-        );
+        panic!("the log never showed all {} deliveries succeeded: {:?}", ids.len(), delivery_log(pool).await);
     };
     let got = copies(receiver);
     for id in ids {
         let (_, logged_ok) = &log[id];
         let received = got.get(id).copied().unwrap_or(0) as i64;
-        assert_eq!(
-            *logged_ok, 1,
-            "{id}: {logged_ok} successful attempts logged"
-        );
-        assert!(
-            received >= *logged_ok,
-            "{id}: logged sent {logged_ok} times, received {received}"
-        );
+        assert_eq!(*logged_ok, 1, "{id}: {logged_ok} successful attempts logged");
+        assert!(received >= *logged_ok, "{id}: logged sent {logged_ok} times, received {received}");
     }
     let duplicates: usize = got.values().map(|n| n - 1).sum();
-    eprintln!(
-        "{} events delivered, {duplicates} duplicate requests (at least once)",
-        ids.len()
-    );
+    eprintln!("{} events delivered, {duplicates} duplicate requests (at least once)", ids.len());
 }
 
 /// What a PostgreSQL restart looks like to the relay: every connection dropped and new ones
@@ -93,19 +75,12 @@ async fn restarting_mid_run_loses_nothing_and_the_pool_recovers() {
         proxy.cut().await;
         assert_health(&app, "degraded", &["postgres"], &[]).await;
         let deliveries = format!("/api/webhooks/{webhook_id}/deliveries");
-        assert_unavailable(
-            api(&app, Method::GET, &deliveries, None).await,
-            "GET deliveries, PostgreSQL down",
-        )
-        .await;
+        assert_unavailable(api(&app, Method::GET, &deliveries, None).await, "GET deliveries, PostgreSQL down").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         proxy.restore();
         Instant::now()
     };
-    let (mut ids, restored_at) = tokio::join!(
-        stream(&app, "restart", 50, Duration::from_millis(50)),
-        outage
-    );
+    let (mut ids, restored_at) = tokio::join!(stream(&app, "restart", 50, Duration::from_millis(50)), outage);
     ids.push(accepted(post(&app, "after the restart", None).await).await);
     assert_all_delivered_and_logged(&pool, &receiver, &ids).await;
     let waited = receiver
@@ -113,10 +88,7 @@ async fn restarting_mid_run_loses_nothing_and_the_pool_recovers() {
         .iter()
         .filter(|r| r.at > restored_at && ids[..50].iter().any(|id| id == r.header("webhook-id")))
         .count();
-    assert!(
-        waited > 0,
-        "no delivery waited for PostgreSQL: the outage missed the stream"
-    );
+    assert!(waited > 0, "no delivery waited for PostgreSQL: the outage missed the stream");
     assert_health(&app, "healthy", &[], &[]).await;
 
     // The server ends the relay's sessions itself (pg_terminate_backend), twice, mid-stream.
@@ -136,10 +108,7 @@ async fn restarting_mid_run_loses_nothing_and_the_pool_recovers() {
         }
         killed
     };
-    let (more, killed) = tokio::join!(
-        stream(&app, "terminated", 20, Duration::from_millis(40)),
-        kill
-    );
+    let (more, killed) = tokio::join!(stream(&app, "terminated", 20, Duration::from_millis(40)), kill);
     assert!(killed[0] > 0, "no relay session to terminate: {killed:?}");
     ids.extend(more);
     ids.push(accepted(post(&app, "after the kill", None).await).await);

@@ -21,10 +21,7 @@ use crate::redis_server::PrivateRedis;
 async fn flushall(url: &str) {
     let client = redis::Client::open(url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut connection).await.unwrap();
 }
 
 /// The keys the relay has in Redis, and those of them without an expiry (only the cache
@@ -32,18 +29,10 @@ async fn flushall(url: &str) {
 async fn keys_without_expiry(url: &str) -> (Vec<String>, Vec<String>) {
     let client = redis::Client::open(url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut connection).await.unwrap();
     let mut immortal = Vec::new();
     for key in &keys {
-        let ttl: i64 = redis::cmd("PTTL")
-            .arg(key)
-            .query_async(&mut connection)
-            .await
-            .unwrap();
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut connection).await.unwrap();
         if ttl == -1 && !key.ends_with("webhooks:generation") {
             immortal.push(key.clone());
         }
@@ -70,10 +59,7 @@ async fn flushed_mid_run_loses_nothing_and_its_cache_and_limits_recover() {
             flushall(&redis.url).await;
         }
     };
-    let (ids, ()) = tokio::join!(
-        stream(&app, "flushed", 40, Duration::from_millis(25)),
-        flusher
-    );
+    let (ids, ()) = tokio::join!(stream(&app, "flushed", 40, Duration::from_millis(25)), flusher);
     wait_for_all(&receiver, &ids).await;
     for id in &ids {
         app.wait_for_delivery(&webhook_id, id, "succeeded").await;
@@ -100,21 +86,12 @@ async fn flushed_mid_run_loses_nothing_and_its_cache_and_limits_recover() {
     let to_second = second.wait_for(1, CATCH_UP).await;
     assert_eq!(to_second[0].header("webhook-id"), last);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !copies(&receiver).contains_key(&last),
-        "the cache served a stale subscription after the flush"
-    );
+    assert!(!copies(&receiver).contains_key(&last), "the cache served a stale subscription after the flush");
 
     // Rate-limit counters and the cache are back, each key with its expiry.
     let (keys, immortal) = keys_without_expiry(&redis.url).await;
-    assert!(
-        keys.iter().any(|k| k.contains(":rate:")),
-        "no rate-limit counter: {keys:?}"
-    );
-    assert!(
-        keys.iter().any(|k| k.contains(":subscribed:")),
-        "nothing cached: {keys:?}"
-    );
+    assert!(keys.iter().any(|k| k.contains(":rate:")), "no rate-limit counter: {keys:?}");
+    assert!(keys.iter().any(|k| k.contains(":subscribed:")), "nothing cached: {keys:?}");
     assert_eq!(immortal, Vec::<String>::new());
     assert_health(&app, "healthy", &[], &[]).await;
     app.stop().await;
@@ -130,11 +107,7 @@ async fn cut_and_restored_the_relay_reconnects_and_the_cache_is_not_stale() {
     };
     let proxy = Proxy::to_url(&redis.url).await;
     // No rate limit: waiting on deliveries polls the API faster than the default allows.
-    let app = TestApp::spawn_with(&[
-        ("REDIS_URL", &proxy.url_for(&redis.url)),
-        ("RATE_LIMIT_PER_MINUTE", "0"),
-    ])
-    .await;
+    let app = TestApp::spawn_with(&[("REDIS_URL", &proxy.url_for(&redis.url)), ("RATE_LIMIT_PER_MINUTE", "0")]).await;
     let first = Receiver::start().await;
     let (first_id, _) = app.create_webhook(&first.url(), &["job.created"]).await;
     let before = app.send_event("job.created").await;
@@ -152,26 +125,16 @@ async fn cut_and_restored_the_relay_reconnects_and_the_cache_is_not_stale() {
     proxy.stall().await;
     let silent = accepted(post(&app, "silent", None).await).await;
     app.wait_for_delivery(&first_id, &silent, "succeeded").await;
-    app.wait_for_delivery(&second_id, &silent, "succeeded")
-        .await;
+    app.wait_for_delivery(&second_id, &silent, "succeeded").await;
 
     proxy.restore();
-    let back = eventually(CATCH_UP, || async {
-        (health(&app).await.1["status"] == "healthy").then_some(())
-    })
-    .await;
-    assert!(
-        back.is_some(),
-        "health never returned to healthy after Redis came back"
-    );
+    let back = eventually(CATCH_UP, || async { (health(&app).await.1["status"] == "healthy").then_some(()) }).await;
+    assert!(back.is_some(), "health never returned to healthy after Redis came back");
     let after = accepted(post(&app, "after", None).await).await;
     app.wait_for_delivery(&first_id, &after, "succeeded").await;
     app.wait_for_delivery(&second_id, &after, "succeeded").await;
     let expected: BTreeSet<String> = [before, during, silent, after].into_iter().collect();
-    assert_eq!(
-        copies(&first).keys().cloned().collect::<BTreeSet<_>>(),
-        expected
-    );
+    assert_eq!(copies(&first).keys().cloned().collect::<BTreeSet<_>>(), expected);
     app.stop().await;
 }
 
@@ -219,18 +182,13 @@ async fn a_flush_while_the_cache_is_filled_does_not_hide_the_next_change() {
     let config = test_config(&[]);
     let cache = Arc::new(FlushedWhileFilling::default());
     let mut backends = Backends::in_memory(&config);
-    backends.webhooks = Arc::new(CachedWebhookStore::new(
-        backends.webhooks.clone(),
-        cache.clone(),
-        Duration::from_secs(60),
-    ));
+    backends.webhooks =
+        Arc::new(CachedWebhookStore::new(backends.webhooks.clone(), cache.clone(), Duration::from_secs(60)));
     let relay = Relay::new(&config, backends).unwrap();
     let tenant = TenantId::parse("acme").unwrap();
     let hook = |name: &str| -> WebhookInput {
-        serde_json::from_value(
-            json!({"name": name, "url": "http://127.0.0.1:9/hook", "eventTypes": ["job.created"]}),
-        )
-        .unwrap()
+        serde_json::from_value(json!({"name": name, "url": "http://127.0.0.1:9/hook", "eventTypes": ["job.created"]}))
+            .unwrap()
     };
     let event_type = config.event_types.parse("job.created").unwrap();
     let store = relay.backends.webhooks.clone();
@@ -240,8 +198,5 @@ async fn a_flush_while_the_cache_is_filled_does_not_hide_the_next_change() {
     assert_eq!(store.subscribed(&event_type).await.unwrap().len(), 1);
     let second = relay.admin.create(&tenant, hook("second")).await.unwrap();
     let subscribed = store.subscribed(&event_type).await.unwrap();
-    assert!(
-        subscribed.iter().any(|w| w.id == second.id),
-        "the cache hid a webhook created after the flush"
-    );
+    assert!(subscribed.iter().any(|w| w.id == second.id), "the cache hid a webhook created after the flush");
 }

@@ -64,9 +64,7 @@ impl Route {
 
     /// The path with `{id}` and `{event_id}` filled, by these segments where given.
     pub fn path_with(&self, id: Option<&str>, event_id: Option<&str>) -> String {
-        self.template
-            .replace("{id}", id.unwrap_or(&self.id))
-            .replace("{event_id}", event_id.unwrap_or(&self.event_id))
+        self.template.replace("{id}", id.unwrap_or(&self.id)).replace("{event_id}", event_id.unwrap_or(&self.event_id))
     }
 
     pub fn takes_body(&self) -> bool {
@@ -75,9 +73,7 @@ impl Route {
 
     /// A request with the route's credential and a JSON content type.
     pub fn request(&self, path_and_query: &str) -> axum::http::request::Builder {
-        let mut builder = Request::builder()
-            .method(self.method.clone())
-            .uri(path_and_query);
+        let mut builder = Request::builder().method(self.method.clone()).uri(path_and_query);
         if let Some((name, value)) = self.caller.credential() {
             builder = builder.header(name, value);
         }
@@ -126,27 +122,19 @@ impl Harness {
 
     /// With `vars` over the harness's configuration (`DATABASE_URL`, ...).
     pub fn start_with(vars: &[(&str, &str)]) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("a runtime");
         // Thousands of requests, many with wrong credentials, on purpose: no limit may answer
         // 429 in their place (auth.rs tests the limits).
-        let mut env = vec![
-            ("RATE_LIMIT_PER_MINUTE", "0"),
-            ("AUTH_FAILURE_LIMIT_PER_MINUTE", "0"),
-            ("CORS_ORIGINS", CORS_ORIGIN),
-        ];
+        let mut env =
+            vec![("RATE_LIMIT_PER_MINUTE", "0"), ("AUTH_FAILURE_LIMIT_PER_MINUTE", "0"), ("CORS_ORIGINS", CORS_ORIGIN)];
         env.extend_from_slice(vars);
         let config = test_config(&env);
         let (stop, stopped) = watch::channel(false);
         let (relay, receiver) = runtime.block_on(async {
             let backends = Backends::from_config(&config).await.expect("backends");
             let relay = Relay::new(&config, backends).expect("the relay");
-            tokio::spawn(
-                Poller::new(relay.backends.queue.clone(), relay.handler.clone()).run(stopped),
-            );
+            tokio::spawn(Poller::new(relay.backends.queue.clone(), relay.handler.clone()).run(stopped));
             (relay, Receiver::start().await)
         });
         let mut harness = Self {
@@ -181,14 +169,9 @@ impl Harness {
                 Err(_) => return Err(TestCaseError::fail("no answer within 10 s")),
             };
             let (parts, body) = response.into_parts();
-            let body = to_bytes(body, 64 << 20)
-                .await
-                .map_err(|e| TestCaseError::fail(format!("unreadable body: {e}")))?;
-            Ok(Reply {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
+            let body =
+                to_bytes(body, 64 << 20).await.map_err(|e| TestCaseError::fail(format!("unreadable body: {e}")))?;
+            Ok(Reply { status: parts.status, headers: parts.headers, body })
         })
     }
 
@@ -197,19 +180,9 @@ impl Harness {
         let method = request.method().clone();
         let request_id = request.headers().get("x-request-id").cloned();
         let reply = self.send(request)?;
-        *self
-            .statuses
-            .lock()
-            .expect("statuses")
-            .entry(reply.status.as_u16())
-            .or_default() += 1;
-        check(&route.template, &method, request_id.as_ref(), &reply).map_err(|e| {
-            TestCaseError::fail(format!(
-                "{method} {} -> {}: {e}",
-                route.template,
-                reply.summary()
-            ))
-        })?;
+        *self.statuses.lock().expect("statuses").entry(reply.status.as_u16()).or_default() += 1;
+        check(&route.template, &method, request_id.as_ref(), &reply)
+            .map_err(|e| TestCaseError::fail(format!("{method} {} -> {}: {e}", route.template, reply.summary())))?;
         Ok(reply)
     }
 
@@ -279,23 +252,15 @@ impl Harness {
             id: String::new(),
             event_id: String::new(),
         };
-        let request = route
-            .request(path)
-            .body(Body::from(body.to_string()))
-            .expect("a request");
-        self.exchange(&route, request)
-            .unwrap_or_else(|e| panic!("{e}"))
+        let request = route.request(path).body(Body::from(body.to_string())).expect("a request");
+        self.exchange(&route, request).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn create_webhook(&self, event_type: &str) -> String {
-        let body =
-            json!({"name": "hostile", "url": self.receiver_url(), "eventTypes": [event_type]});
+        let body = json!({"name": "hostile", "url": self.receiver_url(), "eventTypes": [event_type]});
         let reply = self.call(Method::POST, "/api/webhooks", Caller::Tenant, body);
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.summary());
-        reply.json()["data"]["id"]
-            .as_str()
-            .expect("an id")
-            .to_owned()
+        reply.json()["data"]["id"].as_str().expect("an id").to_owned()
     }
 
     /// Posts a job.created event and waits until it was delivered to `webhook`.
@@ -303,17 +268,11 @@ impl Harness {
         let body = json!({"eventType": "job.created", "eventName": "seed", "payload": {"n": 1}});
         let reply = self.call(Method::POST, "/api/events", Caller::Service, body);
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.summary());
-        let event = reply.json()["data"]["eventId"]
-            .as_str()
-            .expect("an id")
-            .to_owned();
+        let event = reply.json()["data"]["eventId"].as_str().expect("an id").to_owned();
         let deliveries = format!("/api/webhooks/{webhook}/deliveries");
         for _ in 0..500 {
             let reply = self.call(Method::GET, &deliveries, Caller::Tenant, Value::Null);
-            if reply.json()["data"]
-                .as_array()
-                .is_some_and(|d| d.iter().any(|d| d["status"] == "succeeded"))
-            {
+            if reply.json()["data"].as_array().is_some_and(|d| d.iter().any(|d| d["status"] == "succeeded")) {
                 return event;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -352,18 +311,11 @@ impl Harness {
                     id: id.to_owned(),
                     event_id: event.to_owned(),
                 };
-                assert!(
-                    !route.path().contains('{'),
-                    "{template} has a placeholder these tests do not fill"
-                );
+                assert!(!route.path().contains('{'), "{template} has a placeholder these tests do not fill");
                 routes.push(route);
             }
         }
-        assert!(
-            routes.len() >= 20,
-            "only {} routes in /openapi.json",
-            routes.len()
-        );
+        assert!(routes.len() >= 20, "only {} routes in /openapi.json", routes.len());
         routes
     }
 }
@@ -376,11 +328,7 @@ impl Drop for Harness {
 
 /// A request id the relay keeps: 1-128 of `A-Z a-z 0-9 - _ .`.
 pub fn sane_request_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// What every answer must be: no 5xx; one sane `X-Request-Id` (the caller's when it was sane,
@@ -399,30 +347,16 @@ pub fn check(
     prop_assert_eq!(ids.len(), 1, "not one X-Request-Id");
     let id = ids[0].to_str().unwrap_or_default();
     prop_assert!(sane_request_id(id), "X-Request-Id {:?}", ids[0]);
-    match sent_id
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| sane_request_id(v))
-    {
+    match sent_id.and_then(|v| v.to_str().ok()).filter(|v| sane_request_id(v)) {
         Some(sent) => prop_assert_eq!(id, sent, "the caller's sane X-Request-Id was not kept"),
-        None => prop_assert!(
-            uuid::Uuid::parse_str(id).is_ok(),
-            "X-Request-Id {} is not a new UUID",
-            id
-        ),
+        None => prop_assert!(uuid::Uuid::parse_str(id).is_ok(), "X-Request-Id {} is not a new UUID", id),
     }
     prop_assert_eq!(
-        reply
-            .headers
-            .get(header::X_CONTENT_TYPE_OPTIONS)
-            .map(HeaderValue::as_bytes),
+        reply.headers.get(header::X_CONTENT_TYPE_OPTIONS).map(HeaderValue::as_bytes),
         Some(&b"nosniff"[..])
     );
     if let Some(origin) = reply.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
-        prop_assert_eq!(
-            origin.as_bytes(),
-            CORS_ORIGIN.as_bytes(),
-            "CORS allowed another origin"
-        );
+        prop_assert_eq!(origin.as_bytes(), CORS_ORIGIN.as_bytes(), "CORS allowed another origin");
     }
     if *method == Method::HEAD {
         prop_assert!(reply.body.is_empty(), "HEAD answered with a body");
@@ -430,35 +364,19 @@ pub fn check(
     }
     if *method == Method::OPTIONS && status == StatusCode::OK && reply.body.is_empty() {
         prop_assert!(
-            reply
-                .headers
-                .contains_key(header::ACCESS_CONTROL_ALLOW_METHODS),
+            reply.headers.contains_key(header::ACCESS_CONTROL_ALLOW_METHODS),
             "an empty 200 that is not a preflight"
         );
         return Ok(());
     }
-    let content_type = reply
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if template == "/api/dashboard/metrics"
-        && status.is_success()
-        && content_type.starts_with("text/plain")
-    {
-        prop_assert!(
-            std::str::from_utf8(&reply.body).is_ok(),
-            "metrics text is not UTF-8"
-        );
+    let content_type = reply.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if template == "/api/dashboard/metrics" && status.is_success() && content_type.starts_with("text/plain") {
+        prop_assert!(std::str::from_utf8(&reply.body).is_ok(), "metrics text is not UTF-8");
         return Ok(());
     }
-    prop_assert!(
-        content_type.starts_with("application/json"),
-        "content type {:?}",
-        content_type
-    );
-    let body: Value = serde_json::from_slice(&reply.body)
-        .map_err(|e| TestCaseError::fail(format!("body is not JSON: {e}")))?;
+    prop_assert!(content_type.starts_with("application/json"), "content type {:?}", content_type);
+    let body: Value =
+        serde_json::from_slice(&reply.body).map_err(|e| TestCaseError::fail(format!("body is not JSON: {e}")))?;
     if status.is_client_error() {
         return check_error(status, &body);
     }
@@ -490,37 +408,18 @@ fn documented_codes(status: StatusCode) -> &'static [&'static str] {
 }
 
 fn check_error(status: StatusCode, body: &Value) -> Result<(), TestCaseError> {
-    prop_assert_eq!(
-        &body["success"],
-        &Value::Bool(false),
-        "success is not false"
-    );
+    prop_assert_eq!(&body["success"], &Value::Bool(false), "success is not false");
     prop_assert!(body.get("data").is_none(), "an error with data");
     let error = &body["error"];
     let code = error["code"].as_str().unwrap_or_default();
-    prop_assert!(
-        documented_codes(status).contains(&code),
-        "code {:?} is not documented for {}",
-        code,
-        status
-    );
-    prop_assert!(
-        error["message"]
-            .as_str()
-            .is_some_and(|m| !m.trim().is_empty()),
-        "no message"
-    );
-    let details = error["details"]
-        .as_array()
-        .ok_or_else(|| TestCaseError::fail("details is not an array"))?;
+    prop_assert!(documented_codes(status).contains(&code), "code {:?} is not documented for {}", code, status);
+    prop_assert!(error["message"].as_str().is_some_and(|m| !m.trim().is_empty()), "no message");
+    let details = error["details"].as_array().ok_or_else(|| TestCaseError::fail("details is not an array"))?;
     if code == "validation_failed" {
         prop_assert!(!details.is_empty(), "validation_failed without details");
         for detail in details {
             prop_assert!(detail["field"].is_string(), "a detail without a field");
-            prop_assert!(
-                detail["message"].as_str().is_some_and(|m| !m.is_empty()),
-                "a detail without a message"
-            );
+            prop_assert!(detail["message"].as_str().is_some_and(|m| !m.is_empty()), "a detail without a message");
         }
     } else {
         prop_assert!(details.is_empty(), "details outside validation_failed");
@@ -529,54 +428,24 @@ fn check_error(status: StatusCode, body: &Value) -> Result<(), TestCaseError> {
 }
 
 /// Builds a request; one `http` refuses (a made-up byte in the URI) is not a case.
-pub fn build(
-    builder: axum::http::request::Builder,
-    body: impl Into<Body>,
-) -> Result<Request<Body>, TestCaseError> {
-    builder
-        .body(body.into())
-        .map_err(|e| TestCaseError::reject(format!("not a request: {e}")))
+pub fn build(builder: axum::http::request::Builder, body: impl Into<Body>) -> Result<Request<Body>, TestCaseError> {
+    builder.body(body.into()).map_err(|e| TestCaseError::reject(format!("not a request: {e}")))
 }
 
 /// The body limit of the router `route` is on (README: `MAX_PAYLOAD_BYTES`, 64 KiB).
 pub fn body_limit(route: &Route) -> usize {
-    if route.template.starts_with("/api/events") {
-        256 * 1024
-    } else {
-        64 * 1024
-    }
+    if route.template.starts_with("/api/events") { 256 * 1024 } else { 64 * 1024 }
 }
 
 /// What an accepted webhook URL must be: http(s) with a host, no credentials or fragment, at
 /// most 2048 characters, and nothing but visible ASCII, so it can never split a header line.
 pub fn check_stored_url(stored: &str) -> Result<(), TestCaseError> {
-    prop_assert!(
-        stored.bytes().all(|b| b.is_ascii_graphic()),
-        "stored URL {:?} holds raw bytes",
-        stored
-    );
-    prop_assert!(
-        stored.len() <= 2048,
-        "stored URL is {} characters",
-        stored.len()
-    );
-    let url = url::Url::parse(stored)
-        .map_err(|e| TestCaseError::fail(format!("stored URL {stored:?}: {e}")))?;
-    prop_assert!(
-        matches!(url.scheme(), "http" | "https"),
-        "scheme of {}",
-        stored
-    );
-    prop_assert!(
-        url.host_str().is_some_and(|h| !h.is_empty()),
-        "no host in {}",
-        stored
-    );
-    prop_assert!(
-        url.username().is_empty() && url.password().is_none(),
-        "credentials in {}",
-        stored
-    );
+    prop_assert!(stored.bytes().all(|b| b.is_ascii_graphic()), "stored URL {:?} holds raw bytes", stored);
+    prop_assert!(stored.len() <= 2048, "stored URL is {} characters", stored.len());
+    let url = url::Url::parse(stored).map_err(|e| TestCaseError::fail(format!("stored URL {stored:?}: {e}")))?;
+    prop_assert!(matches!(url.scheme(), "http" | "https"), "scheme of {}", stored);
+    prop_assert!(url.host_str().is_some_and(|h| !h.is_empty()), "no host in {}", stored);
+    prop_assert!(url.username().is_empty() && url.password().is_none(), "credentials in {}", stored);
     prop_assert!(url.fragment().is_none(), "a fragment in {}", stored);
     Ok(())
 }

@@ -16,24 +16,10 @@ fn hostile_request_ids_are_replaced() {
     let harness = Harness::start();
     let route = harness.route(Method::GET, "/api/webhooks");
     let long = "a".repeat(129);
-    let ids: [&[u8]; 9] = [
-        b"",
-        b" ",
-        long.as_bytes(),
-        b"a b",
-        b"\xc3\xbc",
-        b"\xff",
-        b"id\tx",
-        b"../x",
-        b"ok-id_1.2",
-    ];
+    let ids: [&[u8]; 9] = [b"", b" ", long.as_bytes(), b"a b", b"\xc3\xbc", b"\xff", b"id\tx", b"../x", b"ok-id_1.2"];
     for id in ids {
-        let request = route
-            .request("/api/webhooks")
-            .header("x-request-id", HeaderValue::from_bytes(id).unwrap());
-        let reply = harness
-            .exchange(route, build(request, "").unwrap())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let request = route.request("/api/webhooks").header("x-request-id", HeaderValue::from_bytes(id).unwrap());
+        let reply = harness.exchange(route, build(request, "").unwrap()).unwrap_or_else(|e| panic!("{e}"));
         let answered = reply.headers["x-request-id"].to_str().unwrap();
         if sane_request_id(std::str::from_utf8(id).unwrap_or_default()) {
             assert_eq!(answered.as_bytes(), id);
@@ -45,19 +31,9 @@ fn hostile_request_ids_are_replaced() {
 
 /// No header of a delivery is `X-Injected`, and none holds CR, LF or NUL.
 fn assert_no_injected_header(request: &Received) {
-    assert!(
-        !request.headers.contains_key("x-injected"),
-        "{:?}",
-        request.headers
-    );
+    assert!(!request.headers.contains_key("x-injected"), "{:?}", request.headers);
     for (name, value) in &request.headers {
-        assert!(
-            !value
-                .as_bytes()
-                .iter()
-                .any(|b| matches!(b, b'\r' | b'\n' | 0)),
-            "{name}: {value:?}"
-        );
+        assert!(!value.as_bytes().iter().any(|b| matches!(b, b'\r' | b'\n' | 0)), "{name}: {value:?}");
     }
 }
 
@@ -78,11 +54,7 @@ async fn control_characters_in_names_stay_in_json() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    assert!(
-        !response.headers().contains_key("x-injected"),
-        "{:?}",
-        response.headers()
-    );
+    assert!(!response.headers().contains_key("x-injected"), "{:?}", response.headers());
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["data"]["name"], name, "kept as sent, trimmed");
 
@@ -99,15 +71,10 @@ async fn control_characters_in_names_stay_in_json() {
     let delivered = receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_no_injected_header(&delivered[0]);
     let body = delivered[0].json();
-    assert_eq!(
-        (&body["eventName"], &body["data"]),
-        (&event["eventName"], &event["payload"])
-    );
+    assert_eq!((&body["eventName"], &body["data"]), (&event["eventName"], &event["payload"]));
 
     for event_type in ["job.created\r\n", "job.created\u{0}", "job\r\n.created"] {
-        let response = app
-            .post_event(json!({"eventType": event_type, "eventName": "x", "payload": {}}))
-            .await;
+        let response = app.post_event(json!({"eventType": event_type, "eventName": "x", "payload": {}})).await;
         assert_eq!(response.status(), 422, "{event_type:?}");
         let (status, _) = app
             .api(
@@ -131,19 +98,12 @@ fn a_url_longer_than_2048_characters_once_encoded_is_refused() {
     assert!(url.len() <= 2048);
     let create = harness.route(Method::POST, "/api/webhooks");
     let body = json!({"name": "long", "url": url, "eventTypes": ["job.created"]}).to_string();
-    let reply = harness
-        .exchange(
-            create,
-            build(create.request("/api/webhooks"), body).unwrap(),
-        )
-        .unwrap();
+    let reply = harness.exchange(create, build(create.request("/api/webhooks"), body).unwrap()).unwrap();
     assert_error(&reply, 422, "validation_failed");
     assert_eq!(reply.json()["error"]["details"][0]["field"], "url");
     let update = harness.route(Method::PUT, "/api/webhooks/{id}");
     let body = json!({ "url": url }).to_string();
-    let reply = harness
-        .exchange(update, build(update.request(&update.path()), body).unwrap())
-        .unwrap();
+    let reply = harness.exchange(update, build(update.request(&update.path()), body).unwrap()).unwrap();
     assert_error(&reply, 422, "validation_failed");
 }
 
@@ -153,8 +113,13 @@ fn a_url_longer_than_2048_characters_once_encoded_is_refused() {
 
 /// Registers a webhook named "crlf" at `url` for acme.
 async fn register(app: &TestApp, url: &str) -> (reqwest::StatusCode, Value) {
-    app.api(reqwest::Method::POST, "/api/webhooks", ACME_KEY, Some(json!({"name": "crlf", "url": url, "eventTypes": ["job.created"]})))
-        .await
+    app.api(
+        reqwest::Method::POST,
+        "/api/webhooks",
+        ACME_KEY,
+        Some(json!({"name": "crlf", "url": url, "eventTypes": ["job.created"]})),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -178,10 +143,7 @@ async fn crlf_in_webhook_urls_never_splits_a_delivery_header() {
     }
     for url in [
         format!("http://{}%0d%0aX-Injected:%20yes/", receiver.addr),
-        format!(
-            "http://127.0.0.1\r\nX-Injected: yes:{}/",
-            receiver.addr.port()
-        ),
+        format!("http://127.0.0.1\r\nX-Injected: yes:{}/", receiver.addr.port()),
         format!("http://{}:1%0d%0a/", receiver.addr.ip()),
     ] {
         let (status, body) = register(&app, &url).await;
@@ -190,15 +152,9 @@ async fn crlf_in_webhook_urls_never_splits_a_delivery_header() {
     }
 
     app.send_event("job.created").await;
-    let delivered = receiver
-        .wait_for(accepted.len(), Duration::from_secs(10))
-        .await;
+    let delivered = receiver.wait_for(accepted.len(), Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        receiver.received().len(),
-        accepted.len(),
-        "one delivery per webhook, none split in two"
-    );
+    assert_eq!(receiver.received().len(), accepted.len(), "one delivery per webhook, none split in two");
     for request in &delivered {
         assert_no_injected_header(request);
         assert_eq!(request.json()["eventType"], "job.created");

@@ -14,9 +14,7 @@ fn event_body(payload: &str) -> String {
 
 fn post_event(harness: &Harness, body: impl Into<Body>) -> Reply {
     let route = harness.route(Method::POST, "/api/events");
-    harness
-        .exchange(route, build(route.request("/api/events"), body).unwrap())
-        .unwrap_or_else(|e| panic!("{e}"))
+    harness.exchange(route, build(route.request("/api/events"), body).unwrap()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// serde_json reads 127 levels at most: deeper bodies are not JSON to the relay (400), in a
@@ -26,30 +24,17 @@ fn payloads_nested_200_and_10000_deep_are_invalid_json() {
     let harness = Harness::start();
     for levels in [200, 10_000] {
         for objects in [false, true] {
-            let deep = Json::Deep {
-                levels,
-                objects,
-                inner: Box::new(Json::Null),
-            }
-            .render();
+            let deep = Json::Deep { levels, objects, inner: Box::new(Json::Null) }.render();
             let reply = post_event(&harness, event_body(&format!(r#"{{"deep":{deep}}}"#)));
             assert_error(&reply, 400, "invalid_json");
             assert!(
-                reply.json()["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("recursion limit"),
+                reply.json()["error"]["message"].as_str().unwrap().contains("recursion limit"),
                 "{}",
                 reply.summary()
             );
             let route = harness.route(Method::POST, "/api/webhooks");
-            let body = format!(
-                r#"{{"name":{deep},"url":"{}","eventTypes":["job.created"]}}"#,
-                harness.receiver_url()
-            );
-            let reply = harness
-                .exchange(route, build(route.request("/api/webhooks"), body).unwrap())
-                .unwrap();
+            let body = format!(r#"{{"name":{deep},"url":"{}","eventTypes":["job.created"]}}"#, harness.receiver_url());
+            let reply = harness.exchange(route, build(route.request("/api/webhooks"), body).unwrap()).unwrap();
             assert_error(&reply, 400, "invalid_json");
         }
     }
@@ -63,43 +48,21 @@ fn the_deepest_accepted_payload_comes_back_parseable() {
     let harness = Harness::start();
     let mut deepest = None;
     for levels in 0..130 {
-        let deep = Json::Deep {
-            levels,
-            objects: true,
-            inner: Box::new(Json::Null),
-        }
-        .render();
+        let deep = Json::Deep { levels, objects: true, inner: Box::new(Json::Null) }.render();
         let reply = post_event(&harness, event_body(&format!(r#"{{"deep":{deep}}}"#)));
         if reply.status != StatusCode::ACCEPTED {
             assert_error(&reply, 422, "validation_failed");
             assert_eq!(reply.json()["error"]["details"][0]["field"], "payload");
             break;
         }
-        deepest = Some((
-            levels,
-            reply.json()["data"]["eventId"].as_str().unwrap().to_owned(),
-        ));
+        deepest = Some((levels, reply.json()["data"]["eventId"].as_str().unwrap().to_owned()));
     }
     let (levels, id) = deepest.expect("a shallow payload was refused");
-    assert_eq!(
-        levels + 1,
-        64,
-        "the payload object and {levels} levels in it"
-    );
+    assert_eq!(levels + 1, 64, "the payload object and {levels} levels in it");
     let get = harness.route(Method::GET, "/api/events/{id}");
-    harness
-        .exchange(
-            get,
-            build(get.request(&format!("/api/events/{id}")), "").unwrap(),
-        )
-        .unwrap();
+    harness.exchange(get, build(get.request(&format!("/api/events/{id}")), "").unwrap()).unwrap();
     let list = harness.route(Method::GET, "/api/events");
-    harness
-        .exchange(
-            list,
-            build(list.request("/api/events?limit=500"), "").unwrap(),
-        )
-        .unwrap();
+    harness.exchange(list, build(list.request("/api/events?limit=500"), "").unwrap()).unwrap();
 }
 
 /// Duplicate keys: the last one wins, as `JSON.parse` reads them, everywhere: at the top
@@ -116,34 +79,22 @@ fn duplicate_keys_keep_the_last_value() {
     assert_eq!(reply.json()["data"]["eventType"], "job.created");
     assert_eq!(reply.json()["data"]["payload"], json!({"k": {"z": 2}}));
 
-    let reply = post_event(
-        &harness,
-        r#"{"eventType":"job.created","eventType":"nope.nope","eventName":"dup","payload":{}}"#,
-    );
+    let reply =
+        post_event(&harness, r#"{"eventType":"job.created","eventType":"nope.nope","eventName":"dup","payload":{}}"#);
     assert_error(&reply, 422, "validation_failed");
     assert_eq!(reply.json()["error"]["details"][0]["field"], "eventType");
 
     let route = harness.route(Method::POST, "/api/events");
     let keyed = |body: &str| {
-        let request = route
-            .request("/api/events")
-            .header("idempotency-key", "hostile-dup-1");
-        harness
-            .exchange(route, build(request, body.to_owned()).unwrap())
-            .unwrap()
+        let request = route.request("/api/events").header("idempotency-key", "hostile-dup-1");
+        harness.exchange(route, build(request, body.to_owned()).unwrap()).unwrap()
     };
-    let first = keyed(
-        r#"{"eventType":"job.created","eventName":"a","eventName":"b","payload":{"k":1,"k":2}}"#,
-    );
+    let first = keyed(r#"{"eventType":"job.created","eventName":"a","eventName":"b","payload":{"k":1,"k":2}}"#);
     let again = keyed(r#"{"payload":{"k":2},"eventName":"b","eventType":"job.created"}"#);
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.summary());
-    assert_eq!(
-        again.headers["idempotent-replayed"], "true",
-        "the same meaning is a replay"
-    );
+    assert_eq!(again.headers["idempotent-replayed"], "true", "the same meaning is a replay");
     assert_eq!(again.json()["data"], first.json()["data"]);
-    let other =
-        keyed(r#"{"eventType":"job.created","eventName":"b","eventName":"a","payload":{"k":2}}"#);
+    let other = keyed(r#"{"eventType":"job.created","eventName":"b","eventName":"a","payload":{"k":2}}"#);
     assert_error(&other, 409, "idempotency_key_reused");
 
     let create = harness.route(Method::POST, "/api/webhooks");
@@ -151,21 +102,12 @@ fn duplicate_keys_keep_the_last_value() {
         r#"{{"name":"first","name":"last","url":"http://[::1]:1/","url":"{}","eventTypes":["job.created"],"eventTypes":["assessment.graded"]}}"#,
         harness.receiver_url()
     );
-    let reply = harness
-        .exchange(
-            create,
-            build(create.request("/api/webhooks"), body).unwrap(),
-        )
-        .unwrap();
+    let reply = harness.exchange(create, build(create.request("/api/webhooks"), body).unwrap()).unwrap();
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.summary());
     let data = &reply.json()["data"];
     assert_eq!(
         (&data["name"], &data["url"], &data["eventTypes"]),
-        (
-            &json!("last"),
-            &json!(harness.receiver_url()),
-            &json!(["assessment.graded"])
-        )
+        (&json!("last"), &json!(harness.receiver_url()), &json!(["assessment.graded"]))
     );
 }
 
@@ -247,26 +189,13 @@ fn nul_and_lone_surrogates_in_strings() {
     let reply = post_event(&harness, body);
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.summary());
     let data = reply.json()["data"].clone();
-    assert_eq!(
-        (&data["eventName"], &data["source"]),
-        (&json!("a\u{0}b"), &json!("s\u{0}"))
-    );
+    assert_eq!((&data["eventName"], &data["source"]), (&json!("a\u{0}b"), &json!("s\u{0}")));
     assert_eq!(data["payload"], json!({"k\u{0}": "\u{0}", "pair": "😀"}));
 
-    for bad in [
-        r#""\ud800""#,
-        r#""\udc00""#,
-        r#""\ud800\u0041""#,
-        "\"a\u{1}b\"",
-        "\"a\nb\"",
-        r#""\x""#,
-    ] {
+    for bad in [r#""\ud800""#, r#""\udc00""#, r#""\ud800\u0041""#, "\"a\u{1}b\"", "\"a\nb\"", r#""\x""#] {
         let reply = post_event(&harness, event_body(&format!(r#"{{"s":{bad}}}"#)));
         assert_error(&reply, 400, "invalid_json");
-        let reply = post_event(
-            &harness,
-            format!(r#"{{"eventType":"job.created","eventName":{bad},"payload":{{}}}}"#),
-        );
+        let reply = post_event(&harness, format!(r#"{{"eventType":"job.created","eventName":{bad},"payload":{{}}}}"#));
         assert_error(&reply, 400, "invalid_json");
     }
 }

@@ -48,11 +48,9 @@ impl Json {
             Value::Number(n) => Self::Number(n.to_string()),
             Value::String(s) => Self::text(s),
             Value::Array(items) => Self::Array(items.iter().map(Self::from_value).collect()),
-            Value::Object(map) => Self::Object(
-                map.iter()
-                    .map(|(k, v)| (vec![Piece::Chars(k.clone())], Self::from_value(v)))
-                    .collect(),
-            ),
+            Value::Object(map) => {
+                Self::Object(map.iter().map(|(k, v)| (vec![Piece::Chars(k.clone())], Self::from_value(v))).collect())
+            }
         }
     }
 
@@ -90,11 +88,7 @@ impl Json {
                 }
                 out.push('}');
             }
-            Self::Deep {
-                levels,
-                objects,
-                inner,
-            } => {
+            Self::Deep { levels, objects, inner } => {
                 out.push_str(&(if *objects { "{\"a\":" } else { "[" }).repeat(*levels));
                 inner.write(out);
                 out.push_str(&(if *objects { "}" } else { "]" }).repeat(*levels));
@@ -205,9 +199,7 @@ fn number() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<i64>().prop_map(|n| n.to_string()),
         any::<u64>().prop_map(|n| n.to_string()),
-        any::<f64>()
-            .prop_filter("JSON has no NaN or infinity", |f| f.is_finite())
-            .prop_map(|f| format!("{f:e}")),
+        any::<f64>().prop_filter("JSON has no NaN or infinity", |f| f.is_finite()).prop_map(|f| format!("{f:e}")),
         "-?[1-9][0-9]{19,400}(\\.[0-9]{1,40})?([eE][+-]?[0-9]{1,5})?",
         select(NUMBERS).prop_map(str::to_owned),
     ]
@@ -227,10 +219,7 @@ fn pieces() -> impl Strategy<Value = Vec<Piece>> {
 }
 
 fn key() -> impl Strategy<Value = Vec<Piece>> {
-    prop_oneof![
-        select(KEYS).prop_map(|k| vec![Piece::Chars(k.to_owned())]),
-        pieces()
-    ]
+    prop_oneof![select(KEYS).prop_map(|k| vec![Piece::Chars(k.to_owned())]), pieces()]
 }
 
 /// Any JSON value, and a fair share of text that is almost JSON.
@@ -326,21 +315,12 @@ const BAD_UTF8: &[&[u8]] = &[
 ];
 
 pub fn raw_body() -> impl Strategy<Value = RawBody> {
-    let splice = prop_oneof![
-        select(BAD_UTF8).prop_map(<[u8]>::to_vec),
-        vec(any::<u8>(), 1..8)
-    ];
+    let splice = prop_oneof![select(BAD_UTF8).prop_map(<[u8]>::to_vec), vec(any::<u8>(), 1..8)];
     prop_oneof![
         vec(any::<u8>(), 0..2048).prop_map(RawBody::Random),
         (any::<usize>(), splice).prop_map(|(at, bytes)| RawBody::Spliced { at, bytes }),
-        select(vec![
-            &b"\xef\xbb\xbf"[..],
-            &b"\xff\xfe"[..],
-            &b"\xfe\xff"[..],
-            &b"\x00"[..],
-            &b"\xc0\x80"[..]
-        ])
-        .prop_map(|p: &[u8]| RawBody::Prefixed(p.to_vec())),
+        select(vec![&b"\xef\xbb\xbf"[..], &b"\xff\xfe"[..], &b"\xfe\xff"[..], &b"\x00"[..], &b"\xc0\x80"[..]])
+            .prop_map(|p: &[u8]| RawBody::Prefixed(p.to_vec())),
         any::<bool>().prop_map(|big_endian| RawBody::Utf16 { big_endian }),
     ]
 }
@@ -356,16 +336,9 @@ impl RawBody {
                 body
             }
             Self::Prefixed(prefix) => [prefix.as_slice(), valid.as_bytes()].concat(),
-            Self::Utf16 { big_endian } => valid
-                .encode_utf16()
-                .flat_map(|u| {
-                    if *big_endian {
-                        u.to_be_bytes()
-                    } else {
-                        u.to_le_bytes()
-                    }
-                })
-                .collect(),
+            Self::Utf16 { big_endian } => {
+                valid.encode_utf16().flat_map(|u| if *big_endian { u.to_be_bytes() } else { u.to_le_bytes() }).collect()
+            }
         }
     }
 }
@@ -384,17 +357,7 @@ pub fn percent(bytes: &[u8]) -> String {
         .collect()
 }
 
-const QUERY_KEYS: &[&str] = &[
-    "limit",
-    "offset",
-    "cursor",
-    "since",
-    "until",
-    "status",
-    "eventType",
-    "source",
-    "format",
-];
+const QUERY_KEYS: &[&str] = &["limit", "offset", "cursor", "since", "until", "status", "eventType", "source", "format"];
 
 /// Values as they go in the query string: all are URI characters, not all are valid escapes.
 const QUERY_VALUES: &[&str] = &[
@@ -455,11 +418,7 @@ pub fn query() -> impl Strategy<Value = String> {
     let separator = prop_oneof![6 => Just("&"), 1 => select(vec!["&&", ";", "&amp;"])];
     let pair = (query_key(), equals, query_value());
     (vec(pair, 0..6), separator).prop_map(|(pairs, separator)| {
-        pairs
-            .iter()
-            .map(|(k, eq, v)| format!("{k}{eq}{v}"))
-            .collect::<Vec<_>>()
-            .join(separator)
+        pairs.iter().map(|(k, eq, v)| format!("{k}{eq}{v}")).collect::<Vec<_>>().join(separator)
     })
 }
 
@@ -491,14 +450,8 @@ pub fn path_segment() -> impl Strategy<Value = String> {
 }
 
 /// Header names the relay reads.
-pub const HEADER_NAMES: [&str; 6] = [
-    "x-api-key",
-    "x-service-token",
-    "idempotency-key",
-    "x-request-id",
-    "content-type",
-    "origin",
-];
+pub const HEADER_NAMES: [&str; 6] =
+    ["x-api-key", "x-service-token", "idempotency-key", "x-request-id", "content-type", "origin"];
 
 /// A header value: anything `HeaderValue` takes (tab, visible ASCII, and obs-text 0x80-0xFF),
 /// or a valid value with hostile bytes around it.
@@ -543,21 +496,8 @@ pub fn header_bytes() -> impl Strategy<Value = HeaderBytes> {
 }
 
 /// One piece of a webhook URL, each list mixing the valid with the hostile.
-const SCHEMES: &[&str] = &[
-    "http",
-    "https",
-    "HTTP",
-    "hTTps",
-    "javascript",
-    "file",
-    "data",
-    "ftp",
-    "ws",
-    "gopher",
-    "",
-    "h\tttp",
-    "http\r\n",
-];
+const SCHEMES: &[&str] =
+    &["http", "https", "HTTP", "hTTps", "javascript", "file", "data", "ftp", "ws", "gopher", "", "h\tttp", "http\r\n"];
 const SEPARATORS: &[&str] = &["://", ":", ":/", ":///", "//", "://\r\n", ":\\\\", "://\t"];
 const USERINFO: &[&str] = &["user:pass@", "user@", ":@", "%0d%0a@", "a@b@", "@"];
 const HOSTS: &[&str] = &[
@@ -583,17 +523,7 @@ const HOSTS: &[&str] = &[
     "\u{ff0e}",
     "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p",
 ];
-const PORTS: &[&str] = &[
-    ":0",
-    ":1",
-    ":65535",
-    ":65536",
-    ":99999999999",
-    ":-1",
-    ":abc",
-    ":",
-    ":80\r\n",
-];
+const PORTS: &[&str] = &[":0", ":1", ":65535", ":65536", ":99999999999", ":-1", ":abc", ":", ":80\r\n"];
 const PATHS: &[&str] = &[
     "",
     "/",
@@ -631,9 +561,8 @@ pub fn webhook_url(local: String) -> impl Strategy<Value = String> {
     let path = vec(segment, 0..4).prop_map(|parts| parts.concat());
     let port = prop_oneof![3 => Just(""), 1 => select(PORTS)];
     let userinfo = prop_oneof![3 => Just(""), 1 => select(USERINFO)];
-    let assembled = (scheme, separator, userinfo, host, port, path).prop_map(
-        |(scheme, sep, user, host, port, path)| format!("{scheme}{sep}{user}{host}{port}{path}"),
-    );
+    let assembled = (scheme, separator, userinfo, host, port, path)
+        .prop_map(|(scheme, sep, user, host, port, path)| format!("{scheme}{sep}{user}{host}{port}{path}"));
     let pad = select(vec!["a", "%41", "é", "\u{1F600}", "/"]);
     prop_oneof![
         6 => assembled.clone(),

@@ -19,10 +19,7 @@ fn big_body(harness: &Harness, route: &Route, size: usize) -> String {
     let head = valid.strip_suffix('}').unwrap_or("{");
     let comma = if head.len() > 1 { "," } else { "" };
     let prefix = format!(r#"{head}{comma}"blob":""#);
-    format!(
-        "{prefix}{}\"}}",
-        "a".repeat(size.saturating_sub(prefix.len() + 2))
-    )
+    format!("{prefix}{}\"}}", "a".repeat(size.saturating_sub(prefix.len() + 2)))
 }
 
 /// 10 MB bodies: 413 with the envelope on every route that reads a body; ignored elsewhere.
@@ -40,14 +37,7 @@ fn ten_megabyte_bodies_are_413() {
         if route.reads_body {
             assert_error(&reply, 413, "payload_too_large");
             let limit = body_limit(route).to_string();
-            assert!(
-                reply.json()["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains(&limit),
-                "{}",
-                reply.summary()
-            );
+            assert!(reply.json()["error"]["message"].as_str().unwrap().contains(&limit), "{}", reply.summary());
         }
     }
 }
@@ -59,35 +49,20 @@ async fn a_ten_megabyte_body_is_refused_before_it_is_all_sent() {
     let app = TestApp::spawn_with(&[("RATE_LIMIT_PER_MINUTE", "0")]).await;
     let addr = app.relay.as_ref().unwrap().addr;
     let cases = [
-        (
-            "/api/events",
-            format!("X-Service-Token: {SERVICE_TOKEN}"),
-            512 * 1024,
-            262_144,
-        ),
-        (
-            "/api/webhooks",
-            format!("X-Api-Key: {ACME_KEY}"),
-            128 * 1024,
-            65_536,
-        ),
+        ("/api/events", format!("X-Service-Token: {SERVICE_TOKEN}"), 512 * 1024, 262_144),
+        ("/api/webhooks", format!("X-Api-Key: {ACME_KEY}"), 128 * 1024, 65_536),
     ];
     for (path, credential, sent, limit) in cases {
         for chunked in [false, true] {
-            let framing = if chunked {
-                "Transfer-Encoding: chunked".to_owned()
-            } else {
-                format!("Content-Length: {TEN_MB}")
-            };
+            let framing =
+                if chunked { "Transfer-Encoding: chunked".to_owned() } else { format!("Content-Length: {TEN_MB}") };
             let head = format!(
                 "POST {path} HTTP/1.1\r\nHost: relay\r\n{credential}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
             );
             let body = format!("{{\"name\":\"{}", "a".repeat(sent));
             let response = tokio::task::spawn_blocking(move || {
                 let mut stream = TcpStream::connect(addr).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 stream.write_all(head.as_bytes()).unwrap();
                 if chunked {
                     for chunk in body.as_bytes().chunks(16 * 1024) {
@@ -112,25 +87,11 @@ async fn a_ten_megabyte_body_is_refused_before_it_is_all_sent() {
             })
             .await
             .unwrap();
-            assert!(
-                response.starts_with("HTTP/1.1 413"),
-                "{path} chunked={chunked}: {response}"
-            );
-            assert!(
-                response.to_ascii_lowercase().contains("\r\nx-request-id: "),
-                "{response}"
-            );
-            let envelope: Value =
-                serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or_default())
-                    .unwrap();
+            assert!(response.starts_with("HTTP/1.1 413"), "{path} chunked={chunked}: {response}");
+            assert!(response.to_ascii_lowercase().contains("\r\nx-request-id: "), "{response}");
+            let envelope: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap();
             assert_eq!(envelope["error"]["code"], "payload_too_large");
-            assert!(
-                envelope["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains(&limit.to_string()),
-                "{envelope}"
-            );
+            assert!(envelope["error"]["message"].as_str().unwrap().contains(&limit.to_string()), "{envelope}");
         }
     }
     app.stop().await;
@@ -157,8 +118,7 @@ async fn malformed_requests_on_the_wire_are_refused_or_answered() {
         format!("GET /api/webhooks HTTP/1.1\r\nHost: r\r\nX-Api-Key: {}\r\n\r\n", "k".repeat(100_000)).into(),
         "GET /he alth HTTP/1.1\r\nHost: r\r\n\r\n".into(),
         b"GET /health\xff HTTP/1.1\r\nHost: r\r\n\r\n".to_vec(),
-        "POST /api/events HTTP/1.1\r\nHost: r\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{}"
-            .into(),
+        "POST /api/events HTTP/1.1\r\nHost: r\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n{}".into(),
         "POST /api/events HTTP/1.1\r\nHost: r\r\nContent-Length: -1\r\n\r\n".into(),
     ];
     for request in refused {
@@ -182,18 +142,10 @@ async fn malformed_requests_on_the_wire_are_refused_or_answered() {
     ];
     for request in answered {
         let response = exchange_raw(addr, request.clone().into_bytes()).await;
-        let status: u16 = response
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
+        let status: u16 = response.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         assert!((400..500).contains(&status), "{:.80?}: {response}", request);
-        assert!(
-            response.to_ascii_lowercase().contains("\r\nx-request-id: "),
-            "{response}"
-        );
-        let envelope: Value =
-            serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap();
+        assert!(response.to_ascii_lowercase().contains("\r\nx-request-id: "), "{response}");
+        let envelope: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap();
         assert_eq!(envelope["success"], false, "{response}");
     }
     let health = app.http.get(app.url("/health")).send().await.unwrap();
@@ -205,9 +157,7 @@ async fn malformed_requests_on_the_wire_are_refused_or_answered() {
 async fn exchange_raw(addr: SocketAddr, request: Vec<u8>) -> String {
     tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let _ = stream.write_all(&request);
         let mut response = Vec::new();
         let _ = stream.read_to_end(&mut response);
@@ -224,9 +174,7 @@ fn ends_response(bytes: &[u8]) -> bool {
         return false;
     };
     let length = head.lines().find_map(|line| {
-        line.to_ascii_lowercase()
-            .strip_prefix("content-length:")
-            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+        line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
     });
     length.is_some_and(|n| body.len() >= n)
 }

@@ -98,7 +98,10 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
 
     // A refused form comes back with the reasons and what was typed.
     let refused = acme
-        .post("/dashboard/webhooks", &[("name", "Billing"), ("url", "ftp://example.com/x"), ("eventTypes", "job.created")])
+        .post(
+            "/dashboard/webhooks",
+            &[("name", "Billing"), ("url", "ftp://example.com/x"), ("eventTypes", "job.created")],
+        )
         .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.body.contains("not created") && refused.body.contains("url:"), "{}", refused.body);
@@ -109,7 +112,12 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
     let created = acme
         .post(
             "/dashboard/webhooks",
-            &[("name", "Billing"), ("url", "https://example.com/billing"), ("eventTypes", "job.created"), ("eventTypes", "job.updated")],
+            &[
+                ("name", "Billing"),
+                ("url", "https://example.com/billing"),
+                ("eventTypes", "job.created"),
+                ("eventTypes", "job.updated"),
+            ],
         )
         .await;
     assert_eq!(created.status, StatusCode::SEE_OTHER);
@@ -118,7 +126,10 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
     assert!(location.ends_with("?notice=created"), "{location}");
     let (status, stored) = webhook(&app, ACME_KEY, &id).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((stored["name"].as_str(), stored["url"].as_str()), (Some("Billing"), Some("https://example.com/billing")));
+    assert_eq!(
+        (stored["name"].as_str(), stored["url"].as_str()),
+        (Some("Billing"), Some("https://example.com/billing"))
+    );
     assert_eq!(stored["eventTypes"], json!(["job.created", "job.updated"]));
 
     let detail = acme.get(&location).await;
@@ -129,7 +140,10 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
     assert!(listed.body.contains(&format!(r#"href="/dashboard/webhooks/{id}""#)) && listed.body.contains("active"));
 
     let disabled = acme.post(&format!("/dashboard/webhooks/{id}/disable"), &[]).await;
-    assert_eq!((disabled.status, disabled.location()), (StatusCode::SEE_OTHER, format!("/dashboard/webhooks/{id}?notice=disabled").as_str()));
+    assert_eq!(
+        (disabled.status, disabled.location()),
+        (StatusCode::SEE_OTHER, format!("/dashboard/webhooks/{id}?notice=disabled").as_str())
+    );
     assert_eq!(webhook(&app, ACME_KEY, &id).await.1["isActive"], false);
     assert!(acme.get(disabled.location()).await.body.contains(&format!(r#"action="/dashboard/webhooks/{id}/enable""#)));
     let enabled = acme.post(&format!("/dashboard/webhooks/{id}/enable"), &[]).await;
@@ -155,7 +169,10 @@ async fn the_secret_is_revealed_and_rotated_by_post_only_and_never_cached() {
     let (id, _) = app.create_webhook("https://example.com/hook", &["job.created"]).await;
     let acme = Operator::sign_in(&app, ACME_KEY).await;
     let before = secret(&app, &id).await;
-    assert!(!acme.get(&format!("/dashboard/webhooks/{id}")).await.body.contains(&before), "the page shows the secret unasked");
+    assert!(
+        !acme.get(&format!("/dashboard/webhooks/{id}")).await.body.contains(&before),
+        "the page shows the secret unasked"
+    );
     assert_eq!(acme.get(&format!("/dashboard/webhooks/{id}/secret")).await.status, StatusCode::METHOD_NOT_ALLOWED);
 
     let revealed = acme.post(&format!("/dashboard/webhooks/{id}/secret"), &[]).await;
@@ -183,7 +200,11 @@ async fn a_failed_delivery_is_retried_and_recovered_from_the_webhook_page() {
     let first = app.send_event("job.created").await;
     app.wait_for_delivery(&id, &first, "failed").await;
     let page = acme.get(&format!("/dashboard/webhooks/{id}")).await;
-    assert!(page.body.contains(&format!(r#"id="delivery-{first}""#)) && page.body.contains("receiver down"), "{}", page.body);
+    assert!(
+        page.body.contains(&format!(r#"id="delivery-{first}""#)) && page.body.contains("receiver down"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains(&format!(r#"action="/dashboard/webhooks/{id}/retry/{first}""#)));
     let failed_only = acme.get(&format!("/dashboard/webhooks/{id}?status=failed")).await;
     assert!(failed_only.body.contains(&first));
@@ -200,7 +221,11 @@ async fn a_failed_delivery_is_retried_and_recovered_from_the_webhook_page() {
     let delivery = app.wait_for_delivery(&id, &first, "succeeded").await;
     assert_eq!(delivery["attemptCount"], 3);
     let page = acme.get(retried.location()).await;
-    assert!(page.body.contains("Retried: the delivery succeeded.") && page.body.contains("3 attempts"), "{}", page.body);
+    assert!(
+        page.body.contains("Retried: the delivery succeeded.") && page.body.contains("3 attempts"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("manual"), "the attempt log names the trigger");
 
     // Recover puts failed deliveries since a time back on the queue.
@@ -245,7 +270,12 @@ async fn events_are_the_tenants_own_filtered_and_paged() {
     let receiver = Receiver::start().await;
     let (acme_hook, _) = app.create_webhook(&receiver.url(), &["job.created", "job.updated"]).await;
     let (status, globex_hook) = app
-        .api(Method::POST, "/api/webhooks", GLOBEX_KEY, Some(json!({"name": "g", "url": receiver.url(), "eventTypes": ["candidate.created"]})))
+        .api(
+            Method::POST,
+            "/api/webhooks",
+            GLOBEX_KEY,
+            Some(json!({"name": "g", "url": receiver.url(), "eventTypes": ["candidate.created"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let globex_hook = globex_hook["data"]["id"].as_str().unwrap().to_owned();
@@ -253,7 +283,8 @@ async fn events_are_the_tenants_own_filtered_and_paged() {
     let mut ids = Vec::new();
     for n in 0..30 {
         let (event_type, source) = if n % 3 == 0 { ("job.updated", "ats") } else { ("job.created", "crm") };
-        let body = json!({"eventType": event_type, "eventName": format!("n{n}"), "payload": {"n": n}, "source": source});
+        let body =
+            json!({"eventType": event_type, "eventName": format!("n{n}"), "payload": {"n": n}, "source": source});
         ids.push((post_event(&app, body).await, event_type, source));
     }
     let theirs = app.send_event("candidate.created").await;
@@ -261,7 +292,8 @@ async fn events_are_the_tenants_own_filtered_and_paged() {
         app.wait_for_delivery(&acme_hook, id, "succeeded").await;
     }
     eventually(Duration::from_secs(10), || async {
-        let (_, body) = app.api(Method::GET, &format!("/api/webhooks/{globex_hook}/deliveries"), GLOBEX_KEY, None).await;
+        let (_, body) =
+            app.api(Method::GET, &format!("/api/webhooks/{globex_hook}/deliveries"), GLOBEX_KEY, None).await;
         (body["data"].as_array().map_or(0, Vec::len) == 1).then_some(())
     })
     .await
@@ -275,7 +307,8 @@ async fn events_are_the_tenants_own_filtered_and_paged() {
     let shown = |body: &str| ids.iter().filter(|(id, _, _)| body.contains(id.as_str())).count();
     assert_eq!(shown(&first.body), 25);
     assert!(first.body.contains(&ids[29].0) && !first.body.contains(&ids[0].0));
-    let next = first.body.split(r#"<a href="/dashboard/events?"#).nth(1).and_then(|rest| rest.split('"').next()).unwrap();
+    let next =
+        first.body.split(r#"<a href="/dashboard/events?"#).nth(1).and_then(|rest| rest.split('"').next()).unwrap();
     let second = acme.get(&format!("/dashboard/events?{}", next.replace("&amp;", "&"))).await;
     assert_eq!(shown(&second.body), 5);
     assert!(second.body.contains(&ids[0].0) && !second.body.contains("Older events"));
@@ -292,7 +325,13 @@ async fn events_are_the_tenants_own_filtered_and_paged() {
     let (one, _, _) = &ids[3];
     let detail = acme.get(&format!("/dashboard/events/{one}")).await;
     assert_eq!(detail.status, StatusCode::OK);
-    assert!(detail.body.contains("&quot;n&quot;: 3") && detail.body.contains("test hook") && detail.body.contains("succeeded"), "{}", detail.body);
+    assert!(
+        detail.body.contains("&quot;n&quot;: 3")
+            && detail.body.contains("test hook")
+            && detail.body.contains("succeeded"),
+        "{}",
+        detail.body
+    );
     assert_eq!(acme.get(&format!("/dashboard/events/{theirs}")).await.status, StatusCode::NOT_FOUND);
     assert_eq!(acme.get("/dashboard/events/garbage").await.status, StatusCode::NOT_FOUND);
     let globex = Operator::sign_in(&app, GLOBEX_KEY).await;
@@ -328,7 +367,8 @@ async fn every_form_refuses_a_wrong_token_and_a_cross_site_post() {
     let foreign = other.csrf().await;
     assert_ne!(token, foreign);
 
-    let fields = [("name", "x"), ("url", "https://example.com/x"), ("eventTypes", "job.created"), ("since", "2026-01-01T00:00")];
+    let fields =
+        [("name", "x"), ("url", "https://example.com/x"), ("eventTypes", "job.created"), ("since", "2026-01-01T00:00")];
     for path in FORMS.map(|p| p.replace("{id}", &id).replace("{event}", &event)) {
         let with = |csrf: &str| {
             let mut all = vec![("csrf", csrf)];
@@ -363,7 +403,9 @@ async fn every_form_refuses_a_wrong_token_and_a_cross_site_post() {
     let disable = format!("/dashboard/webhooks/{id}/disable");
     let same = acme.post_raw(&disable, &form(&[("csrf", &token)]), &[("origin", &format!("http://{host}"))]).await;
     assert_eq!(same.status, StatusCode::SEE_OTHER);
-    let fetched = acme.post_raw(&disable, &form(&[("csrf", &token)]), &[("origin", "null"), ("sec-fetch-site", "same-origin")]).await;
+    let fetched = acme
+        .post_raw(&disable, &form(&[("csrf", &token)]), &[("origin", "null"), ("sec-fetch-site", "same-origin")])
+        .await;
     assert_eq!(fetched.status, StatusCode::SEE_OTHER);
     // Signing in from another site is refused too (login CSRF).
     let cross = browser()
@@ -410,7 +452,12 @@ async fn what_tenants_and_services_wrote_is_escaped_on_every_page() {
     receiver.always(Reply::status(500).body("<script>alert('receiver')</script>"));
     let hostile = r#"<script>alert("name")</script><img src=x onerror=alert(1)>"#;
     let (status, created) = app
-        .api(Method::POST, "/api/webhooks", ACME_KEY, Some(json!({"name": hostile, "url": receiver.url(), "eventTypes": ["job.created"]})))
+        .api(
+            Method::POST,
+            "/api/webhooks",
+            ACME_KEY,
+            Some(json!({"name": hostile, "url": receiver.url(), "eventTypes": ["job.created"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let id = created["data"]["id"].as_str().unwrap().to_owned();
@@ -451,9 +498,12 @@ async fn what_tenants_and_services_wrote_is_escaped_on_every_page() {
     assert!(detail.contains("&lt;script&gt;alert('receiver')&lt;/script&gt;"), "the response excerpt, escaped");
     let event_page = acme.get(&format!("/dashboard/events/{event}")).await.body;
     assert!(event_page.contains("&lt;/pre&gt;&lt;script&gt;alert('payload')&lt;/script&gt;"), "{event_page}");
-    assert!(event_page.contains("&lt;svg onload=alert('source')&gt;") && event_page.contains("&lt;/td&gt;&lt;script&gt;"));
+    assert!(
+        event_page.contains("&lt;svg onload=alert('source')&gt;") && event_page.contains("&lt;/td&gt;&lt;script&gt;")
+    );
     // The notice text comes from the relay, never from the URL.
-    let notice = acme.get(&format!("/dashboard/webhooks/{id}?notice=%3Cscript%3Ealert(1)%3C/script%3E&n=%3Cb%3E")).await;
+    let notice =
+        acme.get(&format!("/dashboard/webhooks/{id}?notice=%3Cscript%3Ealert(1)%3C/script%3E&n=%3Cb%3E")).await;
     assert!(!notice.body.contains("<script>alert(1)") && !notice.body.contains("<b>"));
     let recovered = acme.get(&format!("/dashboard/webhooks/{id}?notice=recovered&n=%3Cb%3E")).await;
     assert!(recovered.body.contains("0 failed deliveries put back"));

@@ -44,7 +44,10 @@ fn browser() -> reqwest::Client {
 
 /// Signs in with `key`; returns the response.
 async fn sign_in(app: &TestApp, key: &str, https: bool) -> reqwest::Response {
-    let mut request = browser().post(app.url("/dashboard/sign-in")).header("content-type", "application/x-www-form-urlencoded").body(form(&[("api_key", key)]));
+    let mut request = browser()
+        .post(app.url("/dashboard/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("api_key", key)]));
     if https {
         request = request.header("x-forwarded-proto", "https");
     }
@@ -73,8 +76,14 @@ async fn every_page_needs_a_session() {
     let fill = |path: &str| path.replace("{id}", &webhook).replace("{event}", &event);
     let requests = PAGES.iter().map(|p| (Method::GET, fill(p))).chain(FORMS.iter().map(|p| (Method::POST, fill(p))));
     for (method, path) in requests.chain([(Method::GET, format!("/dashboard/events/{event}"))]) {
-        for cookie in ["", "relay_session=garbage", "relay_session=v1.acme.99999999999999.bm9uY2U.c2ln", "relay_session=v2.acme.99999999999999.bm9uY2U.a2V5.c2ln"] {
-            let response = browser().request(method.clone(), app.url(&path)).header("cookie", cookie).send().await.unwrap();
+        for cookie in [
+            "",
+            "relay_session=garbage",
+            "relay_session=v1.acme.99999999999999.bm9uY2U.c2ln",
+            "relay_session=v2.acme.99999999999999.bm9uY2U.a2V5.c2ln",
+        ] {
+            let response =
+                browser().request(method.clone(), app.url(&path)).header("cookie", cookie).send().await.unwrap();
             assert_eq!(response.status(), StatusCode::SEE_OTHER, "{method} {path} with {cookie:?}");
             assert_eq!(response.headers()["location"], "/dashboard/sign-in");
         }
@@ -85,7 +94,10 @@ async fn every_page_needs_a_session() {
     let form = browser().get(app.url("/dashboard/sign-in")).send().await.unwrap();
     assert_eq!(form.status(), StatusCode::OK);
     let csp = form.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("default-src 'none'") && csp.contains("style-src 'self'") && !csp.contains("script-src"), "{csp}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("style-src 'self'") && !csp.contains("script-src"),
+        "{csp}"
+    );
     assert!(form.text().await.unwrap().contains(r#"name="api_key""#));
     app.stop().await;
 }
@@ -118,7 +130,12 @@ async fn pages_show_the_sessions_tenant_only_and_escape_what_tenants_wrote() {
     let app = TestApp::spawn().await;
     let hostile = r#"<script>alert("x")</script><img src=x onerror=alert(1)>"#;
     let (status, _) = app
-        .api(Method::POST, "/api/webhooks", ACME_KEY, Some(json!({"name": hostile, "url": "https://example.com/hook?a=<b>", "eventTypes": ["job.created"]})))
+        .api(
+            Method::POST,
+            "/api/webhooks",
+            ACME_KEY,
+            Some(json!({"name": hostile, "url": "https://example.com/hook?a=<b>", "eventTypes": ["job.created"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = app

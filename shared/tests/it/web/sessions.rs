@@ -60,7 +60,12 @@ async fn cannot_create(app: &TestApp, cookie: &str, csrf: &str) {
         .post(app.url("/dashboard/webhooks"))
         .header("cookie", cookie)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("csrf", csrf), ("name", "after the end"), ("url", "https://example.com/h"), ("eventTypes", "job.created")]))
+        .body(form(&[
+            ("csrf", csrf),
+            ("name", "after the end"),
+            ("url", "https://example.com/h"),
+            ("eventTypes", "job.created"),
+        ]))
         .send()
         .await
         .unwrap();

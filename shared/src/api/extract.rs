@@ -110,16 +110,19 @@ fn last_of_each_field<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
 }
 
 /// A body that is JSON but not what the route takes: 422 for a wrong field, type or value
-/// (without serde's position, of no use to a caller); 400 for what the first pass let through,
-/// a string that is not Unicode (a lone surrogate).
+/// (without serde's position, of no use to a caller), a number beyond a double's range
+/// included (JSON allows any number; serde_json calls it a syntax error when a field's type
+/// makes it read one); 400 for what the first pass let through, a string that is not Unicode
+/// (a lone surrogate).
 fn shape(e: serde_json::Error) -> Error {
+    let text = e.to_string();
+    let message = text.rsplit_once(" at line ").map_or(text.as_str(), |(message, _)| message);
     match e.classify() {
-        Category::Data => {
-            let text = e.to_string();
-            let message = text.rsplit_once(" at line ").map_or(text.as_str(), |(message, _)| message);
-            Error::validation("body", message)
+        Category::Data => Error::validation("body", message),
+        Category::Syntax if message == "number out of range" => {
+            Error::validation("body", "holds a number out of range")
         }
-        Category::Syntax | Category::Eof | Category::Io => Error::BadJson(e.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => Error::BadJson(text),
     }
 }
 

@@ -434,6 +434,9 @@ struct ConnShared {
     state: AtomicU64,
     /// Wakes the connection task after eviction or at shutdown.
     signal: Notify,
+    /// Set when hyper finished the connection itself (not a timeout, an eviction or a forced
+    /// close): its socket is then closed with a lingering close (see [`linger`]).
+    finished: AtomicBool,
     server: Arc<Server>,
 }
 
@@ -701,6 +704,7 @@ fn spawn_connection(server: &Arc<Server>, stream: TcpStream, peer: SocketAddr, a
             id,
             state: AtomicU64::new(pack(server.now_nanos(), PHASE_HEAD)),
             signal: Notify::new(),
+            finished: AtomicBool::new(false),
             server: Arc::clone(server),
         });
         registry.conns.insert(id, Arc::clone(&shared));
@@ -734,7 +738,7 @@ fn spawn_connection(server: &Arc<Server>, stream: TcpStream, peer: SocketAddr, a
         })
     };
 
-    let io = TokioIo::new(ConnIo { tcp: stream, shared: Arc::clone(&shared) });
+    let io = TokioIo::new(ConnIo { tcp: Some(stream), shared: Arc::clone(&shared) });
     let conn = server.http.serve_connection(io, service);
     let server = Arc::clone(server);
     tasks.spawn(async move {
@@ -780,6 +784,7 @@ where
     poll_fn(|cx: &mut Context<'_>| {
         loop {
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                shared.finished.store(result.is_ok(), Ordering::Release);
                 return Poll::Ready(Ended::Finished(result));
             }
             // The signal only has to wake this task (eviction and shutdown are read from the
@@ -852,17 +857,34 @@ fn evicted_response() -> Response<TrackedBody> {
     response
 }
 
-/// The TCP stream, noting when bytes arrive on an idle keep-alive connection.
+/// The TCP stream, noting when bytes arrive on an idle keep-alive connection. (An `Option` only
+/// so that dropping it can hand the socket to [`linger`].)
 struct ConnIo {
-    tcp: TcpStream,
+    tcp: Option<TcpStream>,
     shared: Arc<ConnShared>,
+}
+
+impl ConnIo {
+    fn tcp(&mut self) -> io::Result<&mut TcpStream> {
+        self.tcp.as_mut().ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+}
+
+/// Ready with the error when the socket is gone, else the stream.
+macro_rules! tcp_or_ready {
+    ($io:expr) => {
+        match $io.tcp() {
+            Ok(tcp) => Pin::new(tcp),
+            Err(error) => return Poll::Ready(Err(error)),
+        }
+    };
 }
 
 impl AsyncRead for ConnIo {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let result = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        let result = tcp_or_ready!(this).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.shared.on_bytes_read();
         }
@@ -872,7 +894,7 @@ impl AsyncRead for ConnIo {
 
 impl AsyncWrite for ConnIo {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        tcp_or_ready!(self.get_mut()).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -880,20 +902,62 @@ impl AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        tcp_or_ready!(self.get_mut()).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.tcp.as_ref().is_some_and(TcpStream::is_write_vectored)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        tcp_or_ready!(self.get_mut()).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+        tcp_or_ready!(self.get_mut()).poll_shutdown(cx)
     }
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        if let Some(tcp) = self.tcp.take()
+            && self.shared.finished.load(Ordering::Acquire)
+        {
+            linger(tcp);
+        }
+    }
+}
+
+/// How long a closed connection's unread input is drained at most, and how much of it.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// A lingering close. A socket closed while the client's bytes wait unread in it (the rest of
+/// a body answered 413 before it all came) makes the kernel send a reset, and the client may
+/// then lose the answer it was already sent. hyper has written its answer and shut the socket
+/// for writing; when input is waiting, this drains it, for up to [`LINGER_TIME`] and
+/// [`LINGER_BYTES`], before closing. A socket with nothing waiting closes at once.
+fn linger(tcp: TcpStream) {
+    let mut buffer = [0u8; 16 * 1024];
+    match tcp.try_read(&mut buffer) {
+        Ok(n) if n > 0 => {}
+        _ => return,
+    }
+    tokio::spawn(async move {
+        let mut drained = 0;
+        let drain = async {
+            while drained < LINGER_BYTES && tcp.readable().await.is_ok() {
+                match tcp.try_read(&mut buffer) {
+                    // The client is done (or gone).
+                    Ok(0) => break,
+                    Ok(n) => drained += n,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    });
 }
 
 /// A request body that fails with [`BodyTimeout`] once its deadline passes while more data

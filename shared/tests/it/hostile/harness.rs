@@ -370,7 +370,9 @@ pub fn check(
         return Ok(());
     }
     let content_type = reply.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if template == "/api/dashboard/metrics" && status.is_success() && content_type.starts_with("text/plain") {
+    // The Prometheus text format, which both metrics routes answer `?format=prometheus` with.
+    let metrics = matches!(template, "/api/dashboard/metrics" | "/api/metrics");
+    if metrics && status.is_success() && content_type.starts_with("text/plain") {
         prop_assert!(std::str::from_utf8(&reply.body).is_ok(), "metrics text is not UTF-8");
         return Ok(());
     }

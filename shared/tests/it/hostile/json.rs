@@ -160,6 +160,22 @@ fn numbers_are_written_as_javascript_writes_them_or_refused() {
     }
 }
 
+/// A number beyond a double's range where a field takes something else is a wrong value of
+/// valid JSON, 422, as in a payload (serde_json reports it as a syntax error when the field's
+/// type makes it read the number; a property test found the 400 it gave).
+#[test]
+fn a_huge_number_in_a_typed_field_is_a_wrong_value() {
+    let harness = Harness::start();
+    let route = harness.route(Method::POST, "/api/webhooks");
+    for field in [r#""eventTypes":[1e400]"#, r#""isActive":-1e999"#, r#""name":1e400"#] {
+        let body = format!(r#"{{"url":"{}",{field}}}"#, harness.receiver_url());
+        let reply = harness.exchange(route, build(route.request("/api/webhooks"), body).unwrap()).unwrap();
+        assert_error(&reply, 422, "validation_failed");
+    }
+    let reply = post_event(&harness, r#"{"eventType":"job.created","eventName":1e400,"payload":{}}"#);
+    assert_error(&reply, 422, "validation_failed");
+}
+
 /// A finding of issue 8: serde_json's default float parsing is not correctly rounded, so a
 /// float was stored and delivered a few ULP off what was sent (`1.1636155031338735e75`, the
 /// shortest form of an f64, became `...737e75`). Floats now come back as JavaScript writes the

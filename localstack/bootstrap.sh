@@ -6,7 +6,7 @@
 #   eval "$(localstack/bootstrap.sh webhook-relay)"
 #   cargo run -p relay-local
 #
-# The definitions come from the code (shared/src/adapters/dynamodb/schema.rs and
+# The definitions come from the code (crates/aws/src/dynamodb/schema.rs and
 # QueueSpec::deployed); a test checks template.yaml declares the same.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

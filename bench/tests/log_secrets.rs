@@ -6,6 +6,9 @@
 //! webhook secrets (whole and their key part), a wrong key a caller sent, the dashboard's
 //! session cookie, the AWS secret key and the database password.
 
+// Test code, helpers included, may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -1,25 +1,11 @@
-//! relay-api: the management API behind API Gateway: webhooks, their delivery log and manual
-//! retries, for external clients with an API key.
+//! relay-api's Lambda entry point; see the library for what it serves.
 
-use aws_config::BehaviorVersion;
-use lambda_http::{Error, run};
-use relay::config::Need;
-use relay::runtime::{Backends, Relay};
+use relay_api::{Settings, app};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    relay::telemetry::init(std::io::stdout);
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let config = relay::runtime::production_config(&sdk).await?;
-    config.require(&[
-        Need::ApiKeys,
-        Need::EventsTable,
-        Need::WebhooksTable,
-        Need::QueueUrl,
-        Need::DatabaseUrl,
-        Need::SecretKeys,
-    ])?;
-    let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
-    let relay = Relay::new(&config, backends)?;
-    run(relay::api::management_app(relay.management_state(), relay.dashboard_routes(), relay.common())).await
+async fn main() -> Result<(), relay_lambda_http::Error> {
+    relay_core::telemetry::init(std::io::stdout);
+    let sdk = relay_aws::sdk_config().await;
+    let settings = Settings::from_vars(&relay_aws::secrets::vars_from_env(&sdk).await?)?;
+    relay_lambda_http::serve(app(settings, &relay_aws::AwsClients::new(&sdk)).await?).await
 }

@@ -1,18 +1,11 @@
-//! relay-ingest: the events API behind API Gateway. It touches only DynamoDB and SQS: no VPC,
-//! no connection pool, a fast cold start (Redis, if configured, only counts rate limits and
-//! connects on first use).
+//! relay-ingest's Lambda entry point; see the library for what it serves.
 
-use aws_config::BehaviorVersion;
-use lambda_http::{Error, run};
-use relay::config::Need;
-use relay::runtime::{Backends, Relay};
+use relay_ingest::{Settings, app};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    relay::telemetry::init(std::io::stdout);
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let config = relay::runtime::production_config(&sdk).await?;
-    config.require(&[Need::ServiceTokens, Need::EventsTable, Need::IdempotencyTable, Need::QueueUrl])?;
-    let relay = Relay::new(&config, Backends::aws(&config, &sdk).with_redis(&config)?)?;
-    run(relay::api::ingest_app(relay.events_state(), relay.common())).await
+async fn main() -> Result<(), relay_lambda_http::Error> {
+    relay_core::telemetry::init(std::io::stdout);
+    let sdk = relay_aws::sdk_config().await;
+    let settings = Settings::from_vars(&relay_aws::secrets::vars_from_env(&sdk).await?)?;
+    relay_lambda_http::serve(app(settings, &relay_aws::AwsClients::new(&sdk))).await
 }

@@ -1,4 +1,4 @@
-//! relay-local: the whole webhook relay in one process. With no settings it runs on the
+//! relay-local's entry point: the whole webhook relay in one process. With no settings it runs on the
 //! embedded in-memory backends, prints dev credentials, and runs a demo that shows a signed
 //! webhook delivered end to end.
 
@@ -7,8 +7,8 @@ mod args;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use relay::config::{Backend, Config, DEV_API_KEY, DEV_SERVICE_TOKEN, Profile};
-use relay::local::{self, Backends, demo};
+use relay_core::auth::{DEV_API_KEY, DEV_SERVICE_TOKEN};
+use relay_local::{self as local, Backend, Config, demo};
 
 use args::Args;
 
@@ -37,10 +37,10 @@ async fn run() -> anyhow::Result<()> {
     if let Some(prefix) = &args.bootstrap {
         return bootstrap(prefix, args.visibility_timeout).await;
     }
-    let config = Config::from_env(Profile::Local).context("configuration")?;
+    let config = Config::from_env().context("configuration")?;
     // Room for HTTP_MAX_CONNECTIONS connections: the soft open-file limit is often 1024.
     local::serve::raise_fd_limit();
-    let backends = Backends::from_config(&config).await.context("configuration")?;
+    let backends = local::backends(&config).await.context("configuration")?;
     let listener = local::serve::bind((config.host, config.port).into())
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     let running = local::start(&config, backends, listener).await.context("starting the relay")?;
@@ -99,16 +99,16 @@ async fn stop_signal() -> std::io::Result<&'static str> {
 
 fn init_tracing() {
     // Logs go to stderr; stdout carries the banner and the demo's result.
-    relay::telemetry::init(std::io::stderr);
+    relay_core::telemetry::init(std::io::stderr);
 }
 
 async fn bootstrap(prefix: &str, visibility_timeout: Option<u64>) -> anyhow::Result<()> {
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    let mut queues = relay::adapters::sqs::QueueSpec::deployed(prefix);
+    let sdk = relay_aws::sdk_config().await;
+    let mut queues = relay_aws::QueueSpec::deployed(prefix);
     if let Some(secs) = visibility_timeout {
         queues.visibility_timeout = Duration::from_secs(secs);
     }
-    let created = local::bootstrap_aws(&sdk, prefix, &queues).await.context("creating the AWS resources")?;
+    let created = relay_aws::bootstrap(&sdk, prefix, &queues).await.context("creating the AWS resources")?;
     let show = |value: Option<String>| value.unwrap_or_default();
     println!("export EVENTS_TABLE={}", show(created.events_table));
     println!("export IDEMPOTENCY_TABLE={}", show(created.idempotency_table));
@@ -118,7 +118,7 @@ async fn bootstrap(prefix: &str, visibility_timeout: Option<u64>) -> anyhow::Res
     // Webhook secrets are stored sealed: keep the key already set, else make one (keep it:
     // without it the webhooks stored with it cannot sign).
     let keys = std::env::var("SECRETS_ENCRYPTION_KEYS").ok().filter(|k| !k.trim().is_empty());
-    println!("export SECRETS_ENCRYPTION_KEYS={}", keys.unwrap_or_else(relay::sealing::SecretKeys::new_setting));
+    println!("export SECRETS_ENCRYPTION_KEYS={}", keys.unwrap_or_else(relay_core::sealing::SecretKeys::new_setting));
     Ok(())
 }
 

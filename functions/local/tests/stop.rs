@@ -7,6 +7,9 @@
 //! a receiver of the test's own, in a thread, that records when each delivery arrived and when
 //! it was answered.
 
+// Test code, helpers included, may unwrap: a panic is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -1,26 +1,15 @@
-//! relay-maintenance: run by an EventBridge schedule. Re-dispatches events stored but never
-//! enqueued and turns dead-lettered messages into failed deliveries; answers with its report.
+//! relay-maintenance's Lambda entry point; see the library for what it does.
 
-use aws_config::BehaviorVersion;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use relay::config::Need;
-use relay::runtime::{Backends, Relay};
+use relay_maintenance::{Settings, maintenance};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    relay::telemetry::init(std::io::stdout);
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let config = relay::runtime::production_config(&sdk).await?;
-    config.require(&[
-        Need::EventsTable,
-        Need::WebhooksTable,
-        Need::QueueUrl,
-        Need::DeadLetterQueueUrl,
-        Need::DatabaseUrl,
-    ])?;
-    let backends = Backends::aws(&config, &sdk).with_database(&config).await?.with_redis(&config)?;
-    let maintenance = Relay::new(&config, backends)?.maintenance;
+    relay_core::telemetry::init(std::io::stdout);
+    let sdk = relay_aws::sdk_config().await;
+    let settings = Settings::from_vars(&relay_aws::secrets::vars_from_env(&sdk).await?)?;
+    let maintenance = maintenance(settings, &relay_aws::AwsClients::new(&sdk)).await?;
     run(service_fn(|_: LambdaEvent<Value>| {
         let maintenance = maintenance.clone();
         async move { Ok::<Value, Error>(serde_json::to_value(maintenance.run().await?)?) }

@@ -1,0 +1,39 @@
+//! The event and webhook stores on DynamoDB (aws-sdk-dynamodb), reached through the SDK's
+//! standard endpoint settings only. Every read on a request path is a GetItem or a Query on
+//! an index; nothing scans.
+//!
+//! - `events`: one item per event (`id`), with sparse and dense GSIs for listing by time, type
+//!   and source, and a sparse `pending-dispatch` index of events not yet enqueued.
+//! - `idempotency`: one item per ingest idempotency key, written in the same transaction as
+//!   the event, expiring by TTL.
+//! - `webhooks`: single-table: a webhook item per webhook (`WEBHOOK#id`), listed by tenant
+//!   through a GSI, and a subscription item per (event type, active webhook) so dispatch finds
+//!   subscribers with one Query.
+
+mod events;
+mod query;
+mod schema;
+mod webhooks;
+
+pub use events::DynamoEventStore;
+pub use schema::{
+    EVENTS, IDEMPOTENCY, IndexDef, TABLES, TTL_ATTRIBUTE, TableDef, TableNames, WEBHOOKS, create_tables, index,
+};
+pub use webhooks::DynamoWebhookStore;
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+
+use relay_core::Error;
+
+fn unavailable(err: impl std::error::Error) -> Error {
+    Error::unavailable("database", DisplayErrorContext(err))
+}
+
+/// One record as a DynamoDB item.
+fn to_item<T: serde::Serialize>(value: &T) -> relay_core::Result<query::Item> {
+    serde_dynamo::to_item(value).map_err(|e| Error::Internal(format!("cannot encode an item: {e}")))
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("unreadable {what} item: {err}"))
+}

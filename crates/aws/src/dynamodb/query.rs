@@ -1,0 +1,66 @@
+//! Newest-first paging over a key range, shared by the stores.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::unavailable;
+use relay_core::Result;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A Query on one partition of `index`, sorted by a UUIDv7 attribute, newest first.
+#[derive(Debug)]
+pub struct NewestFirst<'a> {
+    pub table: &'a str,
+    pub index: Option<&'a str>,
+    pub partition: (&'a str, &'a str),
+    pub sort_key: &'a str,
+    /// Only items whose sort key is below this (the decoded cursor).
+    pub before: Option<String>,
+    /// An equality filter on one more attribute.
+    pub filter: Option<(&'a str, &'a str)>,
+    /// How many matching items to collect at most.
+    pub want: usize,
+}
+
+impl NewestFirst<'_> {
+    /// Pages through DynamoDB until `want` items matched or the partition is exhausted.
+    pub async fn run(&self, client: &Client) -> Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let left = i32::try_from((self.want - items.len()).min(1000)).unwrap_or(1000);
+            let mut query = client
+                .query()
+                .table_name(self.table)
+                .set_index_name(self.index.map(str::to_owned))
+                .expression_attribute_names("#pk", self.partition.0)
+                .expression_attribute_values(":pk", AttributeValue::S(self.partition.1.to_owned()))
+                .scan_index_forward(false)
+                .limit(left)
+                .set_exclusive_start_key(start.take());
+            query = match &self.before {
+                Some(before) => query
+                    .key_condition_expression("#pk = :pk AND #sk < :before")
+                    .expression_attribute_names("#sk", self.sort_key)
+                    .expression_attribute_values(":before", AttributeValue::S(before.clone())),
+                None => query.key_condition_expression("#pk = :pk"),
+            };
+            if let Some((name, value)) = self.filter {
+                query = query
+                    .filter_expression("#f = :f")
+                    .expression_attribute_names("#f", name)
+                    .expression_attribute_values(":f", AttributeValue::S(value.to_owned()));
+            }
+            let output = query.send().await.map_err(unavailable)?;
+            items.extend(output.items().iter().cloned());
+            start = output.last_evaluated_key().cloned();
+            if items.len() >= self.want || start.is_none() {
+                items.truncate(self.want);
+                return Ok(items);
+            }
+        }
+    }
+}

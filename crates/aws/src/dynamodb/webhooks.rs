@@ -1,0 +1,323 @@
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+
+use super::query::{Item, NewestFirst};
+use super::schema::{TableNames, index};
+use super::{corrupt, to_item, unavailable};
+use relay_core::domain::{EventType, Page, PageRequest, TenantId, Webhook, WebhookId, WebhookUrl};
+use relay_core::ports::WebhookStore;
+use relay_core::sealing::SealedSecret;
+use relay_core::{Error, Result, Timestamp};
+
+const WEBHOOK_SK: &str = "WEBHOOK";
+
+fn webhook_pk(id: WebhookId) -> String {
+    format!("WEBHOOK#{id}")
+}
+
+fn subscription_pk(event_type: &str) -> String {
+    format!("TYPE#{event_type}")
+}
+
+#[derive(Debug, Clone)]
+pub struct DynamoWebhookStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoWebhookStore {
+    pub fn new(client: Client, tables: &TableNames) -> Self {
+        Self { client, table: tables.webhooks.clone() }
+    }
+
+    fn key(id: WebhookId) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(webhook_pk(id))),
+            ("sk".to_owned(), AttributeValue::S(WEBHOOK_SK.to_owned())),
+        ])
+    }
+
+    fn subscription_key(event_type: &str, id: WebhookId) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(subscription_pk(event_type))),
+            ("sk".to_owned(), AttributeValue::S(webhook_pk(id))),
+        ])
+    }
+
+    fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem> {
+        self.put_if(item, condition, None)
+    }
+
+    /// A put on `condition`, with `:revision` bound to `revision` when given.
+    fn put_if(&self, item: Item, condition: Option<&str>, revision: Option<u64>) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_values(
+                revision.map(|r| HashMap::from([(":revision".to_owned(), AttributeValue::N(r.to_string()))])),
+            )
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn delete(&self, key: HashMap<String, AttributeValue>) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    fn subscription_put(&self, event_type: &str, id: WebhookId) -> Result<TransactWriteItem> {
+        let mut item = Self::subscription_key(event_type, id);
+        item.insert("webhookId".into(), AttributeValue::S(id.to_string()));
+        self.put(item, None)
+    }
+
+    /// Writes the webhook item and brings its subscription items from `before` to `after`.
+    /// A new item when `expected` is `None`; else a replacement of the item at revision
+    /// `expected` (an item from before revisions has none: it counts as 0).
+    async fn write(
+        &self,
+        webhook: &Webhook,
+        expected: Option<u64>,
+        before: &BTreeSet<String>,
+        after: &BTreeSet<String>,
+    ) -> Result<()> {
+        let condition = match expected {
+            None => "attribute_not_exists(pk)",
+            Some(0) => "attribute_exists(pk) AND (attribute_not_exists(revision) OR revision = :revision)",
+            Some(_) => "attribute_exists(pk) AND revision = :revision",
+        };
+        let mut actions = vec![self.put_if(to_item(&WebhookItem::new(webhook))?, Some(condition), expected)?];
+        for removed in before.difference(after) {
+            actions.push(self.delete(Self::subscription_key(removed, webhook.id))?);
+        }
+        for added in after.difference(before) {
+            actions.push(self.subscription_put(added, webhook.id)?);
+        }
+        self.client.transact_write_items().set_transact_items(Some(actions)).send().await.map_err(|err| {
+            // Cancelled: the condition failed, or another transaction wrote the item meanwhile.
+            match err.as_service_error() {
+                Some(e) if e.is_transaction_canceled_exception() && expected.is_some() => Error::webhook_changed(),
+                _ => unavailable(err),
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn batch_get(&self, ids: Vec<String>) -> Result<Vec<Webhook>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        ("pk".to_owned(), AttributeValue::S(format!("WEBHOOK#{id}"))),
+                        ("sk".to_owned(), AttributeValue::S(WEBHOOK_SK.to_owned())),
+                    ])
+                })
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            );
+            while let Some(keys) = request.take() {
+                let output =
+                    self.client.batch_get_item().request_items(&self.table, keys).send().await.map_err(unavailable)?;
+                if let Some(items) = output.responses().and_then(|r| r.get(&self.table)) {
+                    for item in items {
+                        found.push(from_item(item.clone())?);
+                    }
+                }
+                request = output
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn from_item(item: Item) -> Result<Webhook> {
+    serde_dynamo::from_item::<_, WebhookItem>(item).map_err(|e| corrupt("webhook", e))?.into_webhook()
+}
+
+/// The event types a webhook has subscription items for: all of them while active, none else.
+fn subscriptions(webhook: &Webhook) -> BTreeSet<String> {
+    if webhook.is_active {
+        webhook.event_types.iter().map(|t| t.as_str().to_owned()).collect()
+    } else {
+        BTreeSet::new()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WebhookItem {
+    pk: String,
+    sk: String,
+    webhook_id: String,
+    tenant: String,
+    name: String,
+    url: String,
+    event_types: Vec<String>,
+    is_active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    disabled_reason: Option<String>,
+    /// Sealed (`enc:v1:...`, see `relay_core::sealing`); a plain `whsec_` on items written before.
+    secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_secret_expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failing_since: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    /// Absent on items written before revisions existed: 0.
+    #[serde(default)]
+    revision: u64,
+}
+
+impl WebhookItem {
+    fn new(w: &Webhook) -> Self {
+        Self {
+            pk: webhook_pk(w.id),
+            sk: WEBHOOK_SK.into(),
+            webhook_id: w.id.to_string(),
+            tenant: w.tenant.as_str().into(),
+            name: w.name.clone(),
+            url: w.url.as_str().into(),
+            event_types: w.event_types.iter().map(|t| t.as_str().to_owned()).collect(),
+            is_active: w.is_active,
+            disabled_reason: w.disabled_reason.clone(),
+            secret: w.secret.as_str().into(),
+            previous_secret: w.previous_secret.as_ref().map(|s| s.as_str().to_owned()),
+            previous_secret_expires_at: w.previous_secret_expires_at.map(Timestamp::as_millis),
+            failing_since: w.failing_since.map(Timestamp::as_millis),
+            created_at: w.created_at.as_millis(),
+            updated_at: w.updated_at.as_millis(),
+            revision: w.revision,
+        }
+    }
+
+    fn into_webhook(self) -> Result<Webhook> {
+        let bad = |e: String| corrupt("webhook", e);
+        Ok(Webhook {
+            id: WebhookId::parse(&self.webhook_id).map_err(|e| bad(e.to_string()))?,
+            tenant: TenantId::parse(&self.tenant).map_err(bad)?,
+            name: self.name,
+            url: WebhookUrl::parse(&self.url, false).map_err(bad)?,
+            event_types: self
+                .event_types
+                .iter()
+                .map(|t| EventType::from_store(t))
+                .collect::<Result<_, _>>()
+                .map_err(bad)?,
+            is_active: self.is_active,
+            disabled_reason: self.disabled_reason,
+            secret: SealedSecret::from_stored(self.secret),
+            previous_secret: self.previous_secret.map(SealedSecret::from_stored),
+            previous_secret_expires_at: self.previous_secret_expires_at.map(Timestamp::from_millis),
+            failing_since: self.failing_since.map(Timestamp::from_millis),
+            created_at: Timestamp::from_millis(self.created_at),
+            updated_at: Timestamp::from_millis(self.updated_at),
+            revision: self.revision,
+        })
+    }
+}
+
+#[async_trait]
+impl WebhookStore for DynamoWebhookStore {
+    async fn insert(&self, webhook: &Webhook) -> Result<()> {
+        self.write(webhook, None, &BTreeSet::new(), &subscriptions(webhook)).await
+    }
+
+    async fn get(&self, id: WebhookId) -> Result<Option<Webhook>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item().map(|item| from_item(item.clone())).transpose()
+    }
+
+    async fn list(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Webhook>> {
+        let items = NewestFirst {
+            table: &self.table,
+            index: Some(index::WEBHOOKS_BY_TENANT),
+            partition: ("tenant", tenant.as_str()),
+            sort_key: "webhookId",
+            before: page.before.map(|b| b.to_string()),
+            filter: None,
+            want: page.offset + page.limit + 1,
+        }
+        .run(&self.client)
+        .await?;
+        let webhooks = items.into_iter().map(from_item).collect::<Result<Vec<_>>>()?;
+        Ok(page.apply(webhooks.into_iter(), |w| w.id.as_uuid()))
+    }
+
+    async fn update(&self, webhook: &Webhook) -> Result<bool> {
+        let Some(current) = self.get(webhook.id).await? else { return Ok(false) };
+        if current.revision != webhook.revision {
+            return Err(Error::webhook_changed());
+        }
+        let next = Webhook { revision: webhook.revision + 1, ..webhook.clone() };
+        self.write(&next, Some(webhook.revision), &subscriptions(&current), &subscriptions(webhook)).await?;
+        Ok(true)
+    }
+
+    async fn delete(&self, id: WebhookId) -> Result<bool> {
+        let Some(current) = self.get(id).await? else { return Ok(false) };
+        let mut actions = vec![self.delete(Self::key(id))?];
+        for event_type in subscriptions(&current) {
+            actions.push(self.delete(Self::subscription_key(&event_type, id))?);
+        }
+        self.client.transact_write_items().set_transact_items(Some(actions)).send().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn subscribed(&self, event_type: &EventType) -> Result<Vec<Webhook>> {
+        let pk = subscription_pk(event_type.as_str());
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            ids.extend(output.items().iter().filter_map(|i| i.get("webhookId")?.as_s().ok().cloned()));
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        let webhooks = self.batch_get(ids).await?;
+        Ok(webhooks.into_iter().filter(|w| w.wants(event_type)).collect())
+    }
+}

@@ -1,0 +1,170 @@
+//! The AWS adapters: the event and webhook stores on DynamoDB, the relay queue and its
+//! dead-letter queue on SQS, and settings completed from Secrets Manager at cold start. All
+//! are reached through the SDK's standard endpoint settings only, so LocalStack, moto and AWS
+//! are the same code.
+
+pub mod dynamodb;
+pub mod secrets;
+pub mod sqs;
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use relay_core::Result;
+use relay_core::settings::{ConfigError, Vars};
+
+pub use dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames};
+pub use sqs::{QueueSpec, SqsQueue};
+
+/// The SDK's standard configuration (region, credentials, endpoints) from the environment.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// Bounds on every DynamoDB and SQS request. The SDK's defaults bound only connecting: a
+/// service that takes the connection and then never answers (a frozen host, a lost network)
+/// would hold the request, and the caller of `POST /api/events`, until TCP gives up. A request
+/// without an answer in 4 s is tried again (the standard retry mode), and the call gives up
+/// after 8 s with `503`: within the ingest function's 10 s and API Gateway's 29 s. DynamoDB
+/// and SQS answer in milliseconds. An SQS long poll adds its wait (`SqsQueue::receive`).
+pub fn aws_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(3100))
+        .operation_attempt_timeout(Duration::from_secs(4))
+        .operation_timeout(Duration::from_secs(8))
+        .build()
+}
+
+/// The DynamoDB and SQS clients, each request bounded by [`aws_timeouts`].
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl AwsClients {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(sdk).timeout_config(aws_timeouts()).build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(sdk).timeout_config(aws_timeouts()).build(),
+            ),
+        }
+    }
+
+    /// The queue at `url`.
+    pub fn queue(&self, url: &str) -> SqsQueue {
+        SqsQueue::new(self.sqs.clone(), url)
+    }
+}
+
+/// `EVENT_RETENTION_DAYS` (30): how long DynamoDB keeps an event (its TTL).
+pub fn event_retention(vars: &Vars) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_secs(86_400 * vars.num::<u64>("EVENT_RETENTION_DAYS", 30, 1..=3650)?))
+}
+
+/// A name in [`AwsSettings`] a function cannot run without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Name {
+    EventsTable,
+    IdempotencyTable,
+    WebhooksTable,
+    QueueUrl,
+    DeadLetterQueueUrl,
+}
+
+/// `EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL`, `DLQ_URL`: where the AWS
+/// backends are, as relay-local reads them (any may be unset; the Lambda functions require
+/// the ones they use, each on its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    pub events_table: Option<String>,
+    pub idempotency_table: Option<String>,
+    pub webhooks_table: Option<String>,
+    pub queue_url: Option<String>,
+    pub dead_letter_queue_url: Option<String>,
+}
+
+impl AwsSettings {
+    pub fn from_vars(vars: &Vars) -> Self {
+        Self {
+            events_table: vars.get("EVENTS_TABLE"),
+            idempotency_table: vars.get("IDEMPOTENCY_TABLE"),
+            webhooks_table: vars.get("WEBHOOKS_TABLE"),
+            queue_url: vars.get("QUEUE_URL"),
+            dead_letter_queue_url: vars.get("DLQ_URL"),
+        }
+    }
+
+    /// The names, each of `needed` required (a function requires what it uses).
+    pub fn require(vars: &Vars, needed: &[Name]) -> Result<Self, ConfigError> {
+        let settings = Self::from_vars(vars);
+        settings.check(needed)?;
+        Ok(settings)
+    }
+
+    /// An error naming the first of `needed` that is not set.
+    pub fn check(&self, needed: &[Name]) -> Result<(), ConfigError> {
+        let settings = self;
+        for name in needed {
+            let (var, value, what) = match name {
+                Name::EventsTable => ("EVENTS_TABLE", &settings.events_table, "the events table's name"),
+                Name::IdempotencyTable => {
+                    ("IDEMPOTENCY_TABLE", &settings.idempotency_table, "the idempotency table's name")
+                }
+                Name::WebhooksTable => ("WEBHOOKS_TABLE", &settings.webhooks_table, "the webhooks table's name"),
+                Name::QueueUrl => ("QUEUE_URL", &settings.queue_url, "the relay queue's URL"),
+                Name::DeadLetterQueueUrl => ("DLQ_URL", &settings.dead_letter_queue_url, "the dead-letter queue's URL"),
+            };
+            if value.is_none() {
+                return Err(ConfigError::new(var, format!("is required ({what})")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The table names; one not set is empty (a function requires those it uses).
+    pub fn tables(&self) -> TableNames {
+        TableNames {
+            events: self.events_table.clone().unwrap_or_default(),
+            idempotency: self.idempotency_table.clone().unwrap_or_default(),
+            webhooks: self.webhooks_table.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The relay queue's URL (empty when not set).
+    pub fn queue_url(&self) -> &str {
+        self.queue_url.as_deref().unwrap_or_default()
+    }
+
+    /// The dead-letter queue's URL (empty when not set).
+    pub fn dead_letter_queue_url(&self) -> &str {
+        self.dead_letter_queue_url.as_deref().unwrap_or_default()
+    }
+
+    /// Whether any name is set.
+    pub fn any_set(&self) -> bool {
+        *self != Self::default()
+    }
+}
+
+/// Creates the tables `template.yaml` declares and a queue pair as `queue` says, named
+/// `{prefix}-...`, and returns their settings. For LocalStack and moto (`relay-local
+/// bootstrap`, with [`QueueSpec::deployed`]) and tests.
+pub async fn bootstrap(sdk: &SdkConfig, prefix: &str, queue: &QueueSpec) -> Result<AwsSettings> {
+    let tables = TableNames::with_prefix(prefix);
+    dynamodb::create_tables(&aws_sdk_dynamodb::Client::new(sdk), &tables).await?;
+    let spec = QueueSpec { name: format!("{prefix}-queue"), ..queue.clone() };
+    let (queue_url, dlq_url) = sqs::create_queue_pair(&aws_sdk_sqs::Client::new(sdk), &spec).await?;
+    Ok(AwsSettings {
+        events_table: Some(tables.events),
+        idempotency_table: Some(tables.idempotency),
+        webhooks_table: Some(tables.webhooks),
+        queue_url: Some(queue_url),
+        dead_letter_queue_url: Some(dlq_url),
+    })
+}

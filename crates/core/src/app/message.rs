@@ -1,0 +1,54 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+use crate::domain::{EventId, WebhookId};
+use crate::ports::{EventStore, Queue};
+
+/// The body of a relay queue message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum RelayMessage {
+    /// Fan an event out to every subscribed webhook.
+    Dispatch { event_id: EventId },
+    /// Sign and POST one event to one webhook.
+    Deliver { event_id: EventId, webhook_id: WebhookId },
+}
+
+impl RelayMessage {
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
+/// Puts a `dispatch` message for the event on the queue, then marks the event enqueued. If
+/// the mark fails the message is on the queue all the same: at worst maintenance dispatches it
+/// a second time, and deliveries are deduplicated, so that is logged, not returned.
+pub async fn enqueue_dispatch(queue: &dyn Queue, events: &dyn EventStore, event_id: EventId) -> crate::Result<()> {
+    queue.send(&RelayMessage::Dispatch { event_id }.to_body(), Duration::ZERO).await?;
+    if let Err(err) = events.mark_enqueued(event_id, Timestamp::now()).await {
+        tracing::warn!(event_id = %event_id, error = %err, "could not mark the event enqueued");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_a_readable_shape() {
+        let event_id = EventId::new();
+        let webhook_id = WebhookId::new();
+        let message = RelayMessage::Deliver { event_id, webhook_id };
+        let body = message.to_body();
+        assert_eq!(body, format!(r#"{{"type":"deliver","eventId":"{event_id}","webhookId":"{webhook_id}"}}"#));
+        assert_eq!(RelayMessage::parse(&body).unwrap(), message);
+        assert!(RelayMessage::parse(r#"{"type":"explode"}"#).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! Ports: the narrow interfaces the use cases depend on. Each has an in-memory
+//! implementation (`adapters::memory`) and real ones (DynamoDB, SQS, PostgreSQL, HTTP).
+
+mod coordination;
+mod queue;
+mod sender;
+mod stores;
+
+pub use coordination::{Cache, Locks, Probe, RateDecision, RateLimiter, minute_window};
+pub use queue::{Queue, QueueDepth, ReceivedMessage};
+pub use sender::{OutboundRequest, SendResult, WebhookSender};
+pub use stores::{
+    DeliveryLog, DeliveryStats, EventFilter, EventStore, IdempotencyRecord, Insert, StatsScope, TimelineBucket,
+    WebhookStore,
+};

@@ -1,0 +1,81 @@
+//! What the API shows of the domain types: camelCase JSON, no tenant ids, secrets only when
+//! asked for.
+
+use serde::Serialize;
+
+use relay_core::Timestamp;
+use relay_core::app::DeliveryWithAttempts;
+use relay_core::domain::{Attempt, DeliveryStatus, EventId, EventType, Webhook, WebhookId, WebhookSecret};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView<'a> {
+    pub id: WebhookId,
+    pub name: &'a str,
+    pub url: &'a str,
+    pub event_types: &'a [EventType],
+    pub is_active: bool,
+    pub disabled_reason: Option<&'a str>,
+    /// Since when every delivery has failed; `null` while deliveries succeed.
+    pub failing_since: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<&'a str>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl<'a> WebhookView<'a> {
+    pub fn new(webhook: &'a Webhook) -> Self {
+        Self {
+            id: webhook.id,
+            name: &webhook.name,
+            url: webhook.url.as_str(),
+            event_types: &webhook.event_types,
+            is_active: webhook.is_active,
+            disabled_reason: webhook.disabled_reason.as_deref(),
+            failing_since: webhook.failing_since,
+            secret: None,
+            created_at: webhook.created_at,
+            updated_at: webhook.updated_at,
+        }
+    }
+
+    pub fn with_secret(webhook: &'a Webhook, secret: &'a WebhookSecret) -> Self {
+        Self { secret: Some(secret.expose()), ..Self::new(webhook) }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView<'a> {
+    pub event_id: EventId,
+    pub webhook_id: WebhookId,
+    pub event_type: &'a EventType,
+    pub status: DeliveryStatus,
+    pub attempt_count: u32,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<&'a str>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub attempts: &'a [Attempt],
+}
+
+impl<'a> DeliveryView<'a> {
+    pub fn new(item: &'a DeliveryWithAttempts) -> Self {
+        let d = &item.delivery;
+        Self {
+            event_id: d.event_id,
+            webhook_id: d.webhook_id,
+            event_type: &d.event_type,
+            status: d.status,
+            attempt_count: d.attempt_count,
+            last_status_code: d.last_status_code,
+            last_error: d.last_error.as_deref(),
+            next_attempt_at: d.next_attempt_at,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            attempts: &item.attempts,
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! relay-delivery: the relay queue's consumer. Lambda's event source mapping hands it batches
+//! (`SqsEvent`); it returns the ids of the messages to retry (`SqsBatchResponse`,
+//! `ReportBatchItemFailures`), having set each one's visibility to its backoff delay.
+//!
+//! This crate is its composition root: [`Settings`] reads what it runs and nothing else,
+//! [`handler`] builds the worker's core ([`BatchHandler`]) and [`handle`] is the Lambda edge
+//! around it: `SqsEvent` in, plain messages to the core, `SqsBatchResponse` out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use ipnet::IpNet;
+use relay_aws::{AwsClients, AwsSettings, Name};
+use relay_backends::Backends;
+use relay_core::ports::ReceivedMessage;
+use relay_core::sealing::SecretKeys;
+use relay_core::settings::{self, ConfigError, DeliverySettings, Profile, Redacted, StartupError, Vars};
+use relay_core::worker::{BatchHandler, BatchOutcome};
+use relay_sender::HttpSender;
+
+/// Everything relay-delivery reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL` (required).
+    pub aws: AwsSettings,
+    /// `DATABASE_URL` (required): the delivery log.
+    pub database_url: Redacted<String>,
+    /// `SECRETS_ENCRYPTION_KEYS` (required): to open the secrets it signs with.
+    pub secret_keys: SecretKeys,
+    pub delivery: DeliverySettings,
+    /// `WEBHOOK_ALLOWED_CIDRS`: private ranges deliveries may reach anyway.
+    pub allowed_cidrs: Vec<IpNet>,
+    /// `REDIS_URL`: delivery locks and the webhook cache.
+    pub redis_url: Option<Redacted<String>>,
+    pub event_retention: Duration,
+}
+
+impl Settings {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            aws: AwsSettings::require(vars, &[Name::EventsTable, Name::WebhooksTable, Name::QueueUrl])?,
+            database_url: relay_postgres::database_url(vars)?,
+            secret_keys: settings::required_secret_keys(vars)?,
+            delivery: DeliverySettings::from_vars(vars)?,
+            allowed_cidrs: settings::allowed_cidrs(vars, Profile::Production)?,
+            redis_url: relay_redis::redis_url(vars),
+            event_retention: relay_aws::event_retention(vars)?,
+        })
+    }
+}
+
+/// The worker's core over DynamoDB, SQS, PostgreSQL and (when configured) Redis.
+pub async fn handler(settings: Settings, clients: &AwsClients) -> Result<BatchHandler, StartupError> {
+    let backends = Backends::aws(&settings.aws, settings.event_retention, clients)
+        .with_database(Some(&settings.database_url))
+        .await?
+        .with_redis(settings.redis_url.as_ref())?;
+    let sender = HttpSender::for_rules(settings.delivery.webhook_timeout, &settings.allowed_cidrs)?;
+    let deliverer = backends.deliverer(Arc::new(sender), &settings.delivery, settings.secret_keys);
+    Ok(BatchHandler::new(deliverer, backends.queue))
+}
+
+/// One batch from Lambda's event source mapping.
+pub async fn handle(handler: &BatchHandler, event: SqsEvent) -> SqsBatchResponse {
+    let outcome = handler.handle(event.records.into_iter().map(received).collect()).await;
+    let mut response = SqsBatchResponse::default();
+    match outcome {
+        BatchOutcome::Retry(ids) => ids.into_iter().for_each(|id| response.add_failure(id)),
+        // Lambda treats an empty item identifier as a failure of the whole batch.
+        BatchOutcome::RetryAll => response.add_failure(String::new()),
+    }
+    response
+}
+
+/// A record of an `SqsEvent` as the core takes it.
+pub fn received(record: SqsMessage) -> ReceivedMessage {
+    let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+    ReceivedMessage {
+        message_id: record.message_id.unwrap_or_default(),
+        receipt_handle: record.receipt_handle.unwrap_or_default(),
+        body: record.body.unwrap_or_default(),
+        receive_count,
+    }
+}

@@ -1,0 +1,43 @@
+//! The store contracts against DynamoDB on moto, fresh tables per test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_aws::dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames, create_tables};
+
+use crate::aws;
+
+async fn tables(client: &aws_sdk_dynamodb::Client) -> TableNames {
+    let names = TableNames::with_prefix(&aws::unique("it"));
+    create_tables(client, &names).await.expect("create tables");
+    names
+}
+
+macro_rules! dynamo_suite {
+    ($($suite:ident :: $case:ident => |$client:ident, $names:ident| $make:expr;)*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let Some($client) = aws::dynamodb().await else { return };
+                let $names = tables(&$client).await;
+                super::$suite::$case($make).await;
+            }
+        )*
+    };
+}
+
+const RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+dynamo_suite! {
+    events::stores_and_reads_back => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    events::lists_newest_first_with_filters_and_paging => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    events::idempotency_key_is_taken_once => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    events::concurrent_duplicates_create_one_event => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    events::an_expired_key_can_be_reused => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    events::counts_events_by_type_since => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    events::undispatched_lists_old_events_not_yet_enqueued => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    webhooks::crud_by_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+    webhooks::subscribed_is_active_and_by_type_across_tenants => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+    webhooks::lists_page_through => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+    webhooks::stale_writes_are_refused_and_concurrent_changes_all_land => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+}

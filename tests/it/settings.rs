@@ -92,7 +92,8 @@ fn each_function_validates_only_what_it_reads() {
     assert_eq!(refused_by("WEBHOOK_SECRET_GRACE", "-5"), ["relay-api"]);
     assert_eq!(refused_by("DASHBOARD_SESSION_SECRET", "short"), ["relay-api"]);
     assert_eq!(refused_by("SECRETS_ENCRYPTION_KEYS", "k1:too-short"), ["relay-api", "relay-delivery"]);
-    assert_eq!(refused_by("API_KEYS", "no-colon-here-at-all"), ["relay-ingest", "relay-api"]);
+    assert_eq!(refused_by("API_KEYS", "no-colon-here-at-all"), ["relay-api"]);
+    assert_eq!(refused_by("SERVICE_TOKENS", "short"), ["relay-ingest", "relay-api"]);
     assert_eq!(refused_by("EVENT_RETENTION_DAYS", "0").len(), 4);
 }
 

@@ -30,8 +30,8 @@ impl Credentials {
     /// (`tenant:key` or `tenant:sha256:<64 hex>`, comma-separated). relay-local falls back to the
     /// dev credentials only when neither is set (the `bool` says so): setting one means real
     /// credentials are wanted, and a dev key must not slip in beside them. A Lambda function
-    /// says which kind it needs with [`Credentials::require_service_tokens`] and
-    /// [`Credentials::require_api_keys`].
+    /// that serves tenants requires their keys ([`Credentials::require_api_keys`]); one that
+    /// only internal services call reads [`Credentials::service_only`].
     pub fn from_vars(vars: &Vars, profile: Profile) -> Result<(Self, bool), ConfigError> {
         let local = profile == Profile::Local;
         let tokens = vars.get("SERVICE_TOKENS");
@@ -52,11 +52,11 @@ impl Credentials {
         Ok((Self::new(service_tokens, api_keys), dev))
     }
 
-    pub fn require_service_tokens(&self) -> Result<(), ConfigError> {
-        if self.service_tokens.is_empty() {
-            return Err(ConfigError::new("SERVICE_TOKENS", "is required (comma-separated tokens)"));
-        }
-        Ok(())
+    /// `SERVICE_TOKENS` alone, required: for a function only internal services call (its API
+    /// keys, if any are configured, are not read).
+    pub fn service_only(vars: &Vars) -> Result<Self, ConfigError> {
+        let list = vars.required("SERVICE_TOKENS", "comma-separated tokens")?;
+        Ok(Self::new(parse_service_tokens(&list)?, Vec::new()))
     }
 
     pub fn require_api_keys(&self) -> Result<(), ConfigError> {

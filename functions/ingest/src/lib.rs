@@ -13,14 +13,14 @@ use relay_aws::{AwsClients, AwsSettings, DynamoEventStore, Name};
 use relay_core::app::Ingest;
 use relay_core::auth::Credentials;
 use relay_core::domain::EventTypeRegistry;
-use relay_core::settings::{self, ConfigError, Profile, Vars};
+use relay_core::settings::{self, ConfigError, Vars};
 use relay_http_api::{Access, ApiSettings, Common, EventsState, Health};
 use relay_memory::MemoryRateLimiter;
 
 /// Everything relay-ingest reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `SERVICE_TOKENS` (required).
+    /// `SERVICE_TOKENS` (required; `API_KEYS` is not read: no tenant calls this function).
     pub credentials: Credentials,
     /// `EVENT_TYPES`.
     pub event_types: EventTypeRegistry,
@@ -33,10 +33,8 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let (credentials, _) = Credentials::from_vars(vars, Profile::Production)?;
-        credentials.require_service_tokens()?;
         Ok(Self {
-            credentials,
+            credentials: Credentials::service_only(vars)?,
             aws: AwsSettings::require(vars, &[Name::EventsTable, Name::IdempotencyTable, Name::QueueUrl])?,
             event_types: settings::event_types(vars)?,
             api: ApiSettings::from_vars(vars)?,

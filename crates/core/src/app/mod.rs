@@ -13,5 +13,5 @@ pub use dashboard::{Backlog, Dashboard, Depth, Overview, Queues, WebhookCounts};
 pub use delivery::{Deliverer, DelivererPorts, Next};
 pub use ingest::{Accepted, IDEMPOTENCY_TTL, Ingest};
 pub use maintenance::{Maintenance, MaintenanceReport, REDISPATCH_AFTER};
-pub use message::RelayMessage;
+pub use message::{RelayMessage, enqueue_dispatch};
 pub use webhooks::{AdminPolicy, DeliveryWithAttempts, TenantEvent, WebhookAdmin, modify_webhook};

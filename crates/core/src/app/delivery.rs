@@ -159,7 +159,7 @@ impl Deliverer {
 
     async fn give_up(&self, delivery: Delivery, reason: &str) -> Result<Next> {
         tracing::info!(reason, "delivery failed without an attempt");
-        self.fail_without_attempt(delivery, reason).await?;
+        fail_without_attempt(self.deliveries.as_ref(), delivery, reason).await?;
         Ok(Next::Done)
     }
 
@@ -176,11 +176,6 @@ impl Deliverer {
             messages.push(RelayMessage::Deliver { event_id: again.event_id, webhook_id: again.webhook_id }.to_body());
         }
         self.queue.send_batch(&messages).await
-    }
-
-    /// Marks a delivery `failed` for a reason other than an attempt's response.
-    pub async fn fail_without_attempt(&self, delivery: Delivery, reason: &str) -> Result<()> {
-        fail_without_attempt(self.deliveries.as_ref(), delivery, reason).await
     }
 
     /// Signs and POSTs the event to the webhook once, logs the attempt with the delivery's new

@@ -278,3 +278,43 @@ async fn event_stats_count_by_type() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     app.stop().await;
 }
+
+/// relay-local's embedded queue is RAM: past `QUEUE_MAX_BACKLOG` messages (both lanes),
+/// `POST /api/events` answers 503 with `Retry-After` and stores nothing; below it again, events
+/// are accepted. (No pollers run here, so the backlog only grows.)
+#[tokio::test]
+async fn a_full_backlog_answers_503_with_retry_after_and_stores_nothing() {
+    use axum::body::{Body, to_bytes};
+    use tower::ServiceExt;
+
+    let config = crate::helpers::test_config(&[("QUEUE_MAX_BACKLOG", "100")]);
+    let relay = relay_local::Relay::new(&config, relay_local::Backends::in_memory(config.memory)).unwrap();
+    let router = relay.router();
+    let post = |n: u32| {
+        axum::http::Request::builder()
+            .method("POST")
+            .uri("/api/events")
+            .header("x-service-token", SERVICE_TOKEN)
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"eventType": "job.created", "eventName": "n", "payload": {"n": n}}).to_string()))
+            .unwrap()
+    };
+    for n in 0..100 {
+        assert_eq!(router.clone().oneshot(post(n)).await.unwrap().status(), StatusCode::ACCEPTED, "event {n}");
+    }
+    let refused = router.clone().oneshot(post(100)).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = serde_json::from_slice(&to_bytes(refused.into_body(), 1 << 16).await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
+    let job_created = relay_core::domain::EventType::from_store("job.created").unwrap();
+    let since = relay_core::Timestamp::from_millis(0);
+    let stored = relay.backends.events.count_by_type(&[job_created], since).await.unwrap();
+    assert_eq!(stored, [100], "the refused event was not stored");
+
+    // One message handled: room for one more.
+    let queue = &relay.backends.queue;
+    let message = queue.receive(1, std::time::Duration::ZERO).await.unwrap().remove(0);
+    queue.delete(&message.receipt_handle).await.unwrap();
+    assert_eq!(router.clone().oneshot(post(101)).await.unwrap().status(), StatusCode::ACCEPTED);
+}

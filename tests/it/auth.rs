@@ -222,7 +222,7 @@ async fn in_lambda_failures_are_counted_per_api_gateway_source_address() {
 
     fresh_minute(Duration::from_secs(15)).await;
     let config = test_config(&[("AUTH_FAILURE_LIMIT_PER_MINUTE", "2")]);
-    let relay = relay_local::Relay::new(&config, relay_local::Backends::in_memory(config.queue)).unwrap();
+    let relay = relay_local::Relay::new(&config, relay_local::Backends::in_memory(config.memory)).unwrap();
     let app = relay_lambda_http::edge(relay_http_api::management_app(
         relay.management_state(),
         relay.dashboard_routes(),

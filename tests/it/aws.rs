@@ -49,8 +49,8 @@ pub async fn fresh_resources(prefix: &str, base: &[(&str, &str)]) -> (SdkConfig,
     let short = crate::helpers::test_config(base);
     let queues = relay_aws::sqs::QueueSpec {
         name: String::new(),
-        visibility_timeout: short.queue.visibility_timeout,
-        max_receive_count: short.queue.max_receive_count,
+        visibility_timeout: short.memory.visibility_timeout,
+        max_receive_count: short.memory.max_receive_count,
         retention: std::time::Duration::from_secs(86_400),
     };
     let created = relay_aws::bootstrap(&sdk, &unique(prefix), &queues).await.expect("bootstrap");
@@ -59,6 +59,7 @@ pub async fn fresh_resources(prefix: &str, base: &[(&str, &str)]) -> (SdkConfig,
         ("IDEMPOTENCY_TABLE", created.idempotency_table.unwrap()),
         ("WEBHOOKS_TABLE", created.webhooks_table.unwrap()),
         ("QUEUE_URL", created.queue_url.unwrap()),
+        ("DELIVERY_QUEUE_URL", created.delivery_queue_url.unwrap()),
         ("DLQ_URL", created.dead_letter_queue_url.unwrap()),
     ];
     let mut vars: Vec<(&str, &str)> = base.to_vec();

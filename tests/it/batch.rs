@@ -38,7 +38,7 @@ fn failed_ids(response: &SqsBatchResponse) -> Vec<String> {
 
 fn relay(retry_delay_ms: &str) -> (Relay, Backends) {
     let config = Config::from_vars(&Vars::from_pairs(&[("WEBHOOK_RETRY_DELAY", retry_delay_ms)])).unwrap();
-    let backends = Backends::in_memory(config.queue);
+    let backends = Backends::in_memory(config.memory);
     (Relay::new(&config, backends.clone()).unwrap(), backends)
 }
 
@@ -78,8 +78,10 @@ async fn exactly_the_failed_messages_are_reported() {
     assert_eq!(failed_ids(&response), ["poison-1"]);
     backends.queue.delete(&dispatch[0].receipt_handle).await.unwrap();
 
-    // Batch 2: one deliver message per webhook; only the failing one is reported.
-    let delivers = backends.queue.receive(10, Duration::ZERO).await.unwrap();
+    // Batch 2: one deliver message per webhook, on the delivery lane (the dispatch lane holds
+    // dispatches only); only the failing one is reported.
+    assert!(backends.queue.receive(10, Duration::ZERO).await.unwrap().is_empty(), "deliveries have their own lane");
+    let delivers = backends.delivery_queue.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(delivers.len(), 2);
     let response = relay_delivery::handle(&relay.handler, sqs_event(delivers.iter().map(record).collect())).await;
     let failing_message = delivers.iter().find(|m| m.body.contains(&hooks[1].id.to_string())).unwrap();
@@ -90,7 +92,7 @@ async fn exactly_the_failed_messages_are_reported() {
 
     // The failed message's visibility was set to the backoff delay (50 ms +/-20%), far
     // shorter than the queue's 30 s timeout.
-    let again = backends.queue.receive(10, Duration::from_secs(2)).await.unwrap();
+    let again = backends.delivery_queue.receive(10, Duration::from_secs(2)).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].message_id, failing_message.message_id);
     assert_eq!(again[0].receive_count, 2);
@@ -111,14 +113,14 @@ async fn a_delivery_not_yet_due_is_put_back_until_it_is() {
     let dispatch = backends.queue.receive(1, Duration::ZERO).await.unwrap();
     relay_delivery::handle(&relay.handler, sqs_event(vec![record(&dispatch[0])])).await;
     backends.queue.delete(&dispatch[0].receipt_handle).await.unwrap();
-    let deliver = backends.queue.receive(1, Duration::ZERO).await.unwrap();
+    let deliver = backends.delivery_queue.receive(1, Duration::ZERO).await.unwrap();
     relay_delivery::handle(&relay.handler, sqs_event(vec![record(&deliver[0])])).await;
     assert_eq!(failing.received().len(), 1);
 
     // A copy of the message arriving early (a duplicate send) makes no attempt.
     let copy = deliver[0].body.clone();
-    backends.queue.send(&copy, Duration::ZERO).await.unwrap();
-    let early = backends.queue.receive(1, Duration::ZERO).await.unwrap();
+    backends.delivery_queue.send(&copy, Duration::ZERO).await.unwrap();
+    let early = backends.delivery_queue.receive(1, Duration::ZERO).await.unwrap();
     let response = relay_delivery::handle(&relay.handler, sqs_event(vec![record(&early[0])])).await;
     assert_eq!(failed_ids(&response), [early[0].message_id.clone()]);
     assert_eq!(failing.received().len(), 1, "an early copy attempted the delivery");

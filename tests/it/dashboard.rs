@@ -168,7 +168,7 @@ async fn health_reports_each_dependency_and_the_right_status() {
 
     // A queue that cannot be reached: the relay cannot accept events.
     let config = crate::helpers::test_config(&[]);
-    let mut backends = relay_local::Backends::in_memory(config.queue);
+    let mut backends = relay_local::Backends::in_memory(config.memory);
     let sdk = aws_config::SdkConfig::builder()
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url("http://127.0.0.1:1")
@@ -210,7 +210,7 @@ async fn a_health_flood_does_not_reach_the_dependencies() {
         }
     }
     let config = crate::helpers::test_config(&[]);
-    let mut backends = relay_local::Backends::in_memory(config.queue);
+    let mut backends = relay_local::Backends::in_memory(config.memory);
     let probe = Arc::new(Counting::default());
     backends.probes.push(probe.clone());
     let app = TestApp::start(&config, backends).await;

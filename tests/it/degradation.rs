@@ -72,7 +72,7 @@ async fn a_webhook_change_is_seen_by_the_next_dispatch() {
 /// A relay over memory stores (plus whatever `config` adds), a webhook to `receiver`, and one
 /// event dispatched; returns the relay and the `deliver` message waiting on the queue.
 async fn one_delivery_waiting(config: &Config, receiver: &Receiver) -> (Relay, ReceivedMessage) {
-    let backends = Backends::in_memory(config.queue)
+    let backends = Backends::in_memory(config.memory)
         .with_database(config.database_url.as_ref())
         .await
         .unwrap()
@@ -91,7 +91,7 @@ async fn one_delivery_waiting(config: &Config, receiver: &Receiver) -> (Relay, R
     let response = relay_delivery::handle(&relay.handler, crate::worker_event(std::slice::from_ref(&dispatch))).await;
     assert!(response.batch_item_failures.is_empty());
     queue.delete(&dispatch.receipt_handle).await.unwrap();
-    let deliver = queue.receive(1, Duration::ZERO).await.unwrap().remove(0);
+    let deliver = relay.backends.delivery_queue.receive(1, Duration::ZERO).await.unwrap().remove(0);
     (relay, deliver)
 }
 

@@ -378,8 +378,10 @@ async fn a_duplicate_message_for_a_succeeded_delivery_sends_nothing() {
     let dispatch_again = RelayMessage::Dispatch { event_id: EventId::parse(&event_id).unwrap() };
     app.backends.queue.send(&dispatch_again.to_body(), Duration::ZERO).await.unwrap();
     crate::helpers::eventually(WAIT, || async {
-        let depth = app.backends.queue.depth().await.unwrap();
-        (depth.visible + depth.in_flight + depth.delayed == 0).then_some(())
+        let (dispatch, delivery) =
+            (app.backends.queue.depth().await.unwrap(), app.backends.delivery_queue.depth().await.unwrap());
+        let held = |d: relay_core::ports::QueueDepth| d.visible + d.in_flight + d.delayed;
+        (held(dispatch) + held(delivery) == 0).then_some(())
     })
     .await
     .expect("queue drained");

@@ -86,7 +86,7 @@ async fn unmatched_paths_and_made_up_methods_add_no_metric_series() {
     use tower::ServiceExt;
 
     let config = crate::helpers::test_config(&[]);
-    let relay = relay_local::Relay::new(&config, relay_local::Backends::in_memory(config.queue)).unwrap();
+    let relay = relay_local::Relay::new(&config, relay_local::Backends::in_memory(config.memory)).unwrap();
     let router = relay.router();
     let token = uuid::Uuid::new_v4().simple().to_string();
     let before = relay_core::metrics::global().series();

@@ -28,7 +28,7 @@ async fn call(app: axum::Router, request: lambda_http::Request) -> (u16, Value, 
 
 fn relay() -> Relay {
     let config = test_config(&[]);
-    Relay::new(&config, Backends::in_memory(config.queue)).unwrap()
+    Relay::new(&config, Backends::in_memory(config.memory)).unwrap()
 }
 
 #[tokio::test]

@@ -82,19 +82,28 @@ fn tables_match_the_code() {
 fn queues_match_the_bootstrap() {
     let template = template();
     let spec = QueueSpec::deployed("x");
-    let queue = resource(&template, "RelayQueue");
-    assert_eq!(queue["VisibilityTimeout"].as_u64(), Some(spec.visibility_timeout.as_secs()));
-    assert_eq!(queue["MessageRetentionPeriod"].as_u64(), Some(spec.retention.as_secs()));
-    assert_eq!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64(), Some(u64::from(spec.max_receive_count)));
-    let target = &queue["RedrivePolicy"]["deadLetterTargetArn"];
-    let Value::Tagged(tagged) = target else { panic!("deadLetterTargetArn is not !GetAtt: {target:?}") };
-    assert_eq!(tagged.tag, "!GetAtt");
-    assert_eq!(tagged.value, "RelayDeadLetterQueue.Arn");
+    // Both lanes: the dispatch lane and the delivery lane, with the same settings and DLQ.
+    for lane in ["RelayQueue", "DeliveryQueue"] {
+        let queue = resource(&template, lane);
+        assert_eq!(queue["VisibilityTimeout"].as_u64(), Some(spec.visibility_timeout.as_secs()), "{lane}");
+        assert_eq!(queue["MessageRetentionPeriod"].as_u64(), Some(spec.retention.as_secs()), "{lane}");
+        assert_eq!(
+            queue["RedrivePolicy"]["maxReceiveCount"].as_u64(),
+            Some(u64::from(spec.max_receive_count)),
+            "{lane}"
+        );
+        let target = &queue["RedrivePolicy"]["deadLetterTargetArn"];
+        let Value::Tagged(tagged) = target else { panic!("{lane}: deadLetterTargetArn is not !GetAtt: {target:?}") };
+        assert_eq!(tagged.tag, "!GetAtt");
+        assert_eq!(tagged.value, "RelayDeadLetterQueue.Arn");
+    }
     let dlq = resource(&template, "RelayDeadLetterQueue");
     assert_eq!(
         dlq["RedriveAllowPolicy"]["redrivePermission"], "byQueue",
-        "only the relay queue may redrive into the DLQ"
+        "only the relay's queues may redrive into the DLQ"
     );
+    let sources = dlq["RedriveAllowPolicy"]["sourceQueueArns"].as_sequence().expect("sourceQueueArns");
+    assert_eq!(sources.len(), 2, "both lanes may redrive into the DLQ: {sources:?}");
 
     // The default schedule (WEBHOOK_MAX_RETRIES=3: 4 attempts) leaves room before the DLQ.
     assert!(spec.max_receive_count > relay_core::backoff::RetryPolicy::default().max_retries + 1);
@@ -118,10 +127,17 @@ fn the_queue_outlives_the_delivery_function() {
     let visibility = number(&resource(&template, "RelayQueue")["VisibilityTimeout"]);
     assert!(visibility >= 6 * timeout, "visibility {visibility} s < 6 x the delivery timeout {timeout} s");
 
-    let mapping = &delivery["Properties"]["Events"]["Queue"]["Properties"];
-    assert_eq!(number(&mapping["BatchSize"]), 10);
-    assert_eq!(mapping["FunctionResponseTypes"][0], "ReportBatchItemFailures");
-    assert!(!mapping["ScalingConfig"]["MaximumConcurrency"].is_null());
+    // relay-delivery consumes both lanes, one event source mapping each.
+    for (event, lane) in [("Queue", "RelayQueue"), ("DeliveryQueue", "DeliveryQueue")] {
+        let mapping = &delivery["Properties"]["Events"][event]["Properties"];
+        let Value::Tagged(queue) = &mapping["Queue"] else { panic!("{event}: Queue is not !GetAtt") };
+        assert_eq!(queue.value, format!("{lane}.Arn"));
+        assert_eq!(number(&mapping["BatchSize"]), 10);
+        assert_eq!(mapping["FunctionResponseTypes"][0], "ReportBatchItemFailures");
+        assert!(!mapping["ScalingConfig"]["MaximumConcurrency"].is_null());
+    }
+    let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert!(!globals["DELIVERY_QUEUE_URL"].is_null(), "every function knows the delivery lane");
 }
 
 #[test]

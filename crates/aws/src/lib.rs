@@ -77,15 +77,20 @@ pub enum Name {
     DeadLetterQueueUrl,
 }
 
-/// `EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL`, `DLQ_URL`: where the AWS
-/// backends are, as relay-local reads them (any may be unset; the Lambda functions require
-/// the ones they use, each on its own).
+/// `EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL`, `DELIVERY_QUEUE_URL`,
+/// `DLQ_URL`: where the AWS backends are, as relay-local reads them (any may be unset; the
+/// Lambda functions require the ones they use, each on its own).
+///
+/// `QUEUE_URL` is the dispatch lane (ingest's `dispatch` messages), `DELIVERY_QUEUE_URL` the
+/// delivery lane (`deliver` messages), so deliveries never wait behind a backlog of dispatches.
+/// Without `DELIVERY_QUEUE_URL` both kinds share `QUEUE_URL`, as before the lanes were split.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsSettings {
     pub events_table: Option<String>,
     pub idempotency_table: Option<String>,
     pub webhooks_table: Option<String>,
     pub queue_url: Option<String>,
+    pub delivery_queue_url: Option<String>,
     pub dead_letter_queue_url: Option<String>,
 }
 
@@ -96,6 +101,7 @@ impl AwsSettings {
             idempotency_table: vars.get("IDEMPOTENCY_TABLE"),
             webhooks_table: vars.get("WEBHOOKS_TABLE"),
             queue_url: vars.get("QUEUE_URL"),
+            delivery_queue_url: vars.get("DELIVERY_QUEUE_URL"),
             dead_letter_queue_url: vars.get("DLQ_URL"),
         }
     }
@@ -141,6 +147,11 @@ impl AwsSettings {
         self.queue_url.as_deref().unwrap_or_default()
     }
 
+    /// The delivery lane's URL: `DELIVERY_QUEUE_URL`, else the relay queue's.
+    pub fn delivery_queue_url(&self) -> &str {
+        self.delivery_queue_url.as_deref().unwrap_or_else(|| self.queue_url())
+    }
+
     /// The dead-letter queue's URL (empty when not set).
     pub fn dead_letter_queue_url(&self) -> &str {
         self.dead_letter_queue_url.as_deref().unwrap_or_default()
@@ -152,19 +163,20 @@ impl AwsSettings {
     }
 }
 
-/// Creates the tables `template.yaml` declares and a queue pair as `queue` says, named
-/// `{prefix}-...`, and returns their settings. For LocalStack and moto (`relay-local
-/// bootstrap`, with [`QueueSpec::deployed`]) and tests.
+/// Creates the tables `template.yaml` declares and the queues as `queue` says (two lanes and
+/// their dead-letter queue), named For LocalStack and
+/// moto (`relay-local bootstrap`, with [`QueueSpec::deployed`]) and tests.
 pub async fn bootstrap(sdk: &SdkConfig, prefix: &str, queue: &QueueSpec) -> Result<AwsSettings> {
     let tables = TableNames::with_prefix(prefix);
     dynamodb::create_tables(&aws_sdk_dynamodb::Client::new(sdk), &tables).await?;
     let spec = QueueSpec { name: format!("{prefix}-queue"), ..queue.clone() };
-    let (queue_url, dlq_url) = sqs::create_queue_pair(&aws_sdk_sqs::Client::new(sdk), &spec).await?;
+    let (queue_url, delivery_queue_url, dlq_url) = sqs::create_queues(&aws_sdk_sqs::Client::new(sdk), &spec).await?;
     Ok(AwsSettings {
         events_table: Some(tables.events),
         idempotency_table: Some(tables.idempotency),
         webhooks_table: Some(tables.webhooks),
         queue_url: Some(queue_url),
+        delivery_queue_url: Some(delivery_queue_url),
         dead_letter_queue_url: Some(dlq_url),
     })
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_aws::{AwsClients, AwsSettings, DynamoEventStore, DynamoWebhookStore};
-use relay_core::app::{Dashboard, Deliverer, DelivererPorts, Maintenance};
+use relay_core::app::{Dashboard, Deliverer, DelivererPorts, Maintenance, QueuePorts};
 use relay_core::ports::{
     Cache, DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookSender, WebhookStore,
 };
@@ -17,7 +17,8 @@ use relay_core::sealing::SecretKeys;
 use relay_core::settings::{DeliverySettings, Redacted};
 use relay_core::{Result, Timestamp};
 use relay_memory::{
-    MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter, MemoryWebhookStore,
+    Backlog, MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter,
+    MemoryWebhookStore,
 };
 use relay_postgres::PostgresDeliveryLog;
 use relay_redis::{CachedWebhookStore, RedisStore, WEBHOOK_CACHE_TTL};
@@ -28,8 +29,12 @@ pub struct Backends {
     pub events: Arc<dyn EventStore>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub deliveries: Arc<dyn DeliveryLog>,
+    /// The dispatch lane: ingest's `dispatch` messages.
     pub queue: Arc<dyn Queue>,
-    /// Where the queue moves poison messages.
+    /// The delivery lane: one `deliver` message per (event, webhook), apart from the dispatch
+    /// lane so that deliveries never wait behind a backlog of dispatches.
+    pub delivery_queue: Arc<dyn Queue>,
+    /// Where both lanes move poison messages.
     pub dead_letter: Arc<dyn Queue>,
     pub locks: Arc<dyn Locks>,
     pub limiter: Arc<dyn RateLimiter>,
@@ -38,28 +43,67 @@ pub struct Backends {
     /// The dependencies that only degrade the relay when down (the delivery log, Redis): what
     /// `/health` reports besides the event store and the queue.
     pub probes: Vec<Arc<dyn Probe>>,
+    /// With the events in memory: what keeps them (and a delivery log in memory) within
+    /// `MEMORY_MAX_EVENTS` and `EVENT_RETENTION_DAYS`.
+    pub evictor: Option<Evictor>,
 }
 
-/// The embedded queue's settings (the template sets the real queue's).
+/// The embedded backends' settings (the template sets the real queues').
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryQueueSettings {
+pub struct MemorySettings {
     /// How long a received message stays invisible.
     pub visibility_timeout: Duration,
     /// Receives after which a message moves to the dead-letter queue.
     pub max_receive_count: u32,
+    /// `QUEUE_MAX_BACKLOG`: messages both lanes may hold before ingest answers 503.
+    pub max_backlog: usize,
+    /// `MEMORY_MAX_EVENTS`: events kept at most (the oldest finished ones go first).
+    pub max_events: usize,
+    /// `EVENT_RETENTION_DAYS`: how long an event is kept at most (once finished).
+    pub event_retention: Duration,
+}
+
+/// Evicts the embedded event store's oldest finished events past its limits, and their
+/// deliveries from a delivery log in memory (a durable log keeps them: its own retention).
+#[derive(Debug, Clone)]
+pub struct Evictor {
+    events: Arc<MemoryEventStore>,
+    /// The log to forget the evicted deliveries in, while it is in memory.
+    memory_log: Option<Arc<MemoryDeliveryLog>>,
+}
+
+impl Evictor {
+    /// One sweep (up to 10,000 events); returns how many events it evicted.
+    pub async fn sweep(&self, log: &dyn DeliveryLog) -> Result<usize> {
+        let before = self.events.len();
+        let forgotten = self.events.evict(log).await?;
+        if let Some(memory_log) = &self.memory_log {
+            memory_log.forget(&forgotten);
+        }
+        Ok(before.saturating_sub(self.events.len()))
+    }
 }
 
 impl Backends {
     /// Everything in memory: the relay-local default.
-    pub fn in_memory(queue: MemoryQueueSettings) -> Self {
-        let dead_letter = Arc::new(MemoryQueue::new(queue.visibility_timeout));
-        let relay_queue =
-            MemoryQueue::new(queue.visibility_timeout).with_dead_letter(dead_letter.clone(), queue.max_receive_count);
+    pub fn in_memory(settings: MemorySettings) -> Self {
+        let dead_letter = Arc::new(MemoryQueue::new(settings.visibility_timeout));
+        // Both lanes count against one backlog.
+        let backlog = Backlog::new(settings.max_backlog);
+        let lane = || {
+            MemoryQueue::new(settings.visibility_timeout)
+                .with_dead_letter(dead_letter.clone(), settings.max_receive_count)
+                .with_backlog(backlog.clone())
+        };
+        let events = Arc::new(MemoryEventStore::with_limits(settings.max_events, settings.event_retention));
+        let deliveries = Arc::new(MemoryDeliveryLog::new());
         Self {
-            events: Arc::new(MemoryEventStore::new()),
+            evictor: Some(Evictor { events: events.clone(), memory_log: Some(deliveries.clone()) }),
+            events,
             webhooks: Arc::new(MemoryWebhookStore::new()),
-            deliveries: Arc::new(MemoryDeliveryLog::new()),
-            queue: Arc::new(relay_queue),
+            deliveries,
+            queue: Arc::new(lane()),
+            delivery_queue: Arc::new(lane()),
             dead_letter,
             locks: Arc::new(MemoryLocks::new()),
             limiter: Arc::new(MemoryRateLimiter::new()),
@@ -78,12 +122,14 @@ impl Backends {
             events: Arc::new(DynamoEventStore::new(clients.dynamodb.clone(), &tables, event_retention)),
             webhooks: Arc::new(DynamoWebhookStore::new(clients.dynamodb.clone(), &tables)),
             queue: Arc::new(clients.queue(aws.queue_url())),
+            delivery_queue: Arc::new(clients.queue(aws.delivery_queue_url())),
             dead_letter: Arc::new(clients.queue(aws.dead_letter_queue_url())),
             deliveries: Arc::new(MemoryDeliveryLog::new()),
             locks: Arc::new(MemoryLocks::new()),
             limiter: Arc::new(MemoryRateLimiter::new()),
             cache: Arc::new(MemoryCache::new()),
             probes: Vec::new(),
+            evictor: None,
         }
     }
 
@@ -93,6 +139,9 @@ impl Backends {
             let log = Arc::new(PostgresDeliveryLog::open(url).await?);
             self.probes.push(log.clone());
             self.deliveries = log;
+            if let Some(evictor) = &mut self.evictor {
+                evictor.memory_log = None;
+            }
         }
         Ok(self)
     }
@@ -135,7 +184,7 @@ impl Backends {
             events: self.events.clone(),
             webhooks: self.webhooks.clone(),
             deliveries: self.deliveries.clone(),
-            queue: self.queue.clone(),
+            queue: self.delivery_queue.clone(),
             sender,
             locks: self.locks.clone(),
         };
@@ -153,6 +202,11 @@ impl Backends {
     }
 
     pub fn dashboard(&self) -> Dashboard {
-        Dashboard::new(self.deliveries.clone(), self.webhooks.clone(), self.queue.clone(), self.dead_letter.clone())
+        let queues = QueuePorts {
+            queue: self.queue.clone(),
+            delivery_queue: self.delivery_queue.clone(),
+            dead_letter: self.dead_letter.clone(),
+        };
+        Dashboard::new(self.deliveries.clone(), self.webhooks.clone(), queues)
     }
 }

@@ -55,6 +55,10 @@ pub enum Error {
     /// Too many requests for this credential (429).
     #[error("rate limit exceeded")]
     RateLimited { retry_after: Duration },
+    /// The relay holds as much backlog as it may (relay-local's embedded queue past
+    /// `QUEUE_MAX_BACKLOG`): send again after `retry_after` (503).
+    #[error("the relay's backlog is full; send the event again in {} s", retry_after.as_secs().max(1))]
+    Overloaded { retry_after: Duration },
     /// A backing service (store, queue) failed or is unreachable (503).
     #[error("{dependency} is unavailable: {message}")]
     Unavailable { dependency: &'static str, message: String },

@@ -32,7 +32,7 @@ impl ApiError {
             Error::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable { .. } | Error::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,6 +50,7 @@ impl ApiError {
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::RateLimited { .. } => "rate_limited",
             Error::Unavailable { .. } => "service_unavailable",
+            Error::Overloaded { .. } => "overloaded",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -80,7 +81,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(body)).into_response();
         let retry_after = match &self.0 {
             // Whole seconds, rounded up: a client that waits that long is through.
-            Error::RateLimited { retry_after } => Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+            Error::RateLimited { retry_after } | Error::Overloaded { retry_after } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
             Error::Unavailable { .. } => Some(5),
             _ => None,
         };

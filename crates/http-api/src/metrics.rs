@@ -65,7 +65,9 @@ pub async fn operator(
 /// `relay_queue_messages{queue, state}`: gauges of the shared queues that answered.
 fn queue_gauges(out: &mut String, queues: &Queues) {
     let _ = writeln!(out, "# TYPE relay_queue_messages gauge");
-    for (queue, depth) in [("relay", queues.queue), ("dead-letter", queues.dead_letter_queue)] {
+    let lanes =
+        [("relay", queues.queue), ("delivery", queues.delivery_queue), ("dead-letter", queues.dead_letter_queue)];
+    for (queue, depth) in lanes {
         let Some(Depth { visible, in_flight, delayed }) = depth else { continue };
         for (state, value) in [("visible", visible), ("in_flight", in_flight), ("delayed", delayed)] {
             let _ = writeln!(out, "relay_queue_messages{{queue=\"{queue}\",state=\"{state}\"}} {value}");

@@ -25,21 +25,28 @@ impl MemoryLocks {
 
 #[async_trait]
 impl Locks for MemoryLocks {
-    async fn try_lock(&self, key: &str, ttl: Duration) -> Result<Option<String>> {
+    async fn try_lock_many(&self, keys: &[String], ttl: Duration) -> Result<Vec<Option<String>>> {
         let now = Instant::now();
         let mut held = lock(&self.held);
-        if held.get(key).is_some_and(|(_, expires)| *expires > now) {
-            return Ok(None);
-        }
-        let token = Uuid::new_v4().to_string();
-        held.insert(key.to_owned(), (token.clone(), now + ttl));
-        Ok(Some(token))
+        Ok(keys
+            .iter()
+            .map(|key| {
+                if held.get(key).is_some_and(|(_, expires)| *expires > now) {
+                    return None;
+                }
+                let token = Uuid::new_v4().to_string();
+                held.insert(key.clone(), (token.clone(), now + ttl));
+                Some(token)
+            })
+            .collect())
     }
 
-    async fn unlock(&self, key: &str, token: &str) -> Result<()> {
+    async fn unlock_many(&self, tokens: &[(String, String)]) -> Result<()> {
         let mut held = lock(&self.held);
-        if held.get(key).is_some_and(|(holder, _)| holder == token) {
-            held.remove(key);
+        for (key, token) in tokens {
+            if held.get(key).is_some_and(|(holder, _)| holder == token) {
+                held.remove(key);
+            }
         }
         Ok(())
     }

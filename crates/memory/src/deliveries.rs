@@ -9,7 +9,7 @@ use relay_core::domain::TenantId;
 use relay_core::domain::{
     Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventType, Page, PageRequest, WebhookId,
 };
-use relay_core::ports::{DeliveryLog, DeliveryStats, StatsScope, TimelineBucket};
+use relay_core::ports::{DeliveryLog, DeliveryStats, Record, StatsScope, TimelineBucket};
 use relay_core::{Result, Timestamp};
 
 #[derive(Debug, Default)]
@@ -26,6 +26,24 @@ struct State {
 impl MemoryDeliveryLog {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Removes these deliveries and their attempts (their events were evicted).
+    pub fn forget(&self, keys: &[DeliveryKey]) {
+        let mut state = lock(&self.state);
+        for key in keys {
+            state.deliveries.remove(key);
+            state.attempts.remove(key);
+        }
+    }
+
+    /// How many deliveries are held.
+    pub fn len(&self) -> usize {
+        lock(&self.state).deliveries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -57,11 +75,18 @@ impl DeliveryLog for MemoryDeliveryLog {
         Ok(closed)
     }
 
-    async fn record(&self, delivery: &Delivery, attempt: Option<&Attempt>) -> Result<()> {
+    async fn get_many(&self, keys: &[DeliveryKey]) -> Result<HashMap<DeliveryKey, Delivery>> {
+        let state = lock(&self.state);
+        Ok(keys.iter().filter_map(|key| Some((*key, state.deliveries.get(key)?.clone()))).collect())
+    }
+
+    async fn record_many(&self, records: &[Record<'_>]) -> Result<()> {
         let mut state = lock(&self.state);
-        state.deliveries.insert(delivery.key(), delivery.clone());
-        if let Some(attempt) = attempt {
-            state.attempts.entry(delivery.key()).or_default().push(attempt.clone());
+        for Record { delivery, attempt } in records {
+            state.deliveries.insert(delivery.key(), (*delivery).clone());
+            if let Some(attempt) = attempt {
+                state.attempts.entry(delivery.key()).or_default().push((*attempt).clone());
+            }
         }
         Ok(())
     }

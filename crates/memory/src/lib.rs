@@ -11,7 +11,7 @@ mod webhooks;
 pub use coordination::{MemoryCache, MemoryLocks, MemoryRateLimiter};
 pub use deliveries::MemoryDeliveryLog;
 pub use events::MemoryEventStore;
-pub use queue::MemoryQueue;
+pub use queue::{Backlog, MemoryQueue};
 pub use webhooks::MemoryWebhookStore;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -2,6 +2,7 @@
 //! visibility, and redrive to a dead-letter queue on the receive after `maxReceiveCount`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,37 @@ pub struct MemoryQueue {
     changed: Notify,
     visibility_timeout: Duration,
     redrive: Option<Redrive>,
+    backlog: Option<Arc<Backlog>>,
+}
+
+/// How many messages queues that share it hold (the two lanes of relay-local), and how many
+/// they may hold before [`Queue::full`] says so: in memory, the backlog is RAM.
+#[derive(Debug)]
+pub struct Backlog {
+    held: AtomicUsize,
+    max: usize,
+}
+
+/// How long a caller refused by a full backlog is asked to wait.
+const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl Backlog {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self { held: AtomicUsize::new(0), max })
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        self.held.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn remove(&self, n: usize) {
+        // Never below zero, whatever the order of concurrent updates.
+        let _ = self.held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| Some(held.saturating_sub(n)));
+    }
 }
 
 #[derive(Debug)]
@@ -70,7 +102,13 @@ impl State {
 
 impl MemoryQueue {
     pub fn new(visibility_timeout: Duration) -> Self {
-        Self { state: Mutex::default(), changed: Notify::new(), visibility_timeout, redrive: None }
+        Self { state: Mutex::default(), changed: Notify::new(), visibility_timeout, redrive: None, backlog: None }
+    }
+
+    /// Counts this queue's messages in `backlog`, shared with other queues.
+    pub fn with_backlog(mut self, backlog: Arc<Backlog>) -> Self {
+        self.backlog = Some(backlog);
+        self
     }
 
     /// Moves a message to `dead_letter` on the receive after its `max_receive_count`-th.
@@ -93,6 +131,9 @@ impl MemoryQueue {
             pushed += 1;
         }
         drop(state);
+        if let Some(backlog) = &self.backlog {
+            backlog.add(pushed);
+        }
         if delay.is_zero() {
             // One waiting receiver per batch's worth: waking every poller for each message
             // would have them all scan for the same few.
@@ -141,6 +182,9 @@ impl MemoryQueue {
         }
         let next_visible = state.schedule.first().map(|(at, _)| *at);
         drop(state);
+        if let Some(backlog) = self.backlog.as_ref().filter(|_| !dead.is_empty()) {
+            backlog.remove(dead.len());
+        }
         if let Some(redrive) = &self.redrive {
             for message in dead {
                 tracing::warn!(message_id = %message.id, receive_count = message.receive_count, "message moved to the dead-letter queue");
@@ -196,9 +240,15 @@ impl Queue for MemoryQueue {
     }
 
     async fn delete(&self, receipt_handle: &str) -> Result<()> {
-        self.with_handle(receipt_handle, |state, seq| {
-            state.remove(seq);
-        })
+        let removed = self.with_handle(receipt_handle, |state, seq| state.remove(seq).is_some())?;
+        if let Some(backlog) = self.backlog.as_ref().filter(|_| removed) {
+            backlog.remove(1);
+        }
+        Ok(())
+    }
+
+    fn full(&self) -> Option<Duration> {
+        self.backlog.as_ref().filter(|b| b.held() >= b.max).map(|_| FULL_RETRY_AFTER)
     }
 
     async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<()> {

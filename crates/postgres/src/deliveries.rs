@@ -1,20 +1,21 @@
 //! [`DeliveryLog`] in SQL. Batches go to PostgreSQL as one array per column (`UNNEST`), so
-//! `ensure` and `attempts` cost the same round trips for one delivery as for a hundred.
+//! `ensure`, `get_many`, `record_many` and `attempts` cost the same round trips for one
+//! delivery as for a hundred.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::QueryBuilder;
+use sqlx::{FromRow, QueryBuilder};
 use uuid::Uuid;
 
-use super::rows::{AttemptRow, AttemptValues, DeliveryColumns, DeliveryRow, DeliveryValues};
+use super::rows::{AttemptColumns, AttemptRow, DeliveryColumns, DeliveryRow};
 use super::{PostgresDeliveryLog, database};
 use relay_core::domain::TenantId;
 use relay_core::domain::{
     Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventType, Page, PageRequest, WebhookId,
 };
-use relay_core::ports::{DeliveryLog, DeliveryStats, StatsScope, TimelineBucket};
+use relay_core::ports::{DeliveryLog, DeliveryStats, Record, StatsScope, TimelineBucket};
 use relay_core::{Error, Result, Timestamp};
 
 const INSERT_MISSING: &str = concat!(
@@ -22,7 +23,8 @@ const INSERT_MISSING: &str = concat!(
     delivery_columns!(),
     ") SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[], \
      $8::text[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[]) \
-     ON CONFLICT (webhook_id, event_id) DO NOTHING"
+     ON CONFLICT (webhook_id, event_id) DO NOTHING RETURNING ",
+    delivery_columns!()
 );
 
 const SELECT_BY_KEYS: &str = concat!(
@@ -41,20 +43,25 @@ const SELECT_FAILED_BETWEEN: &str = concat!(
 const SELECT_ONE: &str =
     concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE webhook_id = $1 AND event_id = $2");
 
-/// Replaces the whole stored delivery, as the port's `record` means.
-const UPSERT: &str = concat!(
-    "INSERT INTO deliveries (",
+/// Replaces whole stored deliveries, as the port's `record_many` means, and appends their
+/// attempts: one statement, so one round trip and one commit for a worker's whole batch.
+/// Written in one statement (not one per table in a transaction): the attempts' foreign key
+/// is checked at its end, when the deliveries' rows are there.
+const RECORD: &str = concat!(
+    "WITH saved AS (INSERT INTO deliveries (",
     delivery_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+    ") SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[], \
+     $8::text[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[]) \
      ON CONFLICT (webhook_id, event_id) DO UPDATE SET \
      tenant = EXCLUDED.tenant, event_type = EXCLUDED.event_type, status = EXCLUDED.status, \
      attempt_count = EXCLUDED.attempt_count, last_status_code = EXCLUDED.last_status_code, \
      last_error = EXCLUDED.last_error, next_attempt_at = EXCLUDED.next_attempt_at, \
-     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at"
+     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at) \
+     INSERT INTO delivery_attempts (",
+    attempt_columns!(),
+    ") SELECT * FROM UNNEST($12::uuid[], $13::uuid[], $14::int4[], $15::int4[], $16::int8[], $17::text[], \
+     $18::text[], $19::text[], $20::timestamptz[])"
 );
-
-const APPEND_ATTEMPT: &str =
-    concat!("INSERT INTO delivery_attempts (", attempt_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
 
 const SELECT_ATTEMPTS: &str = concat!(
     "SELECT ",
@@ -68,15 +75,20 @@ fn key_columns(keys: impl Iterator<Item = DeliveryKey>) -> (Vec<Uuid>, Vec<Uuid>
     keys.map(|k| (k.webhook_id.as_uuid(), k.event_id.as_uuid())).unzip()
 }
 
+fn into_map(rows: Vec<DeliveryRow>) -> Result<HashMap<DeliveryKey, Delivery>> {
+    rows.into_iter().map(|row| row.into_delivery().map(|d| (d.key(), d))).collect()
+}
+
 fn sql_count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
 impl DeliveryLog for PostgresDeliveryLog {
-    /// Two statements, each its own transaction: the insert, then a read that sees every row
-    /// committed by then, including those a concurrent call inserted while this insert waited
-    /// on it (one statement would read from a snapshot taken before they committed).
+    /// One statement when every delivery is new (the insert returns them); a second, its own
+    /// transaction, reads those that were there already. That read sees every row committed by
+    /// then, including those a concurrent call inserted while this insert waited on it (a read
+    /// in the insert's statement would use a snapshot taken before they committed).
     async fn ensure(&self, deliveries: &[Delivery]) -> Result<Vec<Delivery>> {
         if deliveries.is_empty() {
             return Ok(Vec::new());
@@ -86,17 +98,18 @@ impl DeliveryLog for PostgresDeliveryLog {
         let mut sorted: Vec<&Delivery> = deliveries.iter().collect();
         sorted.sort_by_key(|d| (d.webhook_id, d.event_id));
         sorted.dedup_by_key(|d| d.key());
-        DeliveryColumns::new(sorted.iter().copied())?
+        let inserted = DeliveryColumns::new(sorted.iter().copied())?
             .bind(sqlx::query(INSERT_MISSING))
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await
             .map_err(database)?;
-
-        let (webhooks, events) = key_columns(sorted.iter().map(|d| d.key()));
-        let rows: Vec<DeliveryRow> =
-            sqlx::query_as(SELECT_BY_KEYS).bind(webhooks).bind(events).fetch_all(&self.pool).await.map_err(database)?;
-        let stored =
-            rows.into_iter().map(|row| row.into_delivery().map(|d| (d.key(), d))).collect::<Result<HashMap<_, _>>>()?;
+        let inserted = inserted.iter().map(DeliveryRow::from_row).collect::<Result<Vec<_>, _>>().map_err(database)?;
+        let mut stored = into_map(inserted)?;
+        if stored.len() < sorted.len() {
+            let existing: Vec<DeliveryKey> =
+                sorted.iter().map(|d| d.key()).filter(|key| !stored.contains_key(key)).collect();
+            stored.extend(self.get_many(&existing).await?);
+        }
         deliveries
             .iter()
             .map(|d| {
@@ -106,6 +119,16 @@ impl DeliveryLog for PostgresDeliveryLog {
                 })
             })
             .collect()
+    }
+
+    async fn get_many(&self, keys: &[DeliveryKey]) -> Result<HashMap<DeliveryKey, Delivery>> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let (webhooks, events) = key_columns(keys.iter().copied());
+        let rows: Vec<DeliveryRow> =
+            sqlx::query_as(SELECT_BY_KEYS).bind(webhooks).bind(events).fetch_all(&self.pool).await.map_err(database)?;
+        into_map(rows)
     }
 
     async fn get(&self, key: DeliveryKey) -> Result<Option<Delivery>> {
@@ -131,17 +154,25 @@ impl DeliveryLog for PostgresDeliveryLog {
         Ok(closed.rows_affected())
     }
 
-    async fn record(&self, delivery: &Delivery, attempt: Option<&Attempt>) -> Result<()> {
-        let upsert = DeliveryValues::new(delivery)?.bind(sqlx::query(UPSERT));
-        let Some(attempt) = attempt else {
-            upsert.execute(&self.pool).await.map_err(database)?;
+    async fn record_many(&self, records: &[Record<'_>]) -> Result<()> {
+        if records.is_empty() {
             return Ok(());
-        };
-        let append = AttemptValues::new(attempt)?.bind(delivery.key(), sqlx::query(APPEND_ATTEMPT));
-        let mut tx = self.pool.begin().await.map_err(database)?;
-        upsert.execute(&mut *tx).await.map_err(database)?;
-        append.execute(&mut *tx).await.map_err(database)?;
-        tx.commit().await.map_err(database)
+        }
+        // One row per delivery (its last state: an upsert may not touch a row twice), in
+        // primary-key order so concurrent batches lock rows in the same order.
+        let mut last: HashMap<DeliveryKey, &Delivery> = HashMap::new();
+        let mut attempts = AttemptColumns::default();
+        for record in records {
+            last.insert(record.delivery.key(), record.delivery);
+            if let Some(attempt) = record.attempt {
+                attempts.push(record.delivery.key(), attempt)?;
+            }
+        }
+        let mut deliveries: Vec<&Delivery> = last.into_values().collect();
+        deliveries.sort_by_key(|d| (d.webhook_id, d.event_id));
+        let query = DeliveryColumns::new(deliveries)?.bind(sqlx::query(RECORD));
+        attempts.bind(query).execute(&self.pool).await.map_err(database)?;
+        Ok(())
     }
 
     async fn list(

@@ -81,22 +81,6 @@ impl DeliveryValues {
             updated_at: d.updated_at.to_datetime(),
         })
     }
-
-    /// Binds the eleven values as `$1` to `$11`, in `delivery_columns!` order.
-    pub fn bind(self, query: Query<'_>) -> Query<'_> {
-        query
-            .bind(self.event_id)
-            .bind(self.webhook_id)
-            .bind(self.tenant)
-            .bind(self.event_type)
-            .bind(self.status)
-            .bind(self.attempt_count)
-            .bind(self.last_status_code)
-            .bind(self.last_error)
-            .bind(self.next_attempt_at)
-            .bind(self.created_at)
-            .bind(self.updated_at)
-    }
 }
 
 /// The values of many deliveries, one array per column, for `UNNEST`.
@@ -210,12 +194,43 @@ impl AttemptValues {
             created_at: a.created_at.to_datetime(),
         })
     }
+}
 
-    /// Binds the delivery's key and the attempt as `$1` to `$9`, in `attempt_columns!` order.
-    pub fn bind(self, key: DeliveryKey, query: Query<'_>) -> Query<'_> {
+/// The values of many attempts with their deliveries' keys, one array per column, for `UNNEST`.
+#[derive(Debug, Default)]
+pub struct AttemptColumns {
+    event_id: Vec<Uuid>,
+    webhook_id: Vec<Uuid>,
+    number: Vec<i32>,
+    status_code: Vec<Option<i32>>,
+    duration_ms: Vec<i64>,
+    error: Vec<Option<String>>,
+    response_body: Vec<Option<String>>,
+    trigger: Vec<&'static str>,
+    created_at: Vec<DateTime<Utc>>,
+}
+
+impl AttemptColumns {
+    pub fn push(&mut self, key: DeliveryKey, attempt: &Attempt) -> Result<()> {
+        let v = AttemptValues::new(attempt)?;
+        self.event_id.push(key.event_id.as_uuid());
+        self.webhook_id.push(key.webhook_id.as_uuid());
+        self.number.push(v.number);
+        self.status_code.push(v.status_code);
+        self.duration_ms.push(v.duration_ms);
+        self.error.push(v.error);
+        self.response_body.push(v.response_body);
+        self.trigger.push(v.trigger);
+        self.created_at.push(v.created_at);
+        Ok(())
+    }
+
+    /// Binds the nine arrays after whatever the query has bound already, in `attempt_columns!`
+    /// order.
+    pub fn bind(self, query: Query<'_>) -> Query<'_> {
         query
-            .bind(key.event_id.as_uuid())
-            .bind(key.webhook_id.as_uuid())
+            .bind(self.event_id)
+            .bind(self.webhook_id)
             .bind(self.number)
             .bind(self.status_code)
             .bind(self.duration_ms)

@@ -58,7 +58,7 @@ pub async fn handler(settings: Settings, clients: &AwsClients) -> Result<BatchHa
         .with_redis(settings.redis_url.as_ref())?;
     let sender = HttpSender::for_rules(settings.delivery.webhook_timeout, &settings.allowed_cidrs)?;
     let deliverer = backends.deliverer(Arc::new(sender), &settings.delivery, settings.secret_keys);
-    Ok(BatchHandler::new(deliverer, backends.queue))
+    Ok(BatchHandler::new(deliverer, backends.delivery_queue))
 }
 
 /// One batch from Lambda's event source mapping.

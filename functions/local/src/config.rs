@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use relay_aws::AwsSettings;
-use relay_backends::MemoryQueueSettings;
+use relay_backends::MemorySettings;
 use relay_core::auth::Credentials;
 use relay_core::domain::EventTypeRegistry;
 use relay_core::sealing::SecretKeys;
@@ -37,7 +37,8 @@ pub struct Config {
     /// `QUEUE_VISIBILITY_TIMEOUT` (s, 30; longer than `WEBHOOK_TIMEOUT`) and
     /// `QUEUE_MAX_RECEIVE_COUNT` (the larger of 10 and `WEBHOOK_MAX_RETRIES` + 6; more than
     /// `WEBHOOK_MAX_RETRIES` + 1): the embedded queue's settings.
-    pub queue: MemoryQueueSettings,
+    /// The embedded backends: queue, backlog and event limits.
+    pub memory: MemorySettings,
     /// `WORKER_CONCURRENCY` (4): pollers, each handling batches of up to 10.
     pub worker_concurrency: usize,
     /// `MAINTENANCE_INTERVAL` (s, 60): how often maintenance runs.
@@ -99,7 +100,7 @@ impl Config {
             api: ApiSettings::from_vars(vars)?,
             secret_keys,
             dashboard_session_secret: relay_dashboard::session_secret(vars)?,
-            queue: queue_settings(vars, &delivery)?,
+            memory: memory_settings(vars, &delivery)?,
             worker_concurrency: vars.num::<usize>("WORKER_CONCURRENCY", 4, 1..=64)?,
             maintenance_interval: vars.secs("MAINTENANCE_INTERVAL", 60, 1..=86_400)?,
             backend,
@@ -113,10 +114,10 @@ impl Config {
     }
 }
 
-/// The embedded queue's settings, checked against the delivery settings: a message must stay
-/// invisible longer than an attempt takes, and the queue must not give up on a message before
-/// its retries run out.
-fn queue_settings(vars: &Vars, delivery: &DeliverySettings) -> Result<MemoryQueueSettings, ConfigError> {
+/// The embedded backends' settings. The queue's are checked against the delivery settings: a
+/// message must stay invisible longer than an attempt takes, and the queue must not give up on
+/// a message before its retries run out.
+fn memory_settings(vars: &Vars, delivery: &DeliverySettings) -> Result<MemorySettings, ConfigError> {
     let visibility_timeout = vars.secs("QUEUE_VISIBILITY_TIMEOUT", 30, 1..=43_200)?;
     if visibility_timeout <= delivery.webhook_timeout {
         return Err(ConfigError::new(
@@ -139,7 +140,13 @@ fn queue_settings(vars: &Vars, delivery: &DeliverySettings) -> Result<MemoryQueu
             ),
         ));
     }
-    Ok(MemoryQueueSettings { visibility_timeout, max_receive_count })
+    Ok(MemorySettings {
+        visibility_timeout,
+        max_receive_count,
+        max_backlog: vars.num::<usize>("QUEUE_MAX_BACKLOG", 100_000, 100..=100_000_000)?,
+        max_events: vars.num::<usize>("MEMORY_MAX_EVENTS", 100_000, 100..=100_000_000)?,
+        event_retention: relay_aws::event_retention(vars)?,
+    })
 }
 
 /// relay-local's HTTP server: how long a client may take, how many connections it may hold,
@@ -278,12 +285,12 @@ mod tests {
     /// relay-local, the only place that has that queue.
     #[test]
     fn the_embedded_queue_leaves_room_for_every_retry_and_every_attempt() {
-        assert_eq!(load(&[]).unwrap().queue.max_receive_count, 10);
-        assert_eq!(load(&[("WEBHOOK_MAX_RETRIES", "12")]).unwrap().queue.max_receive_count, 18);
+        assert_eq!(load(&[]).unwrap().memory.max_receive_count, 10);
+        assert_eq!(load(&[("WEBHOOK_MAX_RETRIES", "12")]).unwrap().memory.max_receive_count, 18);
         let err = load(&[("WEBHOOK_TIMEOUT", "30000")]).unwrap_err();
         assert_eq!(err.var, "QUEUE_VISIBILITY_TIMEOUT");
         let longer = load(&[("WEBHOOK_TIMEOUT", "30000"), ("QUEUE_VISIBILITY_TIMEOUT", "31")]).unwrap();
-        assert_eq!(longer.queue.visibility_timeout, Duration::from_secs(31));
+        assert_eq!(longer.memory.visibility_timeout, Duration::from_secs(31));
         assert_eq!(load(&[("QUEUE_MAX_RECEIVE_COUNT", "4")]).unwrap_err().var, "QUEUE_MAX_RECEIVE_COUNT");
     }
 

@@ -10,7 +10,7 @@ mod runtime;
 pub mod serve;
 
 pub use config::{Backend, Config, ServerSettings};
-pub use relay_backends::Backends;
+pub use relay_backends::{Backends, Evictor};
 pub use runtime::{Relay, aws_backends, backends};
 
 use std::net::SocketAddr;
@@ -19,7 +19,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use relay_core::worker::Poller;
 use relay_core::{Error, Result};
 
 /// A relay serving on a listener, with its pollers running.
@@ -57,8 +56,23 @@ pub async fn start(config: &Config, backends: Backends, listener: TcpListener) -
         }
     });
     for _ in 0..config.worker_concurrency {
-        let poller = Poller::new(relay.backends.queue.clone(), relay.handler.clone());
-        tasks.spawn(poller.run(stopped.clone()));
+        for poller in relay.pollers() {
+            tasks.spawn(poller.run(stopped.clone()));
+        }
+    }
+    // Keeps the embedded event store within MEMORY_MAX_EVENTS and EVENT_RETENTION_DAYS.
+    if let Some(evictor) = relay.backends.evictor.clone() {
+        let log = relay.backends.deliveries.clone();
+        let mut evictor_stop = stopped.clone();
+        tasks.spawn(async move {
+            let mut ticks = tokio::time::interval(EVICT_EVERY);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => evict(&evictor, log.as_ref()).await,
+                    _ = evictor_stop.changed() => break,
+                }
+            }
+        });
     }
     // What EventBridge does for relay-maintenance in AWS.
     let maintenance = relay.maintenance.clone();
@@ -101,6 +115,23 @@ impl RunningRelay {
                 "work still in progress at the end of SHUTDOWN_TIMEOUT; stopping it"
             );
             self.tasks.shutdown().await;
+        }
+    }
+}
+
+/// How often relay-local checks its embedded event store against its limits.
+const EVICT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Sweeps while each sweep evicts something (a sweep takes at most 10,000 events).
+async fn evict(evictor: &relay_backends::Evictor, log: &dyn relay_core::ports::DeliveryLog) {
+    loop {
+        match evictor.sweep(log).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "evicting old events failed; the next sweep retries");
+                break;
+            }
         }
     }
 }

@@ -114,6 +114,7 @@ async fn bootstrap(prefix: &str, visibility_timeout: Option<u64>) -> anyhow::Res
     println!("export IDEMPOTENCY_TABLE={}", show(created.idempotency_table));
     println!("export WEBHOOKS_TABLE={}", show(created.webhooks_table));
     println!("export QUEUE_URL={}", show(created.queue_url));
+    println!("export DELIVERY_QUEUE_URL={}", show(created.delivery_queue_url));
     println!("export DLQ_URL={}", show(created.dead_letter_queue_url));
     // Webhook secrets are stored sealed: keep the key already set, else make one (keep it:
     // without it the webhooks stored with it cannot sign).

@@ -9,7 +9,7 @@ use relay_backends::Backends;
 use relay_core::app::{AdminPolicy, Dashboard, Ingest, Maintenance, WebhookAdmin};
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{ConfigError, StartupError};
-use relay_core::worker::BatchHandler;
+use relay_core::worker::{BatchHandler, Poller};
 use relay_http_api::{Access, Common, EventsState, Health, ManagementState};
 use relay_sender::HttpSender;
 
@@ -19,7 +19,7 @@ use crate::config::{Backend, Config};
 /// PostgreSQL delivery log when `DATABASE_URL` is set and Redis when `REDIS_URL` is.
 pub async fn backends(config: &Config) -> Result<Backends, StartupError> {
     let backends = match config.backend {
-        Backend::Memory => Backends::in_memory(config.queue),
+        Backend::Memory => Backends::in_memory(config.memory),
         Backend::Aws => aws_backends(config, &relay_aws::sdk_config().await)?,
     };
     let backends = backends.with_database(config.database_url.as_ref()).await?.with_redis(config.redis_url.as_ref())?;
@@ -74,7 +74,7 @@ impl Relay {
                 deliverer.clone(),
                 policy,
             ),
-            handler: BatchHandler::new(deliverer, b.queue.clone()),
+            handler: BatchHandler::new(deliverer, b.delivery_queue.clone()),
             maintenance: b.maintenance(),
             dashboard: b.dashboard(),
             access: Access::new(config.credentials.clone(), b.limiter.clone(), &config.api),
@@ -82,6 +82,16 @@ impl Relay {
             config: Arc::new(config.clone()),
             backends,
         })
+    }
+
+    /// One poller per lane (dispatch, delivery): what Lambda's two event source mappings do in
+    /// AWS. relay-local runs `WORKER_CONCURRENCY` of each.
+    pub fn pollers(&self) -> [Poller; 2] {
+        let b = &self.backends;
+        [
+            Poller::new(b.queue.clone(), self.handler.clone()),
+            Poller::new(b.delivery_queue.clone(), self.handler.clone()),
+        ]
     }
 
     pub fn events_state(&self) -> EventsState {

@@ -15,6 +15,31 @@ pub async fn a_lock_has_one_holder_until_released(locks: Arc<dyn Locks>) {
     assert!(locks.try_lock("k", Duration::from_secs(10)).await.unwrap().is_some());
 }
 
+/// A worker's batch: one call takes many locks, a key held elsewhere or repeated in the batch
+/// is refused, one call releases what the tokens still hold.
+pub async fn a_batch_of_locks_is_taken_and_released_at_once(locks: Arc<dyn Locks>) {
+    let ttl = Duration::from_secs(10);
+    let elsewhere = locks.try_lock("b", ttl).await.unwrap().expect("free");
+    let keys: Vec<String> = ["a", "b", "c", "a"].map(String::from).to_vec();
+    let tokens = locks.try_lock_many(&keys, ttl).await.unwrap();
+    assert_eq!(tokens.len(), 4);
+    assert!(tokens[0].is_some() && tokens[2].is_some());
+    assert!(tokens[1].is_none(), "b is held elsewhere");
+    assert!(tokens[3].is_none(), "a second copy of a in the batch is refused");
+    assert!(locks.try_lock_many(&[], ttl).await.unwrap().is_empty());
+
+    let held: Vec<(String, String)> =
+        keys.iter().zip(&tokens).filter_map(|(k, t)| Some((k.clone(), t.clone()?))).collect();
+    let mut with_a_stranger = held.clone();
+    with_a_stranger.push(("b".to_owned(), "not-the-token".to_owned()));
+    locks.unlock_many(&with_a_stranger).await.unwrap();
+    locks.unlock_many(&[]).await.unwrap();
+    let again = locks.try_lock_many(&keys[..3], ttl).await.unwrap();
+    assert!(again[0].is_some() && again[2].is_some(), "released");
+    assert!(again[1].is_none(), "a stranger's token releases nothing");
+    locks.unlock("b", &elsewhere).await.unwrap();
+}
+
 pub async fn a_lock_expires(locks: Arc<dyn Locks>) {
     locks.try_lock("short", Duration::from_millis(100)).await.unwrap().expect("free");
     tokio::time::sleep(Duration::from_millis(200)).await;

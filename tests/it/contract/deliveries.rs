@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use relay_core::Timestamp;
 use relay_core::domain::{Attempt, DeliveryStatus, PageRequest, Trigger};
-use relay_core::ports::DeliveryLog;
+use relay_core::ports::{DeliveryLog, Record};
 
 use super::{delivery, event, webhook};
 
@@ -100,6 +100,53 @@ pub async fn record_appends_attempts_in_order(log: Arc<dyn DeliveryLog>) {
     log.record(&d, None).await.unwrap();
     assert_eq!(log.attempts(&[d.key()]).await.unwrap()[&d.key()].len(), 3, "no attempt, none appended");
     assert_eq!(log.get(d.key()).await.unwrap().unwrap().status, DeliveryStatus::Failed);
+}
+
+/// A worker's batch: one read of many keys, one write of many states and attempts, a delivery
+/// repeated in the batch keeps its last state and every attempt.
+pub async fn batches_read_and_write_many_at_once(log: Arc<dyn DeliveryLog>) {
+    let e = event("job.created", None);
+    let hooks: Vec<_> = (0..5).map(|_| webhook("acme", &["job.created"], true)).collect();
+    let all: Vec<_> = hooks.iter().map(|w| delivery(&e, w)).collect();
+    log.ensure(&all[..4]).await.unwrap();
+
+    let keys: Vec<_> = all.iter().map(|d| d.key()).collect();
+    let found = log.get_many(&keys).await.unwrap();
+    assert_eq!(found.len(), 4, "the fifth was never recorded");
+    assert!(!found.contains_key(&all[4].key()));
+    assert_eq!(found[&all[0].key()], all[0]);
+    assert!(log.get_many(&[]).await.unwrap().is_empty());
+
+    let done: Vec<_> = all[..4]
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            d.status = DeliveryStatus::Succeeded;
+            d.attempt_count = 1;
+            d.last_status_code = Some(200);
+            d
+        })
+        .collect();
+    let (first, retried) = (attempt(1, Some(500)), attempt(2, Some(200)));
+    let mut failing = all[0].clone();
+    failing.status = DeliveryStatus::Retrying;
+    failing.attempt_count = 1;
+    let mut finished = done[0].clone();
+    finished.attempt_count = 2;
+    let ok = attempt(1, Some(200));
+    let mut records = vec![Record { delivery: &failing, attempt: Some(&first) }];
+    records.extend(done[1..].iter().map(|d| Record { delivery: d, attempt: Some(&ok) }));
+    // The same delivery again later in the batch: its last state wins, both attempts stay.
+    records.push(Record { delivery: &finished, attempt: Some(&retried) });
+    log.record_many(&records).await.unwrap();
+    log.record_many(&[]).await.unwrap();
+
+    let stored = log.get_many(&keys[..4]).await.unwrap();
+    assert!(stored.values().all(|d| d.status == DeliveryStatus::Succeeded), "{stored:?}");
+    assert_eq!(stored[&all[0].key()].attempt_count, 2);
+    let attempts = log.attempts(&keys[..4]).await.unwrap();
+    assert_eq!(attempts[&all[0].key()].iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2]);
+    assert!(keys[1..4].iter().all(|k| attempts[k].len() == 1));
 }
 
 pub async fn lists_by_webhook_and_status(log: Arc<dyn DeliveryLog>) {

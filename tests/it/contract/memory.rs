@@ -39,6 +39,7 @@ suite! {
     webhooks::stale_writes_are_refused_and_concurrent_changes_all_land => Arc::new(MemoryWebhookStore::new());
     deliveries::ensure_keeps_what_exists => Arc::new(MemoryDeliveryLog::new());
     deliveries::record_appends_attempts_in_order => Arc::new(MemoryDeliveryLog::new());
+    deliveries::batches_read_and_write_many_at_once => Arc::new(MemoryDeliveryLog::new());
     deliveries::lists_by_webhook_and_status => Arc::new(MemoryDeliveryLog::new());
     deliveries::stats_count_and_time_what_is_in_scope => Arc::new(MemoryDeliveryLog::new());
     deliveries::timeline_and_events_are_the_tenants_own => Arc::new(MemoryDeliveryLog::new());
@@ -46,6 +47,7 @@ suite! {
     coordination::a_lock_has_one_holder_until_released => Arc::new(MemoryLocks::new());
     coordination::a_lock_expires => Arc::new(MemoryLocks::new());
     coordination::concurrent_lockers_get_one_lock => Arc::new(MemoryLocks::new());
+    coordination::a_batch_of_locks_is_taken_and_released_at_once => Arc::new(MemoryLocks::new());
     coordination::the_limit_counts_per_key => Arc::new(MemoryRateLimiter::new());
     coordination::the_cache_keeps_values_until_they_expire => Arc::new(MemoryCache::new());
     queue::send_receive_delete => |v, m| async move { queues(v, m) };
@@ -54,4 +56,92 @@ suite! {
     queue::delay_hides_a_message => |v, m| async move { queues(v, m) };
     queue::redrive_after_max_receive_count => |v, m| async move { queues(v, m) };
     queue::stale_receipt_handles_are_refused => |v, m| async move { queues(v, m) };
+}
+
+/// The embedded event store past `MEMORY_MAX_EVENTS`: the oldest events whose deliveries are all
+/// final go first, with their deliveries in a log in memory; an event not yet dispatched or
+/// with a delivery pending stays, however old.
+#[tokio::test]
+async fn eviction_keeps_the_limit_and_never_an_unfinished_event() {
+    use relay_core::domain::DeliveryStatus;
+    use relay_core::ports::{DeliveryLog, EventStore, Record};
+
+    use super::{delivery, event, webhook};
+
+    let events = MemoryEventStore::with_limits(3, Duration::from_secs(86_400));
+    let log = MemoryDeliveryLog::new();
+    let hook = webhook("acme", &["job.created"], true);
+    let all: Vec<_> = (0..8).map(|_| event("job.created", None)).collect();
+    for e in &all {
+        events.insert(e, None).await.unwrap();
+        // UUIDv7 ids are ordered by millisecond: keep creation order distinct.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Events 0..6 dispatched; 6 and 7 not yet. Of the dispatched: 1 pending, 3 retrying, the
+    // others finished (4 has no delivery: its webhook was gone, or the log lost it).
+    let dispatched: Vec<_> = all[..6].iter().map(|e| (e.id, vec![hook.id])).collect();
+    events.mark_dispatched(&dispatched).await.unwrap();
+    let deliveries: Vec<_> = all[..6].iter().filter(|e| e.id != all[4].id).map(|e| delivery(e, &hook)).collect();
+    log.ensure(&deliveries).await.unwrap();
+    let finished: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            let mut d = d.clone();
+            d.status = match d.event_id {
+                id if id == all[1].id => DeliveryStatus::Pending,
+                id if id == all[3].id => DeliveryStatus::Retrying,
+                id if id == all[2].id => DeliveryStatus::Failed,
+                _ => DeliveryStatus::Succeeded,
+            };
+            d
+        })
+        .collect();
+    let records: Vec<_> = finished.iter().map(|delivery| Record { delivery, attempt: None }).collect();
+    log.record_many(&records).await.unwrap();
+
+    // 8 events, limit 3: the 5 oldest are candidates; 1 and 3 are unfinished.
+    let forgotten = events.evict(&log).await.unwrap();
+    log.forget(&forgotten);
+    let kept: Vec<_> = all.iter().map(|e| e.id).filter(|id| forgotten.iter().all(|k| k.event_id != *id)).collect();
+    for (i, e) in all.iter().enumerate() {
+        let present = events.get(e.id).await.unwrap().is_some();
+        let expected = [1, 3, 5, 6, 7].contains(&i);
+        assert_eq!(present, expected, "event {i}");
+    }
+    assert_eq!(kept.len(), 5);
+    assert_eq!(events.len(), 5, "over the limit only by what may not go yet");
+    assert_eq!(log.len(), 3, "the deliveries of evicted events are forgotten: {forgotten:?}");
+    assert!(events.evict(&log).await.unwrap().is_empty(), "nothing more may go");
+
+    // Once 1 and 3 finish, they go too (the oldest first), down to the limit.
+    let done: Vec<_> = finished
+        .iter()
+        .filter(|d| d.event_id == all[1].id || d.event_id == all[3].id)
+        .map(|d| relay_core::domain::Delivery { status: DeliveryStatus::Succeeded, ..d.clone() })
+        .collect();
+    let records: Vec<_> = done.iter().map(|delivery| Record { delivery, attempt: None }).collect();
+    log.record_many(&records).await.unwrap();
+    log.forget(&events.evict(&log).await.unwrap());
+    assert_eq!(events.len(), 3);
+    assert!(events.get(all[1].id).await.unwrap().is_none() && events.get(all[3].id).await.unwrap().is_none());
+}
+
+/// Two lanes sharing one backlog bound: `full` once they hold the bound together, not before,
+/// and no longer once a message is deleted. Sends past the bound are still accepted.
+#[tokio::test]
+async fn a_shared_backlog_says_when_the_lanes_are_full() {
+    let backlog = relay_memory::Backlog::new(3);
+    let lane = || MemoryQueue::new(Duration::from_secs(30)).with_backlog(backlog.clone());
+    let (dispatch, delivery) = (lane(), lane());
+    dispatch.send_batch(&["a".into(), "b".into()]).await.unwrap();
+    assert_eq!(dispatch.full(), None);
+    delivery.send("c", Duration::ZERO).await.unwrap();
+    assert_eq!(dispatch.full(), Some(Duration::from_secs(1)), "three held across the two lanes");
+    delivery.send("d", Duration::ZERO).await.unwrap();
+    assert_eq!(backlog.held(), 4, "the relay's own sends are never refused");
+    for message in dispatch.receive(10, Duration::ZERO).await.unwrap() {
+        dispatch.delete(&message.receipt_handle).await.unwrap();
+    }
+    assert_eq!(backlog.held(), 2);
+    assert_eq!(delivery.full(), None);
 }

@@ -28,6 +28,7 @@ macro_rules! pg_suite {
 pg_suite!(
     ensure_keeps_what_exists,
     record_appends_attempts_in_order,
+    batches_read_and_write_many_at_once,
     lists_by_webhook_and_status,
     stats_count_and_time_what_is_in_scope,
     timeline_and_events_are_the_tenants_own,

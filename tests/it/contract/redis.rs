@@ -20,6 +20,7 @@ redis_suite!(
     a_lock_has_one_holder_until_released,
     a_lock_expires,
     concurrent_lockers_get_one_lock,
+    a_batch_of_locks_is_taken_and_released_at_once,
     the_limit_counts_per_key,
     the_cache_keeps_values_until_they_expire,
 );

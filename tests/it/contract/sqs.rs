@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay_aws::sqs::{QueueSpec, SqsQueue, create_queue_pair};
+use relay_aws::sqs::{QueueSpec, SqsQueue, create_queues};
 use relay_core::ports::Queue;
 
 use crate::aws;
@@ -19,7 +19,7 @@ async fn pair(
         max_receive_count,
         retention: Duration::from_secs(86_400),
     };
-    let (url, dlq_url) = create_queue_pair(&client, &spec).await.expect("create queues");
+    let (url, _, dlq_url) = create_queues(&client, &spec).await.expect("create queues");
     (Arc::new(SqsQueue::new(client.clone(), url)), Arc::new(SqsQueue::new(client, dlq_url)))
 }
 

@@ -42,7 +42,12 @@ async fn aws_relay_behind_proxies() -> Option<AwsRelay> {
     let via_dynamodb =
         relay_local::aws_backends(&config, &through(dynamodb.url_for(&dynamodb_endpoint)).await).unwrap();
     let via_sqs = relay_local::aws_backends(&config, &through(sqs.url_for(&sqs_endpoint)).await).unwrap();
-    let backends = Backends { queue: via_sqs.queue, dead_letter: via_sqs.dead_letter, ..via_dynamodb };
+    let backends = Backends {
+        queue: via_sqs.queue,
+        delivery_queue: via_sqs.delivery_queue,
+        dead_letter: via_sqs.dead_letter,
+        ..via_dynamodb
+    };
     let app = TestApp::start(&config, backends).await;
     Some(AwsRelay { app, config, sqs, dynamodb })
 }

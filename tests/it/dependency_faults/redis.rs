@@ -181,7 +181,7 @@ impl Cache for FlushedWhileFilling {
 async fn a_flush_while_the_cache_is_filled_does_not_hide_the_next_change() {
     let config = test_config(&[]);
     let cache = Arc::new(FlushedWhileFilling::default());
-    let mut backends = Backends::in_memory(config.queue);
+    let mut backends = Backends::in_memory(config.memory);
     backends.webhooks =
         Arc::new(CachedWebhookStore::new(backends.webhooks.clone(), cache.clone(), Duration::from_secs(60)));
     let relay = Relay::new(&config, backends).unwrap();

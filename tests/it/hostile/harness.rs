@@ -11,7 +11,6 @@ use axum::body::{Body, Bytes, to_bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use relay_core::worker::Poller;
 use relay_local::Relay;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -134,7 +133,9 @@ impl Harness {
         let (relay, receiver) = runtime.block_on(async {
             let backends = relay_local::backends(&config).await.expect("backends");
             let relay = Relay::new(&config, backends).expect("the relay");
-            tokio::spawn(Poller::new(relay.backends.queue.clone(), relay.handler.clone()).run(stopped));
+            for poller in relay.pollers() {
+                tokio::spawn(poller.run(stopped.clone()));
+            }
             (relay, Receiver::start().await)
         });
         let mut harness = Self {

@@ -3,7 +3,7 @@
 
 mod provision;
 
-pub use provision::{QueueSpec, create_queue_pair};
+pub use provision::{QueueSpec, create_queues};
 
 use std::time::Duration;
 

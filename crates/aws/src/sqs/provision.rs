@@ -1,5 +1,6 @@
-//! Creating the relay queue and its dead-letter queue, with the attributes `template.yaml`
-//! declares. Used by the LocalStack bootstrap and by tests (with random names).
+//! Creating the relay's two queues (the dispatch and the delivery lane) and their dead-letter
+//! queue, with the attributes `template.yaml` declares. Used by the LocalStack bootstrap and by
+//! tests (with random names).
 
 use std::time::Duration;
 
@@ -33,8 +34,10 @@ impl QueueSpec {
     }
 }
 
-/// Creates (or finds) `{name}-dlq` and `{name}` with a redrive policy to it; returns their URLs.
-pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(String, String)> {
+/// Creates (or finds) `{name}-dlq` and, both with a redrive policy to it, `{name}` (the dispatch
+/// lane) and `{name}-delivery` (the delivery lane); returns their URLs: queue, delivery queue,
+/// dead-letter queue.
+pub async fn create_queues(client: &Client, spec: &QueueSpec) -> Result<(String, String, String)> {
     let retention = spec.retention.as_secs().to_string();
     let dlq_url = client
         .create_queue()
@@ -58,17 +61,21 @@ pub async fn create_queue_pair(client: &Client, spec: &QueueSpec) -> Result<(Str
         .ok_or_else(|| Error::unavailable("queue", "the dead-letter queue has no ARN"))?;
     let redrive =
         serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count }).to_string();
-    let url = client
-        .create_queue()
-        .queue_name(&spec.name)
-        .attributes(QueueAttributeName::VisibilityTimeout, spec.visibility_timeout.as_secs().to_string())
-        .attributes(QueueAttributeName::MessageRetentionPeriod, retention)
-        .attributes(QueueAttributeName::RedrivePolicy, redrive)
-        .send()
+    let create = |name: String| {
+        client
+            .create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::VisibilityTimeout, spec.visibility_timeout.as_secs().to_string())
+            .attributes(QueueAttributeName::MessageRetentionPeriod, retention.clone())
+            .attributes(QueueAttributeName::RedrivePolicy, redrive.clone())
+            .send()
+    };
+    let url = create(spec.name.clone()).await.map_err(unavailable)?.queue_url().unwrap_or_default().to_owned();
+    let delivery_url = create(format!("{}-delivery", spec.name))
         .await
         .map_err(unavailable)?
         .queue_url()
         .unwrap_or_default()
         .to_owned();
-    Ok((url, dlq_url))
+    Ok((url, delivery_url, dlq_url))
 }

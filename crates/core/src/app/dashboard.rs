@@ -38,7 +38,10 @@ pub struct Backlog {
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Queues {
+    /// The dispatch lane (`QUEUE_URL`).
     pub queue: Option<Depth>,
+    /// The delivery lane (`DELIVERY_QUEUE_URL`; the same queue as `queue` where it is unset).
+    pub delivery_queue: Option<Depth>,
     pub dead_letter_queue: Option<Depth>,
 }
 
@@ -68,17 +71,23 @@ pub struct Dashboard {
     deliveries: Arc<dyn DeliveryLog>,
     webhooks: Arc<dyn WebhookStore>,
     queue: Arc<dyn Queue>,
+    delivery_queue: Arc<dyn Queue>,
     dead_letter: Arc<dyn Queue>,
 }
 
+/// The queues a [`Dashboard`] reports the depth of.
+#[derive(Clone, Debug)]
+pub struct QueuePorts {
+    /// The dispatch lane.
+    pub queue: Arc<dyn Queue>,
+    pub delivery_queue: Arc<dyn Queue>,
+    pub dead_letter: Arc<dyn Queue>,
+}
+
 impl Dashboard {
-    pub fn new(
-        deliveries: Arc<dyn DeliveryLog>,
-        webhooks: Arc<dyn WebhookStore>,
-        queue: Arc<dyn Queue>,
-        dead_letter: Arc<dyn Queue>,
-    ) -> Self {
-        Self { deliveries, webhooks, queue, dead_letter }
+    pub fn new(deliveries: Arc<dyn DeliveryLog>, webhooks: Arc<dyn WebhookStore>, queues: QueuePorts) -> Self {
+        let QueuePorts { queue, delivery_queue, dead_letter } = queues;
+        Self { deliveries, webhooks, queue, delivery_queue, dead_letter }
     }
 
     pub async fn overview(&self, tenant: &TenantId) -> Result<Overview> {
@@ -114,7 +123,7 @@ impl Dashboard {
         Ok(webhooks)
     }
 
-    /// The depth of the relay queue and its dead-letter queue (every tenant's messages).
+    /// The depth of the relay's two lanes and their dead-letter queue (every tenant's messages).
     pub async fn queues(&self) -> Queues {
         let depth = |result: Result<QueueDepth>, which: &str| match result {
             Ok(depth) => Some(Depth::from(depth)),
@@ -123,8 +132,13 @@ impl Dashboard {
                 None
             }
         };
-        let (queue, dead_letter) = tokio::join!(self.queue.depth(), self.dead_letter.depth());
-        Queues { queue: depth(queue, "queue"), dead_letter_queue: depth(dead_letter, "dead-letter queue") }
+        let (queue, delivery_queue, dead_letter) =
+            tokio::join!(self.queue.depth(), self.delivery_queue.depth(), self.dead_letter.depth());
+        Queues {
+            queue: depth(queue, "queue"),
+            delivery_queue: depth(delivery_queue, "delivery queue"),
+            dead_letter_queue: depth(dead_letter, "dead-letter queue"),
+        }
     }
 
     /// The tenant's most recent deliveries with their attempts.

@@ -1,12 +1,16 @@
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::future::join_all;
 
 use super::{RelayMessage, modify_webhook};
 use crate::backoff::{RetryPolicy, parse_retry_after};
 use crate::domain::{
-    Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, Trigger, Webhook, WebhookSecret,
+    Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, Trigger, Webhook,
+    WebhookId, WebhookSecret,
 };
-use crate::ports::{DeliveryLog, EventStore, Locks, OutboundRequest, Queue, WebhookSender, WebhookStore};
+use crate::ports::{DeliveryLog, EventStore, Locks, OutboundRequest, Queue, Record, WebhookSender, WebhookStore};
 use crate::sealing::SecretKeys;
 use crate::settings::DeliverySettings;
 use crate::signing::SignatureHeaders;
@@ -23,6 +27,44 @@ pub enum Next {
     Done,
     /// Keep it, invisible for this long, then handle it again.
     RetryIn(Duration),
+}
+
+/// One attempt made, not yet recorded.
+#[derive(Debug)]
+struct Sent {
+    /// The delivery's state after it.
+    next: Delivery,
+    attempt: Attempt,
+    /// For a scheduled attempt that failed with retries left: the delay before the next one.
+    retry_in: Option<Duration>,
+    result: AttemptResult,
+    duration: Duration,
+    /// When the response (or the failure) came.
+    at: Timestamp,
+}
+
+/// What became of one due delivery of a batch.
+#[derive(Debug)]
+enum Outcome {
+    Sent(Box<Sent>),
+    /// Failed without an attempt: its webhook or its event is gone.
+    GaveUp {
+        delivery: Delivery,
+        reason: &'static str,
+    },
+}
+
+impl Outcome {
+    fn gave_up(delivery: &Delivery, reason: &'static str) -> Self {
+        Self::GaveUp { delivery: failed_without_attempt(delivery.clone(), reason), reason }
+    }
+
+    fn record(&self) -> Record<'_> {
+        match self {
+            Self::Sent(sent) => Record { delivery: &sent.next, attempt: Some(&sent.attempt) },
+            Self::GaveUp { delivery, .. } => Record { delivery, attempt: None },
+        }
+    }
 }
 
 /// Dispatch (fan one event out to its webhooks) and delivery (sign and POST one pair).
@@ -65,17 +107,38 @@ impl Deliverer {
 
     /// Records a pending delivery for every active webhook subscribed to the event's type and
     /// enqueues a `deliver` message for each one not yet final. Safe to repeat.
-    #[tracing::instrument(skip_all, fields(event_id = %event_id))]
     pub async fn dispatch(&self, event_id: EventId) -> Result<()> {
-        let Some(event) = self.events.get(event_id).await? else {
-            tracing::warn!("event no longer exists; nothing to dispatch");
-            return Ok(());
-        };
-        let webhooks = self.webhooks.subscribed(&event.event_type).await?;
+        self.dispatch_many(&[event_id]).await
+    }
+
+    /// [`Deliverer::dispatch`] for a worker's batch of events: each distinct event type's
+    /// webhooks read once, one write to the log, one send to the queue.
+    pub async fn dispatch_many(&self, event_ids: &[EventId]) -> Result<()> {
+        let found = join_all(event_ids.iter().map(|id| self.events.get(*id))).await;
+        let mut events = Vec::with_capacity(event_ids.len());
+        for (id, event) in event_ids.iter().zip(found) {
+            match event? {
+                Some(event) => events.push(event),
+                None => tracing::warn!(event_id = %id, "event no longer exists; nothing to dispatch"),
+            }
+        }
+        let mut types: Vec<&EventType> = events.iter().map(|e| &e.event_type).collect();
+        types.sort();
+        types.dedup();
+        let subscribed = join_all(types.iter().map(|t| self.webhooks.subscribed(t))).await;
+        let mut webhooks: HashMap<&EventType, Vec<Webhook>> = HashMap::with_capacity(types.len());
+        for (event_type, found) in types.into_iter().zip(subscribed) {
+            webhooks.insert(event_type, found?);
+        }
         let now = Timestamp::now();
-        let wanted: Vec<Delivery> = webhooks
+        let wanted: Vec<Delivery> = events
             .iter()
-            .map(|w| Delivery::new(event.id, w.id, w.tenant.clone(), event.event_type.clone(), now))
+            .flat_map(|event| {
+                let subscribed = webhooks.get(&event.event_type).map_or(&[][..], Vec::as_slice);
+                subscribed
+                    .iter()
+                    .map(|w| Delivery::new(event.id, w.id, w.tenant.clone(), event.event_type.clone(), now))
+            })
             .collect();
         let stored = self.deliveries.ensure(&wanted).await?;
         let messages: Vec<String> = stored
@@ -84,46 +147,153 @@ impl Deliverer {
             .map(|d| RelayMessage::Deliver { event_id: d.event_id, webhook_id: d.webhook_id }.to_body())
             .collect();
         self.queue.send_batch(&messages).await?;
-        tracing::info!(webhooks = webhooks.len(), enqueued = messages.len(), "event dispatched");
+        let dispatched: Vec<(EventId, Vec<WebhookId>)> = events
+            .iter()
+            .map(|event| {
+                let subscribed = webhooks.get(&event.event_type).map_or(&[][..], Vec::as_slice);
+                (event.id, subscribed.iter().map(|w| w.id).collect())
+            })
+            .collect();
+        self.events.mark_dispatched(&dispatched).await?;
+        for (event_id, webhooks) in &dispatched {
+            tracing::info!(event_id = %event_id, webhooks = webhooks.len(), "event dispatched");
+        }
         Ok(())
     }
 
-    /// Makes the scheduled attempt of one delivery, unless it is final already (a duplicate
-    /// message) or not yet due (an early copy). Copies of one message arriving together are
-    /// serialised by a lock on (event, webhook, attempt number): one delivers, the others see
-    /// its result. Without the lock service (Redis down) it delivers anyway: at least once.
-    #[tracing::instrument(skip_all, fields(event_id = %key.event_id, webhook_id = %key.webhook_id))]
+    /// Makes the scheduled attempt of one delivery: [`Deliverer::deliver_many`] of one.
     pub async fn deliver(&self, key: DeliveryKey) -> Result<Next> {
-        let delivery = self.current(key).await?;
-        if let Some(next) = self.settled(&delivery) {
-            return Ok(next);
-        }
-        let lock_key = format!("delivery:{}:{}:{}", key.event_id, key.webhook_id, delivery.attempt_count + 1);
-        let token = match self.locks.try_lock(&lock_key, self.lock_ttl).await {
-            Ok(Some(token)) => Some(token),
-            Ok(None) => {
-                tracing::debug!("another copy of this message is delivering it");
-                return Ok(Next::RetryIn(self.lock_ttl));
-            }
+        let mut results = self.deliver_many(&[key]).await?;
+        results.pop().unwrap_or_else(|| Err(Error::Internal("no result for the delivery".into())))
+    }
+
+    /// Makes the scheduled attempt of each delivery of a worker's batch, unless it is final
+    /// already (a duplicate message) or not yet due (an early copy), and says, per key in
+    /// order, what to do with its message. The whole batch costs one round trip to the lock
+    /// service to lock, one read of the log, the attempts (concurrently), one write of the log
+    /// and one round trip to unlock; each distinct webhook and event is read once.
+    ///
+    /// Copies of one message arriving together are serialised by a lock on (event, webhook),
+    /// taken before the delivery is read: one delivers, the others come back later and see its
+    /// result. Without the lock service (Redis down) it delivers anyway: at least once.
+    /// `Err` means nothing of the batch was recorded: every message must come back.
+    pub async fn deliver_many(&self, keys: &[DeliveryKey]) -> Result<Vec<Result<Next>>> {
+        let lock_keys: Vec<String> = keys.iter().map(|k| format!("delivery:{}:{}", k.event_id, k.webhook_id)).collect();
+        // Per key: `None` when another holder has it, else the token to release (none when
+        // the lock service is down and the batch goes ahead without locks).
+        let tokens: Vec<Option<Option<String>>> = match self.locks.try_lock_many(&lock_keys, self.lock_ttl).await {
+            Ok(tokens) => tokens.into_iter().map(|t| t.map(Some)).collect(),
             Err(err) => {
-                tracing::warn!(error = %err, "delivery locks unavailable; delivering without one");
-                None
+                tracing::warn!(error = %err, "delivery locks unavailable; delivering without them");
+                vec![Some(None); keys.len()]
             }
         };
-        let result = self.deliver_locked(key).await;
-        if let Some(token) = token
-            && let Err(err) = self.locks.unlock(&lock_key, &token).await
-        {
-            tracing::debug!(error = %err, "could not release the delivery lock; it expires");
+        let locked: Vec<Option<DeliveryKey>> =
+            keys.iter().zip(&tokens).map(|(key, token)| token.is_some().then_some(*key)).collect();
+        let result = self.deliver_locked(&locked).await;
+        let held: Vec<(String, String)> =
+            lock_keys.into_iter().zip(tokens).filter_map(|(key, token)| Some((key, token.flatten()?))).collect();
+        if let Err(err) = self.locks.unlock_many(&held).await {
+            tracing::debug!(error = %err, "could not release the delivery locks; they expire");
         }
         result
     }
 
-    async fn current(&self, key: DeliveryKey) -> Result<Delivery> {
-        // Dispatch records every delivery before enqueueing it, so the log lost it. The
-        // message comes back until it is dead-lettered, and maintenance records the delivery
-        // as failed, where a manual retry can still send it.
-        self.deliveries.get(key).await?.ok_or_else(|| Error::Internal("no delivery record for this message".into()))
+    /// The batch's deliveries whose lock was taken (`Some`); the others are busy.
+    async fn deliver_locked(&self, keys: &[Option<DeliveryKey>]) -> Result<Vec<Result<Next>>> {
+        let wanted: Vec<DeliveryKey> = keys.iter().flatten().copied().collect();
+        let current = self.deliveries.get_many(&wanted).await?;
+        let mut results: Vec<Option<Result<Next>>> = Vec::with_capacity(keys.len());
+        let mut due: Vec<(usize, &Delivery)> = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            let Some(key) = key else {
+                tracing::debug!("another copy of this message is delivering it");
+                results.push(Some(Ok(Next::RetryIn(self.lock_ttl))));
+                continue;
+            };
+            match current.get(key) {
+                // Dispatch records every delivery before enqueueing it, so the log lost it. The
+                // message comes back until it is dead-lettered, and maintenance records the
+                // delivery as failed, where a manual retry can still send it.
+                None => results.push(Some(Err(Error::Internal(format!(
+                    "no delivery record for event {} and webhook {}",
+                    key.event_id, key.webhook_id
+                ))))),
+                Some(delivery) => match self.settled(delivery) {
+                    Some(next) => results.push(Some(Ok(next))),
+                    None => {
+                        results.push(None);
+                        due.push((index, delivery));
+                    }
+                },
+            }
+        }
+        let (webhooks, events) = self.subjects(&due).await?;
+        // Each due delivery's attempt, or the reason there is none, made concurrently.
+        let outcomes = join_all(due.iter().map(|(_, delivery)| async {
+            let webhook = match webhooks.get(&delivery.webhook_id) {
+                Some(webhook) if webhook.is_active => webhook,
+                Some(_) => return Ok(Outcome::gave_up(delivery, "webhook is disabled")),
+                None => return Ok(Outcome::gave_up(delivery, "webhook was deleted")),
+            };
+            let Some(event) = events.get(&delivery.event_id) else {
+                return Ok(Outcome::gave_up(delivery, "event no longer exists"));
+            };
+            Ok(Outcome::Sent(Box::new(self.send(event, webhook, delivery, Trigger::Scheduled).await?)))
+        }))
+        .await;
+        let outcomes: Vec<Outcome> = outcomes.into_iter().collect::<Result<_>>()?;
+        let records: Vec<Record<'_>> = outcomes.iter().map(Outcome::record).collect();
+        self.deliveries.record_many(&records).await?;
+        for ((index, _), outcome) in due.iter().zip(outcomes) {
+            let next = match outcome {
+                Outcome::GaveUp { delivery, reason } => {
+                    tracing::info!(event_id = %delivery.event_id, webhook_id = %delivery.webhook_id, reason, "delivery failed without an attempt");
+                    Next::Done
+                }
+                Outcome::Sent(sent) => {
+                    self.after(webhooks.get(&sent.next.webhook_id), &sent).await?;
+                    sent.retry_in.map_or(Next::Done, Next::RetryIn)
+                }
+            };
+            if let Some(slot) = results.get_mut(*index) {
+                *slot = Some(Ok(next));
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("delivery not handled".into()))))
+            .collect())
+    }
+
+    /// The webhooks and events of the due deliveries, each read once.
+    async fn subjects(
+        &self,
+        due: &[(usize, &Delivery)],
+    ) -> Result<(HashMap<WebhookId, Webhook>, HashMap<EventId, Event>)> {
+        let mut webhook_ids: Vec<WebhookId> = due.iter().map(|(_, d)| d.webhook_id).collect();
+        webhook_ids.sort();
+        webhook_ids.dedup();
+        let mut event_ids: Vec<EventId> = due.iter().map(|(_, d)| d.event_id).collect();
+        event_ids.sort();
+        event_ids.dedup();
+        let (webhooks, events) = tokio::join!(
+            join_all(webhook_ids.iter().map(|id| self.webhooks.get(*id))),
+            join_all(event_ids.iter().map(|id| self.events.get(*id)))
+        );
+        let mut found_webhooks = HashMap::with_capacity(webhook_ids.len());
+        for webhook in webhooks {
+            if let Some(webhook) = webhook? {
+                found_webhooks.insert(webhook.id, webhook);
+            }
+        }
+        let mut found_events = HashMap::with_capacity(event_ids.len());
+        for event in events {
+            if let Some(event) = event? {
+                found_events.insert(event.id, event);
+            }
+        }
+        Ok((found_webhooks, found_events))
     }
 
     /// What to do without an attempt: done when final, wait when not yet due.
@@ -139,42 +309,25 @@ impl Deliverer {
         }
     }
 
-    async fn deliver_locked(&self, key: DeliveryKey) -> Result<Next> {
-        // Read again under the lock: a copy that held it before may have delivered.
-        let delivery = self.current(key).await?;
-        if let Some(next) = self.settled(&delivery) {
-            return Ok(next);
-        }
-        let webhook = match self.webhooks.get(key.webhook_id).await? {
-            Some(webhook) if webhook.is_active => webhook,
-            Some(_) => return self.give_up(delivery, "webhook is disabled").await,
-            None => return self.give_up(delivery, "webhook was deleted").await,
-        };
-        let Some(event) = self.events.get(key.event_id).await? else {
-            return self.give_up(delivery, "event no longer exists").await;
-        };
-        let (_, retry_in) = self.attempt(&event, &webhook, &delivery, Trigger::Scheduled).await?;
-        Ok(retry_in.map_or(Next::Done, Next::RetryIn))
-    }
-
-    async fn give_up(&self, delivery: Delivery, reason: &str) -> Result<Next> {
-        tracing::info!(reason, "delivery failed without an attempt");
-        fail_without_attempt(self.deliveries.as_ref(), delivery, reason).await?;
-        Ok(Next::Done)
-    }
-
     /// Puts failed deliveries back on the schedule: each becomes `pending` and gets one more
     /// scheduled attempt (no further retries unless the policy still has some left).
     pub async fn redeliver(&self, failed: &[Delivery]) -> Result<()> {
-        let mut messages = Vec::with_capacity(failed.len());
-        for delivery in failed {
-            let mut again = delivery.clone();
-            again.status = DeliveryStatus::Pending;
-            again.next_attempt_at = None;
-            again.updated_at = Timestamp::now();
-            self.deliveries.record(&again, None).await?;
-            messages.push(RelayMessage::Deliver { event_id: again.event_id, webhook_id: again.webhook_id }.to_body());
-        }
+        let now = Timestamp::now();
+        let again: Vec<Delivery> = failed
+            .iter()
+            .map(|delivery| Delivery {
+                status: DeliveryStatus::Pending,
+                next_attempt_at: None,
+                updated_at: now,
+                ..delivery.clone()
+            })
+            .collect();
+        let records: Vec<Record<'_>> = again.iter().map(|delivery| Record { delivery, attempt: None }).collect();
+        self.deliveries.record_many(&records).await?;
+        let messages: Vec<String> = again
+            .iter()
+            .map(|d| RelayMessage::Deliver { event_id: d.event_id, webhook_id: d.webhook_id }.to_body())
+            .collect();
         self.queue.send_batch(&messages).await
     }
 
@@ -188,6 +341,15 @@ impl Deliverer {
         delivery: &Delivery,
         trigger: Trigger,
     ) -> Result<(Delivery, Option<Duration>)> {
+        let sent = self.send(event, webhook, delivery, trigger).await?;
+        self.deliveries.record(&sent.next, Some(&sent.attempt)).await?;
+        self.after(Some(webhook), &sent).await?;
+        Ok((sent.next, sent.retry_in))
+    }
+
+    /// Signs and POSTs the event to the webhook once: the attempt and the delivery's new state,
+    /// not yet recorded.
+    async fn send(&self, event: &Event, webhook: &Webhook, delivery: &Delivery, trigger: Trigger) -> Result<Sent> {
         let body = event.delivery_body();
         let started_at = Timestamp::now();
         let secrets = webhook.signing_secrets(&self.keys, started_at)?;
@@ -209,8 +371,13 @@ impl Deliverer {
             created_at: started_at,
         };
         let (next, retry_in) = delivery.after_attempt(&result, &attempt, &self.policy, now);
-        self.deliveries.record(&next, Some(&attempt)).await?;
-        let outcome = match result {
+        Ok(Sent { next, attempt, retry_in, result, duration: sent.duration, at: now })
+    }
+
+    /// Once an attempt is recorded: its metrics and log line, and the webhook's health (disabled
+    /// on 410 Gone, or after failing for too long). `webhook` is `None` only if it vanished.
+    async fn after(&self, webhook: Option<&Webhook>, sent: &Sent) -> Result<()> {
+        let outcome = match sent.result {
             AttemptResult::Delivered => "succeeded",
             AttemptResult::Gone => "gone",
             AttemptResult::Failed { .. } => "failed",
@@ -218,22 +385,26 @@ impl Deliverer {
         let metrics = crate::metrics::global();
         metrics.increment("relay_delivery_attempts_total", &[("outcome", outcome)]);
         metrics.observe("relay_delivery_attempt_duration_ms", &[], sent.duration);
+        let attempt = &sent.attempt;
         tracing::info!(
+            event_id = %sent.next.event_id,
+            webhook_id = %sent.next.webhook_id,
             attempt = attempt.number,
             status_code = attempt.status_code,
             duration_ms = attempt.duration_ms,
             error = attempt.error.as_deref(),
-            outcome = next.status.as_str(),
-            retry_in_ms = retry_in.map(|d| d.as_millis() as u64),
+            outcome = sent.next.status.as_str(),
+            retry_in_ms = sent.retry_in.map(|d| d.as_millis() as u64),
             "delivery attempt"
         );
-        match result {
+        let Some(webhook) = webhook else { return Ok(()) };
+        match sent.result {
             AttemptResult::Gone => self.disable(webhook, "endpoint answered 410 Gone").await?,
             AttemptResult::Delivered if webhook.failing_since.is_some() => self.track_health(webhook, None).await?,
-            AttemptResult::Failed { .. } => self.track_health(webhook, Some(now)).await?,
+            AttemptResult::Failed { .. } => self.track_health(webhook, Some(sent.at)).await?,
             AttemptResult::Delivered => {}
         }
-        Ok((next, retry_in))
+        Ok(())
     }
 
     async fn disable(&self, webhook: &Webhook, reason: &str) -> Result<()> {
@@ -281,10 +452,14 @@ impl Deliverer {
 
 /// Marks a delivery `failed` for a reason other than an attempt's response (its webhook was
 /// disabled or deleted, or the queue gave up on its message).
-pub async fn fail_without_attempt(log: &dyn DeliveryLog, mut delivery: Delivery, reason: &str) -> Result<()> {
+pub async fn fail_without_attempt(log: &dyn DeliveryLog, delivery: Delivery, reason: &str) -> Result<()> {
+    log.record(&failed_without_attempt(delivery, reason), None).await
+}
+
+fn failed_without_attempt(mut delivery: Delivery, reason: &str) -> Delivery {
     delivery.status = DeliveryStatus::Failed;
     delivery.last_error = Some(reason.to_owned());
     delivery.next_attempt_at = None;
     delivery.updated_at = Timestamp::now();
-    log.record(&delivery, None).await
+    delivery
 }

@@ -36,6 +36,10 @@ impl Ingest {
     #[tracing::instrument(skip_all, fields(event_id, event_type))]
     pub async fn accept(&self, input: EventInput, idempotency_key: Option<&str>) -> Result<Accepted> {
         let new = NewEvent::parse(input, &self.registry)?;
+        if let Some(retry_after) = self.queue.full() {
+            crate::metrics::global().increment("relay_events_refused_total", &[("reason", "backlog_full")]);
+            return Err(Error::Overloaded { retry_after });
+        }
         let key = idempotency_key.map(parse_idempotency_key).transpose()?;
         let now = Timestamp::now();
         // Only an Idempotency-Key needs the fingerprint (it is a good share of ingest's CPU).

@@ -9,7 +9,7 @@ mod maintenance;
 mod message;
 mod webhooks;
 
-pub use dashboard::{Backlog, Dashboard, Depth, Overview, Queues, WebhookCounts};
+pub use dashboard::{Backlog, Dashboard, Depth, Overview, QueuePorts, Queues, WebhookCounts};
 pub use delivery::{Deliverer, DelivererPorts, Next};
 pub use ingest::{Accepted, IDEMPOTENCY_TTL, Ingest};
 pub use maintenance::{Maintenance, MaintenanceReport, REDISPATCH_AFTER};

@@ -5,13 +5,26 @@ use async_trait::async_trait;
 use crate::Result;
 
 /// Short locks: at most one holder per key until it unlocks or the lock expires. Used so two
-/// copies of one SQS message do not deliver twice at the same moment.
+/// copies of one SQS message do not deliver twice at the same moment. Locks are taken and
+/// released a batch at a time: one round trip to Redis for a worker's whole batch.
 #[async_trait]
 pub trait Locks: std::fmt::Debug + Send + Sync + 'static {
+    /// Takes each key for `ttl` if nobody holds it: for each key, in order, the token to unlock
+    /// it with, or `None` when it is held (by another holder, or by an earlier copy of the same
+    /// key in `keys`).
+    async fn try_lock_many(&self, keys: &[String], ttl: Duration) -> Result<Vec<Option<String>>>;
+    /// Releases each `(key, token)` whose token still holds its key.
+    async fn unlock_many(&self, held: &[(String, String)]) -> Result<()>;
+
     /// Takes `key` for `ttl` if nobody holds it; returns the token to unlock it with.
-    async fn try_lock(&self, key: &str, ttl: Duration) -> Result<Option<String>>;
+    async fn try_lock(&self, key: &str, ttl: Duration) -> Result<Option<String>> {
+        Ok(self.try_lock_many(&[key.to_owned()], ttl).await?.pop().flatten())
+    }
+
     /// Releases `key` if `token` still holds it.
-    async fn unlock(&self, key: &str, token: &str) -> Result<()>;
+    async fn unlock(&self, key: &str, token: &str) -> Result<()> {
+        self.unlock_many(&[(key.to_owned(), token.to_owned())]).await
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

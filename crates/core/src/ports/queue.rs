@@ -36,4 +36,12 @@ pub trait Queue: std::fmt::Debug + Send + Sync + 'static {
     /// Makes a received message invisible for `timeout` from now (at most 12 hours).
     async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<()>;
     async fn depth(&self) -> Result<QueueDepth>;
+
+    /// When the queue holds as much as it may (a queue in memory, bounded by
+    /// `QUEUE_MAX_BACKLOG`): how long a caller should wait before adding more. Only ingest asks
+    /// and is refused; the relay's own sends (deliveries, retries) are always accepted, so
+    /// nothing accepted is lost. `None` (SQS: the backlog waits in SQS) by default.
+    fn full(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -108,6 +108,14 @@ pub trait EventStore: std::fmt::Debug + Send + Sync + 'static {
     async fn list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<Event>>;
     /// Records that the event's dispatch message is on the queue.
     async fn mark_enqueued(&self, id: EventId, at: Timestamp) -> Result<()>;
+    /// Records that each event was dispatched, to these webhooks (its deliveries are in the log
+    /// and their messages on the queue). A store that evicts events to stay within a bound
+    /// (the embedded one) evicts only dispatched events whose deliveries are all final; a
+    /// store that keeps every event for its retention (DynamoDB) has nothing to record.
+    async fn mark_dispatched(&self, dispatched: &[(EventId, Vec<WebhookId>)]) -> Result<()> {
+        let _ = dispatched;
+        Ok(())
+    }
     /// Up to `limit` events created before `created_before` and never marked enqueued,
     /// oldest first.
     async fn undispatched(&self, created_before: Timestamp, limit: usize) -> Result<Vec<EventId>>;
@@ -132,13 +140,29 @@ pub trait WebhookStore: std::fmt::Debug + Send + Sync + 'static {
     async fn subscribed(&self, event_type: &EventType) -> Result<Vec<Webhook>>;
 }
 
+/// A delivery's new state and, when an attempt led to it, that attempt: one entry of
+/// [`DeliveryLog::record_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub delivery: &'a Delivery,
+    pub attempt: Option<&'a Attempt>,
+}
+
 #[async_trait]
 pub trait DeliveryLog: std::fmt::Debug + Send + Sync + 'static {
     /// Inserts the deliveries not yet recorded and returns the stored state of each, in order.
     async fn ensure(&self, deliveries: &[Delivery]) -> Result<Vec<Delivery>>;
     async fn get(&self, key: DeliveryKey) -> Result<Option<Delivery>>;
+    /// The stored state of each key that has one (a worker's batch: one read).
+    async fn get_many(&self, keys: &[DeliveryKey]) -> Result<HashMap<DeliveryKey, Delivery>>;
+    /// Saves each delivery's new state and appends the attempts, all or nothing (a worker's
+    /// batch: one write). When a delivery appears more than once, its last state is kept.
+    async fn record_many(&self, records: &[Record<'_>]) -> Result<()>;
+
     /// Saves a delivery's new state and, if given, appends the attempt that led to it.
-    async fn record(&self, delivery: &Delivery, attempt: Option<&Attempt>) -> Result<()>;
+    async fn record(&self, delivery: &Delivery, attempt: Option<&Attempt>) -> Result<()> {
+        self.record_many(&[Record { delivery, attempt }]).await
+    }
     /// One webhook's deliveries, newest event first, optionally of one status.
     async fn list(
         &self,

@@ -1,9 +1,9 @@
 use std::sync::Arc;
 
-use tokio::task::JoinSet;
+use futures_util::future::join_all;
 
 use crate::app::{Deliverer, Next, RelayMessage};
-use crate::domain::DeliveryKey;
+use crate::domain::{DeliveryKey, EventId};
 use crate::ports::{Queue, ReceivedMessage};
 
 /// Handles one batch of relay queue messages, each in its own task and span, and says which
@@ -39,63 +39,78 @@ impl BatchHandler {
         Self { deliverer, queue }
     }
 
+    /// Handles the batch in a task of its own, so a panic costs a retry of the batch, not the
+    /// worker.
     pub async fn handle(&self, messages: Vec<ReceivedMessage>) -> BatchOutcome {
-        let mut tasks = JoinSet::new();
-        for (index, message) in messages.into_iter().enumerate() {
-            let handler = self.clone();
-            tasks.spawn(async move {
-                let id = message.message_id.clone();
-                (index, id, handler.handle_message(message).await)
-            });
-        }
-        let mut failed = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok((_, _, true)) => {}
-                Ok((index, id, false)) => failed.push((index, id)),
-                Err(err) => {
-                    // A task that panicked lost its id: keep the whole batch so nothing is
-                    // deleted that was not handled.
-                    tracing::error!(error = %err, "message task panicked");
-                    return BatchOutcome::RetryAll;
-                }
+        let handler = self.clone();
+        match tokio::spawn(async move { handler.handle_batch(messages).await }).await {
+            Ok(retry) => BatchOutcome::Retry(retry),
+            Err(err) => {
+                // Which messages were handled is not known: keep the whole batch, so nothing
+                // is deleted that was not handled.
+                tracing::error!(error = %err, "batch task panicked");
+                BatchOutcome::RetryAll
             }
         }
-        failed.sort();
-        BatchOutcome::Retry(failed.into_iter().map(|(_, id)| id).collect())
     }
 
-    /// True when the message is done with (it may be deleted); false to have it come back.
-    #[tracing::instrument(skip_all, fields(message_id = %message.message_id, receive_count = message.receive_count))]
-    async fn handle_message(&self, message: ReceivedMessage) -> bool {
-        let parsed = match RelayMessage::parse(&message.body) {
-            Ok(parsed) => parsed,
-            Err(err) => {
-                // Left to come back until the queue moves it to the DLQ.
-                tracing::error!(error = %err, "unreadable message");
-                return false;
-            }
-        };
-        let result = match parsed {
-            RelayMessage::Dispatch { event_id } => self.deliverer.dispatch(event_id).await.map(|()| Next::Done),
-            RelayMessage::Deliver { event_id, webhook_id } => {
-                self.deliverer.deliver(DeliveryKey { event_id, webhook_id }).await
-            }
-        };
-        match result {
-            Ok(Next::Done) => true,
-            Ok(Next::RetryIn(delay)) => {
-                if let Err(err) = self.queue.change_visibility(&message.receipt_handle, delay).await {
-                    // It comes back after the queue's own visibility timeout instead; the
-                    // delivery's nextAttemptAt still holds it until it is due.
-                    tracing::warn!(error = %err, "could not set the backoff delay on the message");
+    /// The ids of the messages that must come back, in batch order. The batch's dispatches go
+    /// together to [`Deliverer::dispatch_many`] and its deliveries to
+    /// [`Deliverer::deliver_many`], so the stores see a few writes per batch, not per message.
+    #[tracing::instrument(skip_all, fields(messages = messages.len()))]
+    async fn handle_batch(&self, messages: Vec<ReceivedMessage>) -> Vec<String> {
+        let mut retry = vec![false; messages.len()];
+        let mut dispatches = Vec::new();
+        let mut deliveries = Vec::new();
+        for (index, message) in messages.iter().enumerate() {
+            match RelayMessage::parse(&message.body) {
+                Ok(RelayMessage::Dispatch { event_id }) => dispatches.push((index, event_id)),
+                Ok(RelayMessage::Deliver { event_id, webhook_id }) => {
+                    deliveries.push((index, message, DeliveryKey { event_id, webhook_id }));
                 }
-                false
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "message failed; it will come back");
-                false
+                Err(err) => {
+                    // Left to come back until the queue moves it to the DLQ.
+                    tracing::error!(message_id = %message.message_id, error = %err, "unreadable message");
+                    retry[index] = true;
+                }
             }
         }
+        let event_ids: Vec<EventId> = dispatches.iter().map(|(_, id)| *id).collect();
+        let keys: Vec<DeliveryKey> = deliveries.iter().map(|(_, _, key)| *key).collect();
+        let (dispatched, delivered) = tokio::join!(
+            async { if event_ids.is_empty() { Ok(()) } else { self.deliverer.dispatch_many(&event_ids).await } },
+            async { if keys.is_empty() { Ok(Vec::new()) } else { self.deliverer.deliver_many(&keys).await } },
+        );
+        if let Err(err) = dispatched {
+            tracing::error!(error = %err, events = event_ids.len(), "dispatch failed; the messages will come back");
+            for (index, _) in &dispatches {
+                retry[*index] = true;
+            }
+        }
+        let results = delivered.unwrap_or_else(|err| {
+            tracing::error!(error = %err, deliveries = keys.len(), "delivery failed; the messages will come back");
+            Vec::new()
+        });
+        let mut delays = Vec::new();
+        for (position, (index, message, _)) in deliveries.iter().enumerate() {
+            match results.get(position) {
+                Some(Ok(Next::Done)) => continue,
+                Some(Ok(Next::RetryIn(delay))) => delays.push((*message, *delay)),
+                Some(Err(err)) => {
+                    tracing::error!(message_id = %message.message_id, error = %err, "message failed; it will come back");
+                }
+                None => {}
+            }
+            retry[*index] = true;
+        }
+        join_all(delays.iter().map(|(message, delay)| async move {
+            if let Err(err) = self.queue.change_visibility(&message.receipt_handle, *delay).await {
+                // It comes back after the queue's own visibility timeout instead; the
+                // delivery's nextAttemptAt still holds it until it is due.
+                tracing::warn!(message_id = %message.message_id, error = %err, "could not set the backoff delay on the message");
+            }
+        }))
+        .await;
+        messages.into_iter().zip(retry).filter(|(_, retry)| *retry).map(|(message, _)| message.message_id).collect()
     }
 }

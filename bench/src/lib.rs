@@ -14,6 +14,7 @@ pub mod receiver;
 pub mod relay;
 pub mod report;
 pub mod scenarios;
+pub mod scratch;
 pub mod stats;
 
 pub use relay::{Backend, RelayOptions};

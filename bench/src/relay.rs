@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 
 use crate::http::{API_KEY, Conn, SERVICE_TOKEN, TENANT};
+use crate::scratch::{ScratchDatabase, postgres_backend_redis_url};
 
 /// Which backends relay-local runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -20,18 +21,53 @@ use crate::http::{API_KEY, Conn, SERVICE_TOKEN, TENANT};
 pub enum Backend {
     /// In-memory stores, queue, locks (relay-local's default).
     Memory,
+    /// The embedded queue and event and webhook stores, the delivery log in PostgreSQL (a
+    /// fresh database for every start, [`ScratchDatabase`]) and locks and the webhook cache in
+    /// Redis (a database of its own, [`postgres_backend_redis_url`]): relay-local as a single node
+    /// with a durable log.
+    Postgres,
     /// DynamoDB (moto) and SQS (LocalStack) for events, webhooks and the queue, PostgreSQL for
     /// the delivery log, Redis for locks and the webhook cache: the production layout.
     Full,
 }
 
 impl Backend {
+    /// One backend by name: `memory`, `postgres` (or `pg`), `full`.
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
+        match name.trim() {
             "memory" => Ok(Self::Memory),
+            "postgres" | "pg" => Ok(Self::Postgres),
             "full" => Ok(Self::Full),
-            other => bail!("unknown backend {other:?}: memory or full"),
+            other => bail!("unknown backend {other:?}: memory, postgres (pg) or full"),
         }
+    }
+
+    /// A comma-separated list of backends, in order, each at most once: `memory,postgres`.
+    pub fn parse_list(names: &str) -> Result<Vec<Self>> {
+        let mut backends = Vec::new();
+        for name in names.split(',') {
+            let backend = Self::parse(name)?;
+            if backends.contains(&backend) {
+                bail!("backend {} given twice in {names:?}", backend.name());
+            }
+            backends.push(backend);
+        }
+        Ok(backends)
+    }
+
+    /// The name `parse` takes and the report shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Postgres => "postgres",
+            Self::Full => "full",
+        }
+    }
+
+    /// Whether the delivery log is in PostgreSQL and locks and the cache in Redis, so that
+    /// their CPU time belongs to the relay's work.
+    pub fn uses_postgres_and_redis(self) -> bool {
+        matches!(self, Self::Postgres | Self::Full)
     }
 }
 
@@ -113,10 +149,13 @@ impl RelayOptions {
     }
 }
 
-/// relay-local running as a child process; killed when dropped.
+/// relay-local running as a child process; killed when dropped (and its scratch database, on
+/// `--backend postgres`, dropped after it).
 #[derive(Debug)]
 pub struct RelayProcess {
+    // Declared before `database`, so that it is dropped (killed) first.
     child: Child,
+    database: Option<ScratchDatabase>,
     pub pid: u32,
     pub addr: SocketAddr,
     /// From spawning the process to its first `200` on `/health`.
@@ -139,13 +178,27 @@ impl RelayProcess {
             .env("RATE_LIMIT_PER_MINUTE", "0")
             .env("WORKER_CONCURRENCY", options.workers.to_string())
             .env("RUST_LOG", "warn");
-        if options.backend == Backend::Full {
-            let env = full_backend_env();
-            command.envs(env.iter().map(|(k, v)| (k, v)));
-            match &options.resources {
-                Some(resources) => command.envs(resources.iter().map(|(k, v)| (k, v))),
-                None => command.envs(bootstrap(&binary, &env, &[]).await?),
-            };
+        let mut database = None;
+        match options.backend {
+            Backend::Memory => {}
+            Backend::Postgres => {
+                // No AWS variable at all (the environment was cleared): the embedded queue and
+                // stores, with the log and the locks outside.
+                let scratch = ScratchDatabase::create().await?;
+                command
+                    .env("RELAY_BACKEND", "memory")
+                    .env("DATABASE_URL", &scratch.url)
+                    .env("REDIS_URL", postgres_backend_redis_url());
+                database = Some(scratch);
+            }
+            Backend::Full => {
+                let env = full_backend_env();
+                command.envs(env.iter().map(|(k, v)| (k, v)));
+                match &options.resources {
+                    Some(resources) => command.envs(resources.iter().map(|(k, v)| (k, v))),
+                    None => command.envs(bootstrap(&binary, &env, &[]).await?),
+                };
+            }
         }
         command.envs(options.env.iter().map(|(k, v)| (k, v)));
         let log = std::fs::File::create(&options.log).with_context(|| format!("creating {}", options.log.display()))?;
@@ -170,12 +223,16 @@ impl RelayProcess {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Ok(Self { child, pid, addr, ready_after: started.elapsed() })
+        Ok(Self { child, database, pid, addr, ready_after: started.elapsed() })
     }
 
-    /// Kills the process with SIGKILL: nothing is flushed or finished, as in a crash.
+    /// Kills the process with SIGKILL: nothing is flushed or finished, as in a crash. Its
+    /// scratch database, if it has one, is dropped once it has exited.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
+        if let Some(database) = self.database.take() {
+            database.remove().await;
+        }
     }
 }
 
@@ -229,4 +286,20 @@ pub fn local_aws_available() -> bool {
 /// A port that was free a moment ago.
 pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_by_name_and_in_lists() {
+        assert_eq!(Backend::parse("pg").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::parse_list("memory,postgres").unwrap(), vec![Backend::Memory, Backend::Postgres]);
+        assert_eq!(Backend::parse_list("full").unwrap(), vec![Backend::Full]);
+        assert!(Backend::parse_list("memory,pg,postgres").is_err());
+        assert!(Backend::parse_list("memory,").is_err());
+        assert!(Backend::parse("sqlite").is_err());
+        assert!(Backend::Full.uses_postgres_and_redis() && !Backend::Memory.uses_postgres_and_redis());
+    }
 }

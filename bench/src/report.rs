@@ -63,6 +63,8 @@ pub struct Check {
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioResult {
     pub name: String,
+    /// The backends relay-local ran on; `None` for what does not run relay-local (start-up).
+    pub backend: Option<Backend>,
     /// The settings it ran with (counts, concurrency, relay variables).
     pub settings: Value,
     pub metrics: Vec<Metric>,
@@ -71,7 +73,7 @@ pub struct ScenarioResult {
 
 impl ScenarioResult {
     pub fn new(name: impl Into<String>, settings: Value) -> Self {
-        Self { name: name.into(), settings, metrics: Vec::new(), checks: Vec::new() }
+        Self { name: name.into(), backend: None, settings, metrics: Vec::new(), checks: Vec::new() }
     }
 
     pub fn metric(&mut self, name: impl Into<String>, value: f64, unit: &'static str) {
@@ -90,7 +92,9 @@ impl ScenarioResult {
 /// A whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub backend: Backend,
+    /// The backends every scenario ran on, in turn; the first is what the others are compared
+    /// with in the table.
+    pub backends: Vec<Backend>,
     pub machine: Machine,
     /// Unix seconds when the run started.
     pub started_at: u64,
@@ -116,14 +120,31 @@ impl Report {
         std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))
     }
 
-    /// The table printed at the end of a run.
+    /// The result of the same scenario on the first backend, for a result on another one.
+    fn baseline(&self, result: &ScenarioResult) -> Option<(&ScenarioResult, Backend)> {
+        let first = *self.backends.first()?;
+        if self.backends.len() < 2 || result.backend.is_none_or(|backend| backend == first) {
+            return None;
+        }
+        let base = self.results.iter().find(|r| r.backend == Some(first) && r.name == result.name)?;
+        Some((base, first))
+    }
+
+    /// The table printed at the end of a run. With several backends, each result names its
+    /// backend, and each number of a backend after the first is followed by its ratio to the
+    /// first backend's number for the same scenario ("(25.1% of memory)").
     pub fn table(&self) -> String {
         let mut out = String::new();
         let m = &self.machine;
+        let names: Vec<&str> = self.backends.iter().map(|b| b.name()).collect();
         let _ = writeln!(
             out,
-            "relay-bench, {:?} backends, on {} ({} cores, {} GiB, Linux {})\n",
-            self.backend, m.cpu, m.cores, m.memory_gib, m.kernel
+            "relay-bench, backends {}, on {} ({} cores, {} GiB, Linux {})\n",
+            names.join(", "),
+            m.cpu,
+            m.cores,
+            m.memory_gib,
+            m.kernel
         );
         let width = self
             .results
@@ -132,9 +153,29 @@ impl Report {
             .max()
             .unwrap_or(10);
         for result in &self.results {
-            let _ = writeln!(out, "{}", result.name);
+            match result.backend {
+                Some(backend) if self.backends.len() > 1 => {
+                    let _ = writeln!(out, "{} [{}]", result.name, backend.name());
+                }
+                _ => {
+                    let _ = writeln!(out, "{}", result.name);
+                }
+            }
+            let baseline = self.baseline(result);
             for metric in &result.metrics {
-                let _ = writeln!(out, "  {:<width$}  {:>12} {}", metric.name, format_value(metric.value), metric.unit);
+                let mut line = format!("  {:<width$}  {:>12}", metric.name, format_value(metric.value));
+                if !metric.unit.is_empty() {
+                    let _ = write!(line, " {}", metric.unit);
+                }
+                let base = baseline.and_then(|(base, backend)| Some((base.value(&metric.name)?, backend)));
+                if let Some((base, backend)) = base
+                    && base != 0.0
+                    && base.is_finite()
+                    && metric.value.is_finite()
+                {
+                    let _ = write!(line, "  ({:.1}% of {})", metric.value / base * 100.0, backend.name());
+                }
+                let _ = writeln!(out, "{}", line.trim_end());
             }
             for check in &result.checks {
                 let mark = if check.ok { "ok  " } else { "FAIL" };
@@ -153,5 +194,42 @@ fn format_value(value: f64) -> String {
         format!("{value:.2}")
     } else {
         format!("{value:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str, backend: Backend, rate: f64, lost: f64) -> ScenarioResult {
+        let mut result = ScenarioResult::new(name, Value::Null);
+        result.backend = Some(backend);
+        result.metric("delivered/s", rate, "deliveries/s");
+        result.metric("lost", lost, "");
+        result
+    }
+
+    #[test]
+    fn later_backends_are_compared_with_the_first() {
+        let report = Report {
+            backends: vec![Backend::Memory, Backend::Postgres],
+            machine: Machine::this(),
+            started_at: 0,
+            results: vec![
+                result("e2e", Backend::Memory, 6500.0, 0.0),
+                result("e2e", Backend::Postgres, 1634.0, 0.0),
+                ScenarioResult::new("start-up", Value::Null),
+            ],
+        };
+        let table = report.table();
+        assert!(table.contains("backends memory, postgres"), "{table}");
+        assert!(table.contains("e2e [postgres]"), "{table}");
+        assert!(table.contains("1634 deliveries/s  (25.1% of memory)"), "{table}");
+        assert_eq!(table.matches("% of memory").count(), 1, "no ratio to a zero, none on the first: {table}");
+        assert!(table.contains("start-up\n"), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["backends"], serde_json::json!(["memory", "postgres"]));
+        assert_eq!(json["results"][1]["backend"], "postgres");
+        assert!(json["results"][2]["backend"].is_null());
     }
 }

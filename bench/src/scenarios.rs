@@ -1,20 +1,22 @@
 //! The scenarios: ingest, end to end (as fast as possible and at a steady rate), fan-out,
-//! failure with retries, and the Lambda binaries' start-up.
+//! failure with retries, a backlog built and drained, memory over a million events, and the
+//! Lambda binaries' start-up. Each runs on every backend of the plan in turn.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hyper::Method;
+use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 
 use crate::clock;
 use crate::http::{Api, Conn, SERVICE_TOKEN, event_body};
 use crate::lambda;
-use crate::proc::{CpuMark, RssSampler, cpu_seconds, rss_kib};
+use crate::proc::{CpuMark, GroupCpuMark, RssSampler, cpu_seconds, rss_kib};
 use crate::receiver::{Behaviour, Receiver};
 use crate::relay::{Backend, RelayOptions, RelayProcess};
 use crate::report::{Machine, Report, ScenarioResult};
@@ -25,6 +27,18 @@ const UNSUBSCRIBED_TYPE: &str = "job.deleted";
 const SUBSCRIBED_TYPE: &str = "job.created";
 /// `POST /api/events` body size.
 const EVENT_BYTES: usize = 1024;
+/// Longest a sender waits after a `503` before sending the same event again, whatever the
+/// relay's `Retry-After` says.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
+/// `503`s one event may get before its sender gives up on it (then counted as refused): with
+/// waits of at most [`MAX_RETRY_AFTER`], over half an hour.
+const MAX_BUSY_RETRIES: u32 = 1_000;
+/// `QUEUE_MAX_BACKLOG` in the drain scenario: high enough that the relay never refuses.
+const DRAIN_MAX_BACKLOG: &str = "10000000";
+/// `MEMORY_MAX_EVENTS` in the memory scenario: events the embedded store keeps at most.
+const MEMORY_MAX_EVENTS: &str = "100000";
+/// The memory scenario's target: relay RSS once everything is delivered, MiB.
+const MEMORY_TARGET_MIB: f64 = 300.0;
 
 /// A scenario by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +50,16 @@ pub enum Scenario {
     EndToEndSteady,
     FanOut,
     Failure,
+    /// A backlog of 20 × `--events` built as fast as the relay accepts, then drained.
+    Drain,
+    /// 100 × `--events` through the relay, its memory at the end (minutes: not in [`Self::ALL`]).
+    Memory,
     Startup,
 }
 
 impl Scenario {
-    pub const ALL: [Self; 5] = [Self::Ingest, Self::EndToEnd, Self::FanOut, Self::Failure, Self::Startup];
+    /// What `all` and no scenario at all run: everything but `memory`, which takes minutes.
+    pub const ALL: [Self; 6] = [Self::Ingest, Self::EndToEnd, Self::FanOut, Self::Failure, Self::Drain, Self::Startup];
 
     pub fn parse(name: &str) -> Result<Self> {
         Ok(match name {
@@ -50,6 +69,8 @@ impl Scenario {
             "e2e-steady" => Self::EndToEndSteady,
             "fanout" | "fan-out" => Self::FanOut,
             "failure" => Self::Failure,
+            "drain" => Self::Drain,
+            "memory" => Self::Memory,
             "startup" => Self::Startup,
             other => bail!("unknown scenario {other:?}"),
         })
@@ -76,6 +97,14 @@ pub struct Sizes {
     pub workers: u32,
     /// Longest wait for deliveries after the last event is sent.
     pub drain_timeout: Duration,
+    /// Events in the drain scenario and in the memory scenario.
+    pub drain_events: u64,
+    pub memory_events: u64,
+    /// Connections sending events in the drain and memory scenarios.
+    pub backlog_senders: usize,
+    /// Longest the drain and the memory scenario may take, sending and delivering.
+    pub backlog_timeout: Duration,
+    pub memory_timeout: Duration,
 }
 
 impl Sizes {
@@ -93,16 +122,24 @@ impl Sizes {
             senders: 32,
             workers: 16,
             drain_timeout: Duration::from_secs(300),
+            drain_events: 200_000,
+            memory_events: 1_000_000,
+            backlog_senders: 64,
+            backlog_timeout: Duration::from_secs(15 * 60),
+            memory_timeout: Duration::from_secs(20 * 60),
         }
     }
 
-    /// With `events` in the end-to-end runs (a tenth in fan-out and failure) and `seconds` per
-    /// ingest run, where given: the full backends run on one-process emulators.
+    /// With `events` in the end-to-end runs (a tenth in fan-out and failure, 20 times as many
+    /// in drain, 100 times in memory) and `seconds` per ingest run, where given: the full
+    /// backends run on one-process emulators.
     pub fn scaled(mut self, events: Option<u64>, seconds: Option<f64>) -> Self {
         if let Some(events) = events {
             self.e2e_events = events.max(1);
             self.fanout_events = (events / 10).max(1);
             self.failure_events = (events / 10).max(1);
+            self.drain_events = events.saturating_mul(20).max(1);
+            self.memory_events = events.saturating_mul(100).max(1);
         }
         if let Some(seconds) = seconds {
             self.ingest_seconds = seconds.max(0.1);
@@ -124,6 +161,11 @@ impl Sizes {
             senders: 8,
             workers: 4,
             drain_timeout: Duration::from_secs(60),
+            drain_events: 2_000,
+            memory_events: 5_000,
+            backlog_senders: 16,
+            backlog_timeout: Duration::from_secs(60),
+            memory_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -131,7 +173,9 @@ impl Sizes {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub backend: Backend,
+    /// Every scenario runs on each of these in turn; the first is the one the others are
+    /// compared with.
+    pub backends: Vec<Backend>,
     pub bin_dir: PathBuf,
     /// Where relay logs go.
     pub work_dir: PathBuf,
@@ -140,20 +184,50 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn relay(&self, name: &str, env: &[(&str, String)]) -> RelayOptions {
+    fn relay(&self, backend: Backend, name: &str, env: &[(&str, String)]) -> RelayOptions {
         RelayOptions {
             bin_dir: self.bin_dir.clone(),
-            backend: self.backend,
+            backend,
             workers: self.sizes.workers,
             env: env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
-            log: self.work_dir.join(format!("{name}.log")),
+            log: self.work_dir.join(format!("{name}-{}.log", backend.name())),
             resources: None,
         }
     }
 }
 
-/// Runs the plan's scenarios in order and reports each as it finishes.
+/// One run of relay-local that gives one result: the scenarios, split into their runs.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Ingest(usize),
+    EndToEnd(Option<f64>),
+    FanOut,
+    Failure,
+    Drain,
+    Memory,
+}
+
+impl Step {
+    async fn run(self, plan: &Plan, backend: Backend) -> Result<ScenarioResult> {
+        match self {
+            Self::Ingest(concurrency) => ingest(plan, backend, concurrency).await.context("ingest"),
+            Self::EndToEnd(None) => end_to_end(plan, backend, None).await.context("end to end"),
+            Self::EndToEnd(rate) => end_to_end(plan, backend, rate).await.context("end to end, steady"),
+            Self::FanOut => fan_out(plan, backend).await.context("fan-out"),
+            Self::Failure => failure(plan, backend).await.context("failure"),
+            Self::Drain => drain(plan, backend).await.context("drain"),
+            Self::Memory => memory(plan, backend).await.context("memory"),
+        }
+    }
+}
+
+/// Runs the plan's scenarios in order, each run of a scenario on every backend in turn (so that
+/// the backends compared ran close together), and reports each result as it comes. The
+/// start-up scenario runs once: it does not start relay-local.
 pub async fn run_scenarios(plan: &Plan, mut progress: impl FnMut(&ScenarioResult)) -> Result<Report> {
+    if plan.backends.is_empty() {
+        bail!("no backend to run on");
+    }
     std::fs::create_dir_all(&plan.work_dir)?;
     let started_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let mut results = Vec::new();
@@ -162,51 +236,59 @@ pub async fn run_scenarios(plan: &Plan, mut progress: impl FnMut(&ScenarioResult
         results.push(result);
     };
     for scenario in &plan.scenarios {
-        match scenario {
-            Scenario::Ingest => {
-                for &concurrency in &plan.sizes.ingest_concurrency {
-                    push(ingest(plan, concurrency).await.context("ingest")?, &mut results);
-                }
-            }
-            Scenario::EndToEnd => {
-                push(end_to_end(plan, None).await.context("end to end")?, &mut results);
-                push(end_to_end(plan, Some(plan.sizes.steady_rate)).await.context("end to end, steady")?, &mut results);
-            }
-            Scenario::EndToEndMax => push(end_to_end(plan, None).await.context("end to end")?, &mut results),
-            Scenario::EndToEndSteady => {
-                push(end_to_end(plan, Some(plan.sizes.steady_rate)).await.context("end to end, steady")?, &mut results);
-            }
-            Scenario::FanOut => push(fan_out(plan).await.context("fan-out")?, &mut results),
-            Scenario::Failure => push(failure(plan).await.context("failure")?, &mut results),
+        let steps = match scenario {
+            Scenario::Ingest => plan.sizes.ingest_concurrency.iter().map(|&c| Step::Ingest(c)).collect(),
+            Scenario::EndToEnd => vec![Step::EndToEnd(None), Step::EndToEnd(Some(plan.sizes.steady_rate))],
+            Scenario::EndToEndMax => vec![Step::EndToEnd(None)],
+            Scenario::EndToEndSteady => vec![Step::EndToEnd(Some(plan.sizes.steady_rate))],
+            Scenario::FanOut => vec![Step::FanOut],
+            Scenario::Failure => vec![Step::Failure],
+            Scenario::Drain => vec![Step::Drain],
+            Scenario::Memory => vec![Step::Memory],
             Scenario::Startup => {
                 let runs = plan.sizes.startup_runs;
                 push(lambda::startup(&plan.bin_dir, &plan.work_dir, runs).await.context("start-up")?, &mut results);
+                continue;
+            }
+        };
+        for step in steps {
+            for &backend in &plan.backends {
+                let mut result = step.run(plan, backend).await.with_context(|| format!("on {}", backend.name()))?;
+                result.backend = Some(backend);
+                push(result, &mut results);
             }
         }
     }
-    if let Some(summary) = cpu_summary(&results) {
-        push(summary, &mut results);
+    for &backend in &plan.backends {
+        if let Some(mut summary) = cpu_summary(&results, backend) {
+            summary.backend = Some(backend);
+            push(summary, &mut results);
+        }
     }
-    Ok(Report { backend: plan.backend, machine: Machine::this(), started_at, results })
+    Ok(Report { backends: plan.backends.clone(), machine: Machine::this(), started_at, results })
 }
 
 /// What a load run saw from the sending side.
 #[derive(Debug, Default)]
 struct Load {
-    /// Latency of each answered request, ns (from its scheduled time at a steady rate).
+    /// Latency of each event's last answer, ns (from its scheduled time at a steady rate; the
+    /// waits after `503`s included).
     latencies: Vec<u64>,
     /// `seq`s the relay accepted (202).
     accepted: Vec<u64>,
     /// Other answers by status, and transport errors.
     refused: HashMap<u16, u64>,
     errors: u64,
+    /// `503`s with a `Retry-After`, each followed by the same event sent again.
+    busy: u64,
     first_sent_ns: u64,
     elapsed: Duration,
 }
 
 impl Load {
+    /// Requests answered or failed, the ones answered `503` and sent again included.
     fn requests(&self) -> u64 {
-        self.latencies.len() as u64 + self.errors
+        self.latencies.len() as u64 + self.errors + self.busy
     }
 
     fn failed(&self) -> u64 {
@@ -220,14 +302,27 @@ impl Load {
             *self.refused.entry(status).or_default() += n;
         }
         self.errors += other.errors;
+        self.busy += other.busy;
     }
+}
+
+/// How long to wait before sending an event the relay answered `503` again: its `Retry-After`
+/// in seconds (1 s when it is not a number of seconds), between 10 ms and [`MAX_RETRY_AFTER`];
+/// `None` without the header.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(hyper::header::RETRY_AFTER)?;
+    let seconds = value.to_str().ok().and_then(|v| v.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0);
+    Some(Duration::from_secs_f64(seconds.unwrap_or(1.0)).clamp(Duration::from_millis(10), MAX_RETRY_AFTER))
 }
 
 /// Sends up to `count` events of `event_type` over `concurrency` connections until the
 /// deadline; at `rate` events per second if given (open loop: latency counts from when each
-/// was due), else as fast as answers come back.
+/// was due), else as fast as answers come back. An event answered `503` with a `Retry-After`
+/// is sent again after that long (at most [`MAX_RETRY_AFTER`]), up to [`MAX_BUSY_RETRIES`]
+/// times and not past the deadline (then it is left unsent, neither accepted nor refused); any
+/// other answer but 2xx is refused.
 async fn drive(
-    relay: &RelayProcess,
+    relay: SocketAddr,
     concurrency: usize,
     count: u64,
     deadline: Option<Instant>,
@@ -240,7 +335,7 @@ async fn drive(
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
         let next = next.clone();
-        let mut conn = Conn::new(relay.addr);
+        let mut conn = Conn::new(relay);
         tasks.spawn(async move {
             let mut load = Load::default();
             loop {
@@ -261,16 +356,35 @@ async fn drive(
                 }
                 let due_ns = clock::nanos_of(due);
                 let body = event_body(event_type, seq, due_ns, EVENT_BYTES);
-                match conn.send(Method::POST, "/api/events", &[("x-service-token", SERVICE_TOKEN)], body).await {
-                    Ok(response) => {
-                        load.latencies.push(clock::now_ns().saturating_sub(due_ns));
-                        if response.status.is_success() {
-                            load.accepted.push(seq);
-                        } else {
-                            *load.refused.entry(response.status.as_u16()).or_default() += 1;
+                let mut busy = 0;
+                loop {
+                    let headers = [("x-service-token", SERVICE_TOKEN)];
+                    match conn.send(Method::POST, "/api/events", &headers, body.clone()).await {
+                        Ok(response) => {
+                            if response.status == StatusCode::SERVICE_UNAVAILABLE
+                                && busy < MAX_BUSY_RETRIES
+                                && let Some(wait) = retry_after(&response.headers)
+                            {
+                                busy += 1;
+                                load.busy += 1;
+                                // Past the deadline the event is not sent again, as events
+                                // not yet sent then are not sent at all.
+                                if deadline.is_some_and(|deadline| Instant::now() + wait >= deadline) {
+                                    break;
+                                }
+                                tokio::time::sleep(wait).await;
+                                continue;
+                            }
+                            load.latencies.push(clock::now_ns().saturating_sub(due_ns));
+                            if response.status.is_success() {
+                                load.accepted.push(seq);
+                            } else {
+                                *load.refused.entry(response.status.as_u16()).or_default() += 1;
+                            }
                         }
+                        Err(_) => load.errors += 1,
                     }
-                    Err(_) => load.errors += 1,
+                    break;
                 }
             }
             load
@@ -313,7 +427,9 @@ fn add_latency(result: &mut ScenarioResult, prefix: &str, summary: &Summary, per
     }
 }
 
+/// The `503`s the senders waited out, and the check that every event was accepted in the end.
 fn add_refusals(result: &mut ScenarioResult, load: &Load) {
+    result.metric("503 + Retry-After, sent again", load.busy as f64, "");
     let detail = if load.failed() == 0 {
         "none".to_owned()
     } else {
@@ -323,15 +439,15 @@ fn add_refusals(result: &mut ScenarioResult, load: &Load) {
 }
 
 /// `POST /api/events` with a 1 KiB payload at a fixed concurrency for a fixed time.
-async fn ingest(plan: &Plan, concurrency: usize) -> Result<ScenarioResult> {
+async fn ingest(plan: &Plan, backend: Backend, concurrency: usize) -> Result<ScenarioResult> {
     let seconds = plan.sizes.ingest_seconds;
-    let relay = RelayProcess::start(&plan.relay(&format!("ingest-{concurrency}"), &[])).await?;
+    let relay = RelayProcess::start(&plan.relay(backend, &format!("ingest-{concurrency}"), &[])).await?;
     let idle_rss = rss_kib(relay.pid);
     let cpu = CpuMark::start(relay.pid)?;
     let own_cpu = CpuMark::start(std::process::id())?;
     let rss = RssSampler::start(relay.pid);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let load = drive(&relay, concurrency, u64::MAX, Some(deadline), None, UNSUBSCRIBED_TYPE).await;
+    let load = drive(relay.addr, concurrency, u64::MAX, Some(deadline), None, UNSUBSCRIBED_TYPE).await;
     let own_cpu = own_cpu.elapsed()?;
     // The dispatch of each event (finding no subscriber) is part of ingesting it.
     wait_idle(relay.pid, Duration::from_secs(30)).await;
@@ -410,12 +526,53 @@ fn add_delivery_checks(result: &mut ScenarioResult, delivered: &Delivered, expec
     );
 }
 
+/// The CPU of the PostgreSQL and Redis processes over a measured phase, on the backends that
+/// keep the delivery log and the locks there (see [`GroupCpuMark`] for what it can miss).
+struct ServiceCpu {
+    postgres: GroupCpuMark,
+    redis: GroupCpuMark,
+}
+
+/// What [`ServiceCpu`] measured: CPU seconds, and server processes gone in between.
+#[derive(Debug, Clone, Copy)]
+struct ServiceSpent {
+    postgres: f64,
+    redis: f64,
+    gone: usize,
+}
+
+impl ServiceCpu {
+    /// Starts measuring, on the backends that use PostgreSQL and Redis.
+    fn start(backend: Backend) -> Option<Self> {
+        backend
+            .uses_postgres_and_redis()
+            .then(|| Self { postgres: GroupCpuMark::start("postgres"), redis: GroupCpuMark::start("redis-server") })
+    }
+
+    fn stop(self) -> ServiceSpent {
+        let (postgres, gone_postgres) = self.postgres.elapsed();
+        let (redis, gone_redis) = self.redis.elapsed();
+        ServiceSpent { postgres, redis, gone: gone_postgres + gone_redis }
+    }
+}
+
+/// PostgreSQL's and Redis's CPU per delivery (ms), next to the relay's.
+fn add_service_cpu(result: &mut ScenarioResult, spent: Option<ServiceSpent>, deliveries: f64) {
+    let Some(spent) = spent else { return };
+    result.metric("PostgreSQL CPU per delivery", spent.postgres / deliveries.max(1.0) * 1e3, "ms");
+    result.metric("Redis CPU per delivery", spent.redis / deliveries.max(1.0) * 1e3, "ms");
+    if spent.gone > 0 {
+        result.metric("server processes gone meanwhile (their CPU partly missed)", spent.gone as f64, "");
+    }
+}
+
 /// One delivery run: what was sent, what arrived, the relay's CPU seconds and peak RSS (KiB),
-/// and the webhooks it registered.
+/// PostgreSQL's and Redis's CPU, and the webhooks it registered.
 struct Run {
     load: Load,
     delivered: Delivered,
     relay_cpu: f64,
+    services: Option<ServiceSpent>,
     peak_rss: u64,
     webhook_ids: Vec<String>,
 }
@@ -423,6 +580,7 @@ struct Run {
 /// Runs events to `webhooks` receivers and waits for every delivery.
 async fn deliver_all(
     plan: &Plan,
+    backend: Backend,
     relay: &RelayProcess,
     receiver: &Receiver,
     count: u64,
@@ -435,28 +593,32 @@ async fn deliver_all(
         ids.push(api.create_webhook(&format!("bench {webhook}"), &receiver.url(webhook), &[SUBSCRIBED_TYPE]).await?);
     }
     let cpu = CpuMark::start(relay.pid)?;
+    let services = ServiceCpu::start(backend);
     let rss = RssSampler::start(relay.pid);
-    let load = drive(relay, plan.sizes.senders, count, None, rate, SUBSCRIBED_TYPE).await;
+    let load = drive(relay.addr, plan.sizes.senders, count, None, rate, SUBSCRIBED_TYPE).await;
     let expected = load.accepted.len() as u64 * u64::from(webhooks);
     receiver.wait_for(expected, Instant::now() + plan.sizes.drain_timeout).await;
     receiver.settle(Duration::from_millis(300), Duration::from_secs(5)).await;
     let relay_cpu = cpu.elapsed()?;
+    let services = services.map(ServiceCpu::stop);
     let peak_rss = rss.stop();
     let delivered = tally(receiver, &load, webhooks);
-    Ok(Run { load, delivered, relay_cpu, peak_rss, webhook_ids: ids })
+    Ok(Run { load, delivered, relay_cpu, services, peak_rss, webhook_ids: ids })
 }
 
 /// 10,000 events to one webhook, as fast as possible or at a steady rate.
-async fn end_to_end(plan: &Plan, rate: Option<f64>) -> Result<ScenarioResult> {
+async fn end_to_end(plan: &Plan, backend: Backend, rate: Option<f64>) -> Result<ScenarioResult> {
     let count = plan.sizes.e2e_events;
     let name = match rate {
         Some(rate) => format!("end to end, {count} events at {rate}/s"),
         None => format!("end to end, {count} events as fast as possible"),
     };
-    let relay = RelayProcess::start(&plan.relay(if rate.is_some() { "e2e-steady" } else { "e2e-max" }, &[])).await?;
+    let relay =
+        RelayProcess::start(&plan.relay(backend, if rate.is_some() { "e2e-steady" } else { "e2e-max" }, &[])).await?;
     let idle_rss = rss_kib(relay.pid);
     let receiver = Receiver::start(Behaviour::ALWAYS_OK).await?;
-    let Run { load, delivered, relay_cpu, peak_rss, .. } = deliver_all(plan, &relay, &receiver, count, rate, 1).await?;
+    let Run { load, delivered, relay_cpu, services, peak_rss, .. } =
+        deliver_all(plan, backend, &relay, &receiver, count, rate, 1).await?;
     relay.stop().await;
 
     let accepted = load.accepted.len() as f64;
@@ -471,6 +633,7 @@ async fn end_to_end(plan: &Plan, rate: Option<f64>) -> Result<ScenarioResult> {
     result.metric("duplicates", delivered.duplicates as f64, "");
     result.metric("lost", delivered.lost as f64, "");
     result.metric("relay CPU per event (ingest + delivery)", relay_cpu / accepted.max(1.0) * 1e6, "µs");
+    add_service_cpu(&mut result, services, accepted);
     result.metric("relay RSS idle", idle_rss as f64 / 1024.0, "MiB");
     result.metric("relay RSS peak", peak_rss as f64 / 1024.0, "MiB");
     add_refusals(&mut result, &load);
@@ -479,12 +642,12 @@ async fn end_to_end(plan: &Plan, rate: Option<f64>) -> Result<ScenarioResult> {
 }
 
 /// 1,000 events to 10 webhooks.
-async fn fan_out(plan: &Plan) -> Result<ScenarioResult> {
+async fn fan_out(plan: &Plan, backend: Backend) -> Result<ScenarioResult> {
     let (count, webhooks) = (plan.sizes.fanout_events, plan.sizes.fanout_webhooks);
-    let relay = RelayProcess::start(&plan.relay("fanout", &[])).await?;
+    let relay = RelayProcess::start(&plan.relay(backend, "fanout", &[])).await?;
     let receiver = Receiver::start(Behaviour::ALWAYS_OK).await?;
-    let Run { load, delivered, relay_cpu, peak_rss, .. } =
-        deliver_all(plan, &relay, &receiver, count, None, webhooks).await?;
+    let Run { load, delivered, relay_cpu, services, peak_rss, .. } =
+        deliver_all(plan, backend, &relay, &receiver, count, None, webhooks).await?;
     relay.stop().await;
 
     let deliveries = load.accepted.len() as f64 * f64::from(webhooks);
@@ -496,6 +659,7 @@ async fn fan_out(plan: &Plan) -> Result<ScenarioResult> {
     result.metric("delivered/s", deliveries / delivered.seconds.max(1e-9), "deliveries/s");
     add_latency(&mut result, "sent to received", &delivered.latency, &["p50", "p99", "max"]);
     result.metric("relay CPU per delivery (incl. 1/n of ingest)", relay_cpu / deliveries.max(1.0) * 1e6, "µs");
+    add_service_cpu(&mut result, services, deliveries);
     result.metric("relay RSS peak", peak_rss as f64 / 1024.0, "MiB");
     add_refusals(&mut result, &load);
     add_delivery_checks(&mut result, &delivered, deliveries as u64);
@@ -504,11 +668,12 @@ async fn fan_out(plan: &Plan) -> Result<ScenarioResult> {
 
 /// A receiver failing half the requests: every event is still delivered exactly once, with the
 /// configured retries and backoff.
-async fn failure(plan: &Plan) -> Result<ScenarioResult> {
+async fn failure(plan: &Plan, backend: Backend) -> Result<ScenarioResult> {
     const RETRIES: u32 = 3;
     const DELAY_MS: u64 = 100;
     let count = plan.sizes.failure_events;
     let relay = RelayProcess::start(&plan.relay(
+        backend,
         "failure",
         &[("WEBHOOK_MAX_RETRIES", RETRIES.to_string()), ("WEBHOOK_RETRY_DELAY", DELAY_MS.to_string())],
     ))
@@ -518,7 +683,7 @@ async fn failure(plan: &Plan) -> Result<ScenarioResult> {
     let receiver =
         Receiver::start(Behaviour { fail_ratio: 0.5, max_failures: RETRIES, seed: 42, delay: Duration::ZERO }).await?;
     let Run { load, delivered, relay_cpu, webhook_ids, .. } =
-        deliver_all(plan, &relay, &receiver, count, None, 1).await?;
+        deliver_all(plan, backend, &relay, &receiver, count, None, 1).await?;
     let records = receiver.records();
     let webhook = webhook_ids.first().context("no webhook registered")?;
     let log = Api::new(relay.addr).deliveries(webhook).await?;
@@ -582,11 +747,165 @@ async fn failure(plan: &Plan) -> Result<ScenarioResult> {
     Ok(result)
 }
 
-/// Relay CPU per delivered event split into ingest and delivery, from the ingest run at the
-/// highest concurrency and the as-fast-as-possible end-to-end run.
-fn cpu_summary(results: &[ScenarioResult]) -> Option<ScenarioResult> {
-    let ingest = results.iter().rev().find(|r| r.name.starts_with("ingest"))?;
-    let e2e = results.iter().find(|r| r.name.ends_with("as fast as possible"))?;
+/// A flood of events to one webhook, sent as fast as the relay accepts them (so that a backlog
+/// builds while it delivers), then delivered to the last.
+struct Flood {
+    load: Load,
+    delivered: Delivered,
+    /// Distinct events the receiver had when the last event was accepted, and at the end.
+    delivered_at_last_send: u64,
+    delivered_at_end: u64,
+    /// When the last event was accepted, and the last delivery arrived (harness ns).
+    last_send_ns: u64,
+    last_delivery_ns: u64,
+    relay_cpu: f64,
+    services: Option<ServiceSpent>,
+    /// Relay RSS, KiB: the peak, and at the end (after `idle` without traffic).
+    peak_rss: u64,
+    end_rss: u64,
+}
+
+/// Sends `count` events to one webhook over `plan.sizes.backlog_senders` connections, as fast
+/// as the relay accepts them (waiting out `503`s), and waits for every delivery; all of it
+/// within `timeout`. Then waits `idle` more before the last RSS reading.
+async fn flood(
+    plan: &Plan,
+    backend: Backend,
+    name: &str,
+    count: u64,
+    timeout: Duration,
+    idle: Duration,
+    env: &[(&str, String)],
+) -> Result<Flood> {
+    let relay = RelayProcess::start(&plan.relay(backend, name, env)).await?;
+    let receiver = Receiver::start(Behaviour::ALWAYS_OK).await?;
+    Api::new(relay.addr).create_webhook(&format!("bench {name}"), &receiver.url(0), &[SUBSCRIBED_TYPE]).await?;
+    let deadline = Instant::now() + timeout;
+    let cpu = CpuMark::start(relay.pid)?;
+    let services = ServiceCpu::start(backend);
+    let rss = RssSampler::start(relay.pid);
+    let load = drive(relay.addr, plan.sizes.backlog_senders, count, Some(deadline), None, SUBSCRIBED_TYPE).await;
+    let last_send_ns = clock::now_ns();
+    let delivered_at_last_send = receiver.totals().delivered;
+    receiver.wait_for(load.accepted.len() as u64, deadline).await;
+    receiver.settle(Duration::from_millis(300), Duration::from_secs(5)).await;
+    let relay_cpu = cpu.elapsed()?;
+    let services = services.map(ServiceCpu::stop);
+    tokio::time::sleep(idle).await;
+    let end_rss = rss_kib(relay.pid);
+    let peak_rss = rss.stop();
+    relay.stop().await;
+    let totals = receiver.totals();
+    let delivered = tally(&receiver, &load, 1);
+    Ok(Flood {
+        load,
+        delivered,
+        delivered_at_last_send,
+        delivered_at_end: totals.delivered,
+        last_send_ns,
+        last_delivery_ns: totals.last_delivered_ns,
+        relay_cpu,
+        services,
+        peak_rss,
+        end_rss,
+    })
+}
+
+impl Flood {
+    /// The check that the senders got through every event before the time limit.
+    fn add_all_sent(&self, result: &mut ScenarioResult, count: u64, timeout: Duration) {
+        let accepted = self.load.accepted.len() as u64;
+        result.check(
+            "every event accepted within the time limit",
+            accepted == count,
+            format!("{accepted} of {count} accepted in {} s at most", timeout.as_secs()),
+        );
+    }
+}
+
+/// A backlog built and drained: 20 × `--events` events to one webhook from 64 senders as fast
+/// as the relay accepts them (it delivers meanwhile, more slowly, so a backlog builds), then
+/// every delivery waited for. Measures how fast it takes events in, delivers overall and
+/// drains the backlog once nothing more comes in.
+async fn drain(plan: &Plan, backend: Backend) -> Result<ScenarioResult> {
+    let count = plan.sizes.drain_events;
+    let timeout = plan.sizes.backlog_timeout;
+    let env = [("QUEUE_MAX_BACKLOG", DRAIN_MAX_BACKLOG.to_owned())];
+    let run = flood(plan, backend, "drain", count, timeout, Duration::ZERO, &env).await?;
+    let Flood { load, delivered, .. } = &run;
+
+    let accepted = load.accepted.len() as f64;
+    let mut result = ScenarioResult::new(
+        format!("drain, {count} events to 1 webhook, backlog then drained"),
+        json!({"events": count, "senders": plan.sizes.backlog_senders, "workers": plan.sizes.workers, "webhooks": 1,
+               "QUEUE_MAX_BACKLOG": DRAIN_MAX_BACKLOG, "timeoutSeconds": timeout.as_secs()}),
+    );
+    result.metric("ingest rate", accepted / load.elapsed.as_secs_f64().max(1e-9), "events/s");
+    result.metric("time to accept all", load.elapsed.as_secs_f64(), "s");
+    result.metric("backlog when the last event was accepted", accepted - run.delivered_at_last_send as f64, "events");
+    result.metric("delivered/s, first send to last delivery", accepted / delivered.seconds.max(1e-9), "deliveries/s");
+    let drained = run.delivered_at_end.saturating_sub(run.delivered_at_last_send) as f64;
+    let drain_seconds = run.last_delivery_ns.saturating_sub(run.last_send_ns) as f64 / 1e9;
+    let drain_rate = if drained > 0.0 { drained / drain_seconds.max(1e-9) } else { 0.0 };
+    result.metric("delivered/s, drain phase (after the last send)", drain_rate, "deliveries/s");
+    result.metric("drain phase", drain_seconds, "s");
+    result.metric("time to deliver all", delivered.seconds, "s");
+    result.metric("duplicates", delivered.duplicates as f64, "");
+    result.metric("lost", delivered.lost as f64, "");
+    result.metric("relay CPU per delivery (incl. ingest)", run.relay_cpu / accepted.max(1.0) * 1e6, "µs");
+    add_service_cpu(&mut result, run.services, accepted);
+    result.metric("relay RSS peak", run.peak_rss as f64 / 1024.0, "MiB");
+    result.metric("relay RSS at the end", run.end_rss as f64 / 1024.0, "MiB");
+    add_refusals(&mut result, load);
+    run.add_all_sent(&mut result, count, timeout);
+    add_delivery_checks(&mut result, delivered, load.accepted.len() as u64);
+    Ok(result)
+}
+
+/// Memory over 100 × `--events` events (a million by default) to one webhook from 64 senders,
+/// with the embedded store capped at `MEMORY_MAX_EVENTS` and the relay's own backlog limit
+/// (its `503`s waited out): the relay's RSS once everything is delivered and it has been idle
+/// for 2 s must stay under [`MEMORY_TARGET_MIB`].
+async fn memory(plan: &Plan, backend: Backend) -> Result<ScenarioResult> {
+    let count = plan.sizes.memory_events;
+    let timeout = plan.sizes.memory_timeout;
+    let env = [("MEMORY_MAX_EVENTS", MEMORY_MAX_EVENTS.to_owned())];
+    let run = flood(plan, backend, "memory", count, timeout, Duration::from_secs(2), &env).await?;
+    let Flood { load, delivered, .. } = &run;
+
+    let accepted = load.accepted.len() as f64;
+    let mut result = ScenarioResult::new(
+        format!("memory, {count} events to 1 webhook"),
+        json!({"events": count, "senders": plan.sizes.backlog_senders, "workers": plan.sizes.workers, "webhooks": 1,
+               "MEMORY_MAX_EVENTS": MEMORY_MAX_EVENTS, "timeoutSeconds": timeout.as_secs()}),
+    );
+    let end_mib = run.end_rss as f64 / 1024.0;
+    result.metric("relay RSS at the end (all delivered, then 2 s idle)", end_mib, "MiB");
+    result.metric("relay RSS peak", run.peak_rss as f64 / 1024.0, "MiB");
+    result.metric("ingest rate", accepted / load.elapsed.as_secs_f64().max(1e-9), "events/s");
+    result.metric("delivered/s, first send to last delivery", accepted / delivered.seconds.max(1e-9), "deliveries/s");
+    result.metric("delivered", run.delivered_at_end as f64, "");
+    result.metric("duplicates", delivered.duplicates as f64, "");
+    result.metric("lost", delivered.lost as f64, "");
+    result.metric("relay CPU per delivery (incl. ingest)", run.relay_cpu / accepted.max(1.0) * 1e6, "µs");
+    add_service_cpu(&mut result, run.services, accepted);
+    result.check(
+        format!("relay RSS at the end < {MEMORY_TARGET_MIB} MiB"),
+        end_mib < MEMORY_TARGET_MIB,
+        format!("{end_mib:.1} MiB with MEMORY_MAX_EVENTS={MEMORY_MAX_EVENTS}"),
+    );
+    add_refusals(&mut result, load);
+    run.add_all_sent(&mut result, count, timeout);
+    add_delivery_checks(&mut result, delivered, load.accepted.len() as u64);
+    Ok(result)
+}
+
+/// Relay CPU per delivered event on one backend split into ingest and delivery, from the
+/// ingest run at the highest concurrency and the as-fast-as-possible end-to-end run.
+fn cpu_summary(results: &[ScenarioResult], backend: Backend) -> Option<ScenarioResult> {
+    let on_backend = || results.iter().filter(move |r| r.backend == Some(backend));
+    let ingest = on_backend().rev().find(|r| r.name.starts_with("ingest"))?;
+    let e2e = on_backend().find(|r| r.name.ends_with("as fast as possible"))?;
     let ingest_us = ingest.value("relay CPU per event (ingest + dispatch)")?;
     let total_us = e2e.value("relay CPU per event (ingest + delivery)")?;
     let mut result =
@@ -595,4 +914,90 @@ fn cpu_summary(results: &[ScenarioResult]) -> Option<ScenarioResult> {
     result.metric("delivery (sign, POST, log)", total_us - ingest_us, "µs");
     result.metric("total", total_us, "µs");
     Some(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::Response;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_is_capped_and_defaulted() {
+        let wait = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(hyper::header::RETRY_AFTER, value.parse().unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(wait("1"), Some(Duration::from_secs(1)));
+        assert_eq!(wait("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(wait("120"), Some(MAX_RETRY_AFTER));
+        assert_eq!(wait("0"), Some(Duration::from_millis(10)));
+        assert_eq!(wait("Wed, 21 Oct 2026 07:28:00 GMT"), Some(Duration::from_secs(1)));
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    /// A stand-in for `POST /api/events` on 127.0.0.1: its first `busy` answers are `503` with
+    /// `Retry-After: {retry_after}`, the next a `503` without it, the rest `202`.
+    async fn busy_relay(busy: u32, retry_after: &'static str) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = Arc::new(AtomicU32::new(0));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let answered = answered.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let n = answered.fetch_add(1, Ordering::Relaxed);
+                        async move {
+                            let _ = request.into_body().collect().await?;
+                            let mut response = Response::builder();
+                            response = match n.cmp(&busy) {
+                                std::cmp::Ordering::Less => response.status(503).header("retry-after", retry_after),
+                                std::cmp::Ordering::Equal => response.status(503),
+                                std::cmp::Ordering::Greater => response.status(202),
+                            };
+                            Ok::<_, hyper::Error>(response.body(Full::new(Bytes::new())).unwrap())
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn busy_answers_are_waited_out_and_the_same_event_sent_again() {
+        let addr = busy_relay(5, "0").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut load = drive(addr, 1, 10, Some(deadline), None, SUBSCRIBED_TYPE).await;
+        // Event 0 waited out five 503s with Retry-After, then got one without it: refused.
+        assert_eq!(load.busy, 5);
+        assert_eq!(load.refused, HashMap::from([(503, 1)]));
+        assert_eq!(load.errors, 0);
+        load.accepted.sort_unstable();
+        assert_eq!(load.accepted, (1..10).collect::<Vec<_>>());
+        assert_eq!(load.latencies.len(), 10);
+        assert_eq!(load.requests(), 15);
+    }
+
+    #[tokio::test]
+    async fn an_event_still_refused_at_the_deadline_is_left_unsent() {
+        let addr = busy_relay(u32::MAX, "1").await;
+        let started = Instant::now();
+        let load = drive(addr, 2, 10, Some(started + Duration::from_millis(1500)), None, SUBSCRIBED_TYPE).await;
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(load.accepted.is_empty() && load.refused.is_empty() && load.errors == 0, "{load:?}");
+        // Each sender waited once, then met answers it could not wait out before the deadline.
+        assert!(load.busy >= 4, "{load:?}");
+    }
 }

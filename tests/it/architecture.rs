@@ -42,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "relay-core",
             "relay-aws",
+            "relay-postgres",
             "relay-redis",
             "relay-sender",
             "relay-backends",

@@ -55,7 +55,7 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
     assert_eq!(keys.open(&sealed, owner).unwrap(), secret);
     assert!(config.credentials.service("token-from-secrets-manager-01"));
     assert_eq!(config.credentials.tenant("key-from-secrets-manager-1").unwrap().as_str(), "acme");
-    let url = url::Url::parse(&config.database_url.0).unwrap();
+    let url = url::Url::parse(&config.database.url.0).unwrap();
     assert_eq!(url.host_str(), Some("proxy.example.internal"));
     assert_eq!(url.username(), "relay");
     assert_eq!(percent_decode(url.password().unwrap()), "p@ss/word:with#odd chars");

@@ -73,7 +73,7 @@ async fn a_webhook_change_is_seen_by_the_next_dispatch() {
 /// event dispatched; returns the relay and the `deliver` message waiting on the queue.
 async fn one_delivery_waiting(config: &Config, receiver: &Receiver) -> (Relay, ReceivedMessage) {
     let backends = Backends::in_memory(config.memory)
-        .with_database(config.database_url.as_ref())
+        .with_database(config.database.as_ref())
         .await
         .unwrap()
         .with_redis(config.redis_url.as_ref())

@@ -20,7 +20,7 @@ use relay_memory::{
     Backlog, MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter,
     MemoryWebhookStore,
 };
-use relay_postgres::PostgresDeliveryLog;
+use relay_postgres::{Database, PostgresDeliveryLog};
 use relay_redis::{CachedWebhookStore, RedisStore, WEBHOOK_CACHE_TTL};
 
 /// The stores and queues a function runs on.
@@ -133,10 +133,10 @@ impl Backends {
         }
     }
 
-    /// Keeps the delivery log in PostgreSQL at `url` (migrated first), if given.
-    pub async fn with_database(mut self, url: Option<&Redacted<String>>) -> Result<Self> {
-        if let Some(url) = url {
-            let log = Arc::new(PostgresDeliveryLog::open(url).await?);
+    /// Keeps the delivery log in PostgreSQL (migrated first), if given.
+    pub async fn with_database(mut self, database: Option<&Database>) -> Result<Self> {
+        if let Some(database) = database {
+            let log = Arc::new(PostgresDeliveryLog::open(database).await?);
             self.probes.push(log.clone());
             self.deliveries = log;
             if let Some(evictor) = &mut self.evictor {

@@ -28,6 +28,10 @@ macro_rules! attempt_columns {
 mod deliveries;
 mod rows;
 
+/// The reads by key, for the test that checks their plans.
+#[doc(hidden)]
+pub use deliveries::{SELECT_ATTEMPTS, SELECT_BY_KEYS};
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,12 +44,34 @@ use relay_core::{Error, Result};
 /// How long to wait for a connection, new or pooled, before the database counts as unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connections per process: a Lambda function handles one request at a time; relay-local a few.
-pub const POOL_SIZE: u32 = 5;
+/// Connections per Lambda function instance: an instance handles one batch or one request at
+/// a time, and a batch's dispatches and deliveries each hold at most one connection at once.
+pub const LAMBDA_POOL_SIZE: u32 = 5;
 
-/// `DATABASE_URL`, for a function that keeps the delivery log (never printed).
-pub fn database_url(vars: &Vars) -> Result<Redacted<String>, ConfigError> {
-    vars.required("DATABASE_URL", "a postgres:// URL").map(Redacted)
+/// Where the delivery log is, and how many connections a process may open to it.
+#[derive(Debug, Clone)]
+pub struct Database {
+    /// `DATABASE_URL` (never printed).
+    pub url: Redacted<String>,
+    /// `DATABASE_POOL_SIZE`: the most connections this process opens.
+    pub pool_size: u32,
+}
+
+impl Database {
+    /// `DATABASE_URL` and `DATABASE_POOL_SIZE` (1 to 200, default `pool_size`), for a function
+    /// that keeps the delivery log.
+    pub fn from_vars(vars: &Vars, pool_size: u32) -> Result<Self, ConfigError> {
+        let url = vars.required("DATABASE_URL", "a postgres:// URL").map(Redacted)?;
+        Ok(Self { url, pool_size: vars.num("DATABASE_POOL_SIZE", pool_size, 1..=200)? })
+    }
+
+    /// [`Database::from_vars`] where `DATABASE_URL` is optional (relay-local).
+    pub fn optional(vars: &Vars, pool_size: u32) -> Result<Option<Self>, ConfigError> {
+        match vars.get("DATABASE_URL") {
+            None => Ok(None),
+            Some(_) => Self::from_vars(vars, pool_size).map(Some),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -74,10 +100,10 @@ impl PostgresDeliveryLog {
         Ok(Self::from_pool(pool))
     }
 
-    /// [`PostgresDeliveryLog::connect`] with [`POOL_SIZE`] connections, then
-    /// [`PostgresDeliveryLog::migrate`]: how every function opens the log.
-    pub async fn open(url: &Redacted<String>) -> Result<Self> {
-        let log = Self::connect(&url.0, POOL_SIZE).await?;
+    /// [`PostgresDeliveryLog::connect`], then [`PostgresDeliveryLog::migrate`]: how every
+    /// function opens the log.
+    pub async fn open(database: &Database) -> Result<Self> {
+        let log = Self::connect(&database.url.0, database.pool_size).await?;
         log.migrate().await?;
         Ok(log)
     }

@@ -19,6 +19,7 @@ use relay_core::settings::{
     self, ConfigError, DeliverySettings, Profile, Redacted, StartupError, Vars, WebhookSettings,
 };
 use relay_http_api::{Access, ApiSettings, Common, Health, ManagementState};
+use relay_postgres::{Database, LAMBDA_POOL_SIZE};
 use relay_sender::HttpSender;
 
 /// Everything relay-api reads.
@@ -29,8 +30,8 @@ pub struct Settings {
     /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL` (required), `DLQ_URL` (its depth, for
     /// operators).
     pub aws: AwsSettings,
-    /// `DATABASE_URL` (required): the delivery log.
-    pub database_url: Redacted<String>,
+    /// `DATABASE_URL` (required) and `DATABASE_POOL_SIZE`: the delivery log.
+    pub database: Database,
     /// `SECRETS_ENCRYPTION_KEYS` (required).
     pub secret_keys: SecretKeys,
     pub event_types: EventTypeRegistry,
@@ -52,7 +53,7 @@ impl Settings {
         Ok(Self {
             credentials,
             aws: AwsSettings::require(vars, &[Name::EventsTable, Name::WebhooksTable, Name::QueueUrl])?,
-            database_url: relay_postgres::database_url(vars)?,
+            database: Database::from_vars(vars, LAMBDA_POOL_SIZE)?,
             secret_keys: settings::required_secret_keys(vars)?,
             event_types: settings::event_types(vars)?,
             delivery: DeliverySettings::from_vars(vars)?,
@@ -68,7 +69,7 @@ impl Settings {
 /// The management API, the dashboard (with a session secret) and `/health`.
 pub async fn app(settings: Settings, clients: &AwsClients) -> Result<Router, StartupError> {
     let backends = Backends::aws(&settings.aws, settings.event_retention, clients)
-        .with_database(Some(&settings.database_url))
+        .with_database(Some(&settings.database))
         .await?
         .with_redis(settings.redis_url.as_ref())?;
     let management = management(&backends, &settings)?;

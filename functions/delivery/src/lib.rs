@@ -17,6 +17,7 @@ use relay_core::ports::ReceivedMessage;
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{self, ConfigError, DeliverySettings, Profile, Redacted, StartupError, Vars};
 use relay_core::worker::{BatchHandler, BatchOutcome};
+use relay_postgres::{Database, LAMBDA_POOL_SIZE};
 use relay_sender::HttpSender;
 
 /// Everything relay-delivery reads.
@@ -24,8 +25,8 @@ use relay_sender::HttpSender;
 pub struct Settings {
     /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL` (required).
     pub aws: AwsSettings,
-    /// `DATABASE_URL` (required): the delivery log.
-    pub database_url: Redacted<String>,
+    /// `DATABASE_URL` (required) and `DATABASE_POOL_SIZE`: the delivery log.
+    pub database: Database,
     /// `SECRETS_ENCRYPTION_KEYS` (required): to open the secrets it signs with.
     pub secret_keys: SecretKeys,
     pub delivery: DeliverySettings,
@@ -40,7 +41,7 @@ impl Settings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             aws: AwsSettings::require(vars, &[Name::EventsTable, Name::WebhooksTable, Name::QueueUrl])?,
-            database_url: relay_postgres::database_url(vars)?,
+            database: Database::from_vars(vars, LAMBDA_POOL_SIZE)?,
             secret_keys: settings::required_secret_keys(vars)?,
             delivery: DeliverySettings::from_vars(vars)?,
             allowed_cidrs: settings::allowed_cidrs(vars, Profile::Production)?,
@@ -53,7 +54,7 @@ impl Settings {
 /// The worker's core over DynamoDB, SQS, PostgreSQL and (when configured) Redis.
 pub async fn handler(settings: Settings, clients: &AwsClients) -> Result<BatchHandler, StartupError> {
     let backends = Backends::aws(&settings.aws, settings.event_retention, clients)
-        .with_database(Some(&settings.database_url))
+        .with_database(Some(&settings.database))
         .await?
         .with_redis(settings.redis_url.as_ref())?;
     let sender = HttpSender::for_rules(settings.delivery.webhook_timeout, &settings.allowed_cidrs)?;

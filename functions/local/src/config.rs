@@ -13,6 +13,7 @@ use relay_core::domain::EventTypeRegistry;
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{self, ConfigError, DeliverySettings, Profile, Redacted, Vars, WebhookSettings};
 use relay_http_api::ApiSettings;
+use relay_postgres::Database;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -50,7 +51,9 @@ pub struct Config {
     /// `EVENT_RETENTION_DAYS` (30): how long DynamoDB keeps events.
     pub event_retention: Duration,
     /// `DATABASE_URL`: the PostgreSQL delivery log; unset, the log is in memory.
-    pub database_url: Option<Redacted<String>>,
+    /// `DATABASE_POOL_SIZE`: its connections, by default one per poller of each lane plus two
+    /// for the API and maintenance.
+    pub database: Option<Database>,
     /// `REDIS_URL`: locks, rate limits, ended sessions and the webhook cache; unset, in memory.
     pub redis_url: Option<Redacted<String>>,
     /// The HTTP server's limits and graceful stop.
@@ -85,6 +88,7 @@ impl Config {
             }
             keys => keys,
         };
+        let worker_concurrency = vars.num::<usize>("WORKER_CONCURRENCY", 4, 1..=64)?;
         Ok(Self {
             host: match vars.get("HOST") {
                 None => IpAddr::from([127, 0, 0, 1]),
@@ -101,17 +105,23 @@ impl Config {
             secret_keys,
             dashboard_session_secret: relay_dashboard::session_secret(vars)?,
             memory: memory_settings(vars, &delivery)?,
-            worker_concurrency: vars.num::<usize>("WORKER_CONCURRENCY", 4, 1..=64)?,
+            worker_concurrency,
             maintenance_interval: vars.secs("MAINTENANCE_INTERVAL", 60, 1..=86_400)?,
             backend,
             aws,
             event_retention: relay_aws::event_retention(vars)?,
-            database_url: vars.redacted("DATABASE_URL"),
+            database: Database::optional(vars, pool_size(worker_concurrency))?,
             redis_url: relay_redis::redis_url(vars),
             server: ServerSettings::from_vars(vars)?,
             delivery,
         })
     }
+}
+
+/// The delivery log's default connections: every poller of both lanes holds at most one at a
+/// time, and the API and maintenance share two more.
+fn pool_size(worker_concurrency: usize) -> u32 {
+    u32::try_from(worker_concurrency).unwrap_or(64).saturating_mul(2).saturating_add(2)
 }
 
 /// The embedded backends' settings. The queue's are checked against the delivery settings: a
@@ -235,6 +245,16 @@ mod tests {
         assert!(load(&[]).unwrap().secret_keys.is_none());
         assert_eq!(load(&[("QUEUE_URL", "http://q")]).unwrap_err().var, "SECRETS_ENCRYPTION_KEYS");
         assert!(load(&[("QUEUE_URL", "http://q"), KEYS]).unwrap().secret_keys.is_some());
+    }
+
+    #[test]
+    fn the_pool_follows_the_pollers_unless_told() {
+        assert!(load(&[]).unwrap().database.is_none());
+        let url = ("DATABASE_URL", "postgres://postgres@127.0.0.1/postgres");
+        assert_eq!(load(&[url]).unwrap().database.unwrap().pool_size, 10);
+        assert_eq!(load(&[url, ("WORKER_CONCURRENCY", "16")]).unwrap().database.unwrap().pool_size, 34);
+        assert_eq!(load(&[url, ("DATABASE_POOL_SIZE", "3")]).unwrap().database.unwrap().pool_size, 3);
+        assert_eq!(load(&[url, ("DATABASE_POOL_SIZE", "0")]).unwrap_err().var, "DATABASE_POOL_SIZE");
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub async fn backends(config: &Config) -> Result<Backends, StartupError> {
         Backend::Memory => Backends::in_memory(config.memory),
         Backend::Aws => aws_backends(config, &relay_aws::sdk_config().await)?,
     };
-    let backends = backends.with_database(config.database_url.as_ref()).await?.with_redis(config.redis_url.as_ref())?;
-    if config.backend == Backend::Memory && config.database_url.is_some() {
+    let backends = backends.with_database(config.database.as_ref()).await?.with_redis(config.redis_url.as_ref())?;
+    if config.backend == Backend::Memory && config.database.is_some() {
         backends.close_orphans().await?;
     }
     Ok(backends)

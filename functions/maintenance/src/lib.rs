@@ -11,14 +11,15 @@ use relay_aws::{AwsClients, AwsSettings, Name};
 use relay_backends::Backends;
 use relay_core::app::Maintenance;
 use relay_core::settings::{ConfigError, Redacted, StartupError, Vars};
+use relay_postgres::{Database, LAMBDA_POOL_SIZE};
 
 /// Everything relay-maintenance reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL`, `DLQ_URL` (required).
     pub aws: AwsSettings,
-    /// `DATABASE_URL` (required): the delivery log.
-    pub database_url: Redacted<String>,
+    /// `DATABASE_URL` (required) and `DATABASE_POOL_SIZE`: the delivery log.
+    pub database: Database,
     /// `REDIS_URL`: the webhook cache.
     pub redis_url: Option<Redacted<String>>,
     pub event_retention: Duration,
@@ -29,7 +30,7 @@ impl Settings {
         let names = [Name::EventsTable, Name::WebhooksTable, Name::QueueUrl, Name::DeadLetterQueueUrl];
         Ok(Self {
             aws: AwsSettings::require(vars, &names)?,
-            database_url: relay_postgres::database_url(vars)?,
+            database: Database::from_vars(vars, LAMBDA_POOL_SIZE)?,
             redis_url: relay_redis::redis_url(vars),
             event_retention: relay_aws::event_retention(vars)?,
         })
@@ -39,7 +40,7 @@ impl Settings {
 /// Maintenance over DynamoDB, SQS, PostgreSQL and (when configured) Redis.
 pub async fn maintenance(settings: Settings, clients: &AwsClients) -> Result<Maintenance, StartupError> {
     let backends = Backends::aws(&settings.aws, settings.event_retention, clients)
-        .with_database(Some(&settings.database_url))
+        .with_database(Some(&settings.database))
         .await?
         .with_redis(settings.redis_url.as_ref())?;
     Ok(backends.maintenance())

@@ -147,6 +147,10 @@ pub async fn batches_read_and_write_many_at_once(log: Arc<dyn DeliveryLog>) {
     let attempts = log.attempts(&keys[..4]).await.unwrap();
     assert_eq!(attempts[&all[0].key()].iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2]);
     assert!(keys[1..4].iter().all(|k| attempts[k].len() == 1));
+    // A key asked for twice is answered once.
+    let twice = [keys[0], keys[1], keys[0]];
+    assert_eq!(log.get_many(&twice).await.unwrap().len(), 2);
+    assert_eq!(log.attempts(&twice).await.unwrap()[&keys[0]].len(), 2);
 }
 
 pub async fn lists_by_webhook_and_status(log: Arc<dyn DeliveryLog>) {

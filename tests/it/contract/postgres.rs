@@ -120,6 +120,49 @@ async fn nul_characters_are_stored_as_replacement_characters() {
     db.drop().await;
 }
 
+/// The reads by key stay primary-key lookups on a log that was empty when a connection first
+/// planned them. A connection keeps a statement's generic plan, and a join planned on an empty
+/// table is a hash join over a sequential scan, which then reads the whole table on every
+/// delivery as it grows (until autovacuum's first `ANALYZE`).
+#[tokio::test]
+async fn reads_by_key_stay_index_lookups_when_planned_on_an_empty_log() {
+    let Some(db) = pg::database().await else { return };
+    let _log = db.log(1).await;
+    let pool = db.pool().await;
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::query("SET plan_cache_mode = force_generic_plan").execute(&mut *conn).await.unwrap();
+    let statements = [("by_keys", relay_postgres::SELECT_BY_KEYS), ("attempts", relay_postgres::SELECT_ATTEMPTS)];
+    let execute = |name: &str| format!("EXECUTE {name}(ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()])");
+    for (name, sql) in statements {
+        sqlx::query(&format!("PREPARE {name}(uuid[], uuid[]) AS {sql}")).execute(&mut *conn).await.unwrap();
+        // The first execution plans it, on empty tables.
+        sqlx::query(&execute(name)).execute(&mut *conn).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO deliveries (event_id, webhook_id, tenant, event_type, status, attempt_count) \
+         SELECT gen_random_uuid(), gen_random_uuid(), 'acme', 'job.created', 'succeeded', 1 FROM generate_series(1, 5000)",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO delivery_attempts (event_id, webhook_id, number, duration_ms, trigger) \
+         SELECT event_id, webhook_id, 1, 3, 'scheduled' FROM deliveries",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    for (name, _) in statements {
+        let rows: Vec<(String,)> =
+            sqlx::query_as(&format!("EXPLAIN {}", execute(name))).fetch_all(&mut *conn).await.unwrap();
+        let plan = rows.into_iter().map(|(line,)| line).collect::<Vec<_>>().join("\n");
+        assert!(!plan.contains("Seq Scan"), "{name} scans the whole table:\n{plan}");
+        assert!(plan.contains("Index"), "{name} uses no index:\n{plan}");
+    }
+    drop(conn);
+    db.drop().await;
+}
+
 #[tokio::test]
 async fn migrating_twice_is_harmless() {
     let Some(db) = pg::database().await else { return };

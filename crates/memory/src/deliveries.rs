@@ -35,6 +35,7 @@ impl MemoryDeliveryLog {
             state.deliveries.remove(key);
             state.attempts.remove(key);
         }
+        crate::shrink_if_sparse(&mut state.attempts);
     }
 
     /// How many deliveries are held.
@@ -85,7 +86,8 @@ impl DeliveryLog for MemoryDeliveryLog {
         for Record { delivery, attempt } in records {
             state.deliveries.insert(delivery.key(), (*delivery).clone());
             if let Some(attempt) = attempt {
-                state.attempts.entry(delivery.key()).or_default().push((*attempt).clone());
+                // Most deliveries take one attempt: no room for four until a second comes.
+                state.attempts.entry(delivery.key()).or_insert_with(|| Vec::with_capacity(1)).push((*attempt).clone());
             }
         }
         Ok(())

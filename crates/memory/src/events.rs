@@ -91,6 +91,9 @@ impl MemoryEventStore {
             }
             forgotten.extend(webhooks.into_iter().map(|webhook_id| DeliveryKey { event_id, webhook_id }));
         }
+        crate::shrink_if_sparse(&mut state.dispatched);
+        crate::shrink_if_sparse(&mut state.keys);
+        crate::shrink_if_sparse(&mut state.idempotency);
         Ok(forgotten)
     }
 

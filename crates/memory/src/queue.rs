@@ -95,6 +95,7 @@ impl State {
 
     fn remove(&mut self, seq: u64) -> Option<Message> {
         let message = self.messages.remove(&seq)?;
+        crate::shrink_if_sparse(&mut self.messages);
         self.schedule.remove(&(message.visible_at, seq));
         Some(message)
     }

@@ -153,7 +153,7 @@ fn memory_settings(vars: &Vars, delivery: &DeliverySettings) -> Result<MemorySet
     Ok(MemorySettings {
         visibility_timeout,
         max_receive_count,
-        max_backlog: vars.num::<usize>("QUEUE_MAX_BACKLOG", 100_000, 100..=100_000_000)?,
+        max_backlog: vars.num::<usize>("QUEUE_MAX_BACKLOG", 50_000, 100..=100_000_000)?,
         max_events: vars.num::<usize>("MEMORY_MAX_EVENTS", 100_000, 100..=100_000_000)?,
         event_retention: relay_aws::event_retention(vars)?,
     })

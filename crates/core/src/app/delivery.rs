@@ -130,11 +130,14 @@ impl Deliverer {
         for (event_type, found) in types.into_iter().zip(subscribed) {
             webhooks.insert(event_type, found?);
         }
-        let now = Timestamp::now();
-        let wanted: Vec<Delivery> = events
+        let fanned: Vec<(&Event, &[Webhook])> = events
             .iter()
-            .flat_map(|event| {
-                let subscribed = webhooks.get(&event.event_type).map_or(&[][..], Vec::as_slice);
+            .map(|event| (event, webhooks.get(&event.event_type).map_or(&[][..], Vec::as_slice)))
+            .collect();
+        let now = Timestamp::now();
+        let wanted: Vec<Delivery> = fanned
+            .iter()
+            .flat_map(|(event, subscribed)| {
                 subscribed
                     .iter()
                     .map(|w| Delivery::new(event.id, w.id, w.tenant.clone(), event.event_type.clone(), now))
@@ -147,13 +150,8 @@ impl Deliverer {
             .map(|d| RelayMessage::Deliver { event_id: d.event_id, webhook_id: d.webhook_id }.to_body())
             .collect();
         self.queue.send_batch(&messages).await?;
-        let dispatched: Vec<(EventId, Vec<WebhookId>)> = events
-            .iter()
-            .map(|event| {
-                let subscribed = webhooks.get(&event.event_type).map_or(&[][..], Vec::as_slice);
-                (event.id, subscribed.iter().map(|w| w.id).collect())
-            })
-            .collect();
+        let dispatched: Vec<(EventId, Vec<WebhookId>)> =
+            fanned.iter().map(|(event, subscribed)| (event.id, subscribed.iter().map(|w| w.id).collect())).collect();
         self.events.mark_dispatched(&dispatched).await?;
         for (event_id, webhooks) in &dispatched {
             tracing::info!(event_id = %event_id, webhooks = webhooks.len(), "event dispatched");

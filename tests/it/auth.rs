@@ -24,8 +24,10 @@ async fn every_id_route_hides_another_tenants_resources() {
     let document: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     let mut checked = Vec::new();
     for (template, item) in document["paths"].as_object().unwrap() {
-        if !template.contains("{id}") || template.starts_with("/api/events") {
-            continue; // events are the internal callers' (service tokens), not a tenant's
+        if !template.contains("{id}") || template.starts_with("/api/events") || template.starts_with("/api/tenants") {
+            // Events and tenants are the internal callers' (service tokens), not a tenant's: an
+            // API key there is 403 (`tenants::tenant_rules_and_limits`).
+            continue;
         }
         for method in item.as_object().unwrap().keys() {
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();

@@ -8,7 +8,8 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use relay_aws::sqs::SqsQueue;
 use relay_core::Timestamp;
-use relay_core::app::{Ingest, RelayMessage};
+use relay_core::app::{Ingest, RelayMessage, Tenancy};
+use relay_core::auth::Directory;
 use relay_core::domain::{EventId, EventInput, WebhookId};
 use relay_local::Config;
 use relay_local::Relay;
@@ -96,8 +97,10 @@ async fn an_event_the_queue_refused_is_still_delivered() {
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let broken_queue =
         SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), "http://127.0.0.1:4566/000000000000/no-such-queue");
-    let failing =
-        Ingest::new(app.backends.events.clone(), Arc::new(broken_queue), Arc::new(config.event_types.clone()));
+    let directory = Arc::new(Directory::new(config.credentials.clone(), app.backends.tenants.clone()));
+    let tenancy = Tenancy { directory, allow_broadcast: true };
+    let registry = Arc::new(config.event_types.clone());
+    let failing = Ingest::new(app.backends.events.clone(), Arc::new(broken_queue), registry, tenancy);
     let input = || -> EventInput {
         serde_json::from_value(json!({"eventType": "job.created", "eventName": "refused", "payload": {"n": 1}}))
             .unwrap()

@@ -42,6 +42,7 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
         // Not secrets: what relay-api needs besides.
         ("EVENTS_TABLE".to_owned(), "events".to_owned()),
         ("WEBHOOKS_TABLE".to_owned(), "webhooks".to_owned()),
+        ("TENANTS_TABLE".to_owned(), "tenants".to_owned()),
         ("QUEUE_URL".to_owned(), "http://queue".to_owned()),
     ]);
     // relay-api reads every kind: credentials, the database, the dashboard's and the sealing key.
@@ -71,6 +72,7 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
         ("SERVICE_TOKENS".to_owned(), "token-from-the-environment-1".to_owned()),
         ("EVENTS_TABLE".to_owned(), "events".to_owned()),
         ("IDEMPOTENCY_TABLE".to_owned(), "idempotency".to_owned()),
+        ("TENANTS_TABLE".to_owned(), "tenants".to_owned()),
         ("QUEUE_URL".to_owned(), "http://queue".to_owned()),
     ]);
     let config = relay_ingest::Settings::from_vars(&Vars::from_map(complete(&sdk, vars).await.unwrap())).unwrap();

@@ -37,6 +37,7 @@ mod server;
 mod settings;
 mod ssrf;
 mod template;
+mod tenants;
 mod tools;
 mod web;
 

@@ -10,10 +10,11 @@ const TOKENS: (&str, &str) = ("SERVICE_TOKENS", "a-service-token-0001");
 const KEYS: (&str, &str) = ("API_KEYS", "acme:an-api-key-000001");
 const SEALING: (&str, &str) = ("SECRETS_ENCRYPTION_KEYS", "k1:0123456789abcdef0123456789abcdef");
 const DATABASE: (&str, &str) = ("DATABASE_URL", "postgres://relay@db/relay");
-const TABLES: [(&str, &str); 5] = [
+const TABLES: [(&str, &str); 6] = [
     ("EVENTS_TABLE", "events"),
     ("IDEMPOTENCY_TABLE", "idempotency"),
     ("WEBHOOKS_TABLE", "webhooks"),
+    ("TENANTS_TABLE", "tenants"),
     ("QUEUE_URL", "http://queue"),
     ("DLQ_URL", "http://dlq"),
 ];
@@ -92,7 +93,10 @@ fn each_function_validates_only_what_it_reads() {
     assert_eq!(refused_by("WEBHOOK_SECRET_GRACE", "-5"), ["relay-api"]);
     assert_eq!(refused_by("DASHBOARD_SESSION_SECRET", "short"), ["relay-api"]);
     assert_eq!(refused_by("SECRETS_ENCRYPTION_KEYS", "k1:too-short"), ["relay-api", "relay-delivery"]);
-    assert_eq!(refused_by("API_KEYS", "no-colon-here-at-all"), ["relay-api"]);
+    // relay-ingest reads API_KEYS for its tenants' names: an event may be scoped to them.
+    assert_eq!(refused_by("API_KEYS", "no-colon-here-at-all"), ["relay-ingest", "relay-api"]);
+    assert_eq!(refused_by("ALLOW_BROADCAST_EVENTS", "maybe"), ["relay-ingest"]);
+    assert_eq!(refused_by("PUBLIC_URL", "not a url"), ["relay-api"]);
     assert_eq!(refused_by("SERVICE_TOKENS", "short"), ["relay-ingest", "relay-api"]);
     assert_eq!(refused_by("EVENT_RETENTION_DAYS", "0").len(), 4);
 }
@@ -104,14 +108,29 @@ fn each_function_requires_what_it_runs() {
         read(&vars).into_iter().find(|(f, _)| *f == function).and_then(|(_, r)| r.err()).map_or("", |e| e.var)
     };
     for (function, needs) in [
-        ("relay-ingest", &["SERVICE_TOKENS", "EVENTS_TABLE", "IDEMPOTENCY_TABLE", "QUEUE_URL"][..]),
+        ("relay-ingest", &["SERVICE_TOKENS", "EVENTS_TABLE", "IDEMPOTENCY_TABLE", "TENANTS_TABLE", "QUEUE_URL"][..]),
         (
             "relay-api",
-            &["API_KEYS", "EVENTS_TABLE", "WEBHOOKS_TABLE", "QUEUE_URL", "DATABASE_URL", "SECRETS_ENCRYPTION_KEYS"][..],
+            &[
+                "SERVICE_TOKENS",
+                "EVENTS_TABLE",
+                "WEBHOOKS_TABLE",
+                "TENANTS_TABLE",
+                "QUEUE_URL",
+                "DATABASE_URL",
+                "SECRETS_ENCRYPTION_KEYS",
+            ][..],
         ),
         (
             "relay-delivery",
-            &["EVENTS_TABLE", "WEBHOOKS_TABLE", "QUEUE_URL", "DATABASE_URL", "SECRETS_ENCRYPTION_KEYS"][..],
+            &[
+                "EVENTS_TABLE",
+                "WEBHOOKS_TABLE",
+                "TENANTS_TABLE",
+                "QUEUE_URL",
+                "DATABASE_URL",
+                "SECRETS_ENCRYPTION_KEYS",
+            ][..],
         ),
         ("relay-maintenance", &["EVENTS_TABLE", "WEBHOOKS_TABLE", "QUEUE_URL", "DLQ_URL", "DATABASE_URL"][..]),
     ] {
@@ -125,8 +144,12 @@ fn each_function_requires_what_it_runs() {
     }
     // A function that does not need a variable starts without it.
     let mut vars: Vec<(&str, &str)> =
-        vec![TOKENS, ("EVENTS_TABLE", "e"), ("IDEMPOTENCY_TABLE", "i"), ("QUEUE_URL", "q")];
+        vec![TOKENS, ("EVENTS_TABLE", "e"), ("IDEMPOTENCY_TABLE", "i"), ("TENANTS_TABLE", "t"), ("QUEUE_URL", "q")];
     assert!(relay_ingest::Settings::from_vars(&Vars::from_pairs(&vars)).is_ok());
+    // Tenants' keys may all be issued through the API: relay-api starts without API_KEYS.
+    let without_keys: Vec<(&str, &str)> =
+        [&[TOKENS, SEALING, DATABASE][..], &TABLES[..]].concat().into_iter().collect();
+    assert!(relay_api::Settings::from_vars(&Vars::from_pairs(&without_keys)).is_ok());
     vars = vec![("EVENTS_TABLE", "e"), ("WEBHOOKS_TABLE", "w"), ("QUEUE_URL", "q"), ("DLQ_URL", "d"), DATABASE];
     assert!(relay_maintenance::Settings::from_vars(&Vars::from_pairs(&vars)).is_ok());
 }

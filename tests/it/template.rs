@@ -197,7 +197,8 @@ fn the_dashboard_is_routed_to_the_api_function_with_its_session_secret() {
 }
 
 /// The functions that open webhook secrets get the generated encryption key, and may read it;
-/// relay-ingest, which never reads webhooks, does not. `/api/metrics` goes to relay-api.
+/// relay-ingest, which never reads webhooks, does not. `/api/metrics` and `/api/tenants` go to
+/// relay-api.
 #[test]
 fn the_functions_that_open_webhook_secrets_get_the_encryption_key() {
     let template = template();
@@ -225,4 +226,6 @@ fn the_functions_that_open_webhook_secrets_get_the_encryption_key() {
     let paths: Vec<&str> =
         api["Events"].as_mapping().unwrap().values().filter_map(|e| e["Properties"]["Path"].as_str()).collect();
     assert!(paths.contains(&"/api/metrics"), "{paths:?}");
+    // The tenants API (service tokens) is relay-api's too.
+    assert!(paths.contains(&"/api/tenants") && paths.contains(&"/api/tenants/{proxy+}"), "{paths:?}");
 }

@@ -1,4 +1,4 @@
-//! The AWS adapters: the event and webhook stores on DynamoDB, the relay queue and its
+//! The AWS adapters: the event, webhook and tenant stores on DynamoDB, the relay queue and its
 //! dead-letter queue on SQS, and settings completed from Secrets Manager at cold start. All
 //! are reached through the SDK's standard endpoint settings only, so LocalStack, moto and AWS
 //! are the same code.
@@ -15,7 +15,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use relay_core::Result;
 use relay_core::settings::{ConfigError, Vars};
 
-pub use dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames};
+pub use dynamodb::{DynamoEventStore, DynamoTenantStore, DynamoWebhookStore, TableNames};
 pub use sqs::{QueueSpec, SqsQueue};
 
 /// The SDK's standard configuration (region, credentials, endpoints) from the environment.
@@ -73,12 +73,14 @@ pub enum Name {
     EventsTable,
     IdempotencyTable,
     WebhooksTable,
+    /// `TENANTS_TABLE`.
+    TenantsTable,
     QueueUrl,
     DeadLetterQueueUrl,
 }
 
-/// `EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL`, `DELIVERY_QUEUE_URL`,
-/// `DLQ_URL`: where the AWS backends are, as relay-local reads them (any may be unset; the
+/// `EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `WEBHOOKS_TABLE`, `TENANTS_TABLE`, `QUEUE_URL`,
+/// `DELIVERY_QUEUE_URL`, `DLQ_URL`: where the AWS backends are, as relay-local reads them (any may be unset; the
 /// Lambda functions require the ones they use, each on its own).
 ///
 /// `QUEUE_URL` is the dispatch lane (ingest's `dispatch` messages), `DELIVERY_QUEUE_URL` the
@@ -89,6 +91,7 @@ pub struct AwsSettings {
     pub events_table: Option<String>,
     pub idempotency_table: Option<String>,
     pub webhooks_table: Option<String>,
+    pub tenants_table: Option<String>,
     pub queue_url: Option<String>,
     pub delivery_queue_url: Option<String>,
     pub dead_letter_queue_url: Option<String>,
@@ -100,6 +103,7 @@ impl AwsSettings {
             events_table: vars.get("EVENTS_TABLE"),
             idempotency_table: vars.get("IDEMPOTENCY_TABLE"),
             webhooks_table: vars.get("WEBHOOKS_TABLE"),
+            tenants_table: vars.get("TENANTS_TABLE"),
             queue_url: vars.get("QUEUE_URL"),
             delivery_queue_url: vars.get("DELIVERY_QUEUE_URL"),
             dead_letter_queue_url: vars.get("DLQ_URL"),
@@ -123,6 +127,7 @@ impl AwsSettings {
                     ("IDEMPOTENCY_TABLE", &settings.idempotency_table, "the idempotency table's name")
                 }
                 Name::WebhooksTable => ("WEBHOOKS_TABLE", &settings.webhooks_table, "the webhooks table's name"),
+                Name::TenantsTable => ("TENANTS_TABLE", &settings.tenants_table, "the tenants table's name"),
                 Name::QueueUrl => ("QUEUE_URL", &settings.queue_url, "the relay queue's URL"),
                 Name::DeadLetterQueueUrl => ("DLQ_URL", &settings.dead_letter_queue_url, "the dead-letter queue's URL"),
             };
@@ -139,6 +144,7 @@ impl AwsSettings {
             events: self.events_table.clone().unwrap_or_default(),
             idempotency: self.idempotency_table.clone().unwrap_or_default(),
             webhooks: self.webhooks_table.clone().unwrap_or_default(),
+            tenants: self.tenants_table.clone().unwrap_or_default(),
         }
     }
 
@@ -175,6 +181,7 @@ pub async fn bootstrap(sdk: &SdkConfig, prefix: &str, queue: &QueueSpec) -> Resu
         events_table: Some(tables.events),
         idempotency_table: Some(tables.idempotency),
         webhooks_table: Some(tables.webhooks),
+        tenants_table: Some(tables.tenants),
         queue_url: Some(queue_url),
         delivery_queue_url: Some(delivery_queue_url),
         dead_letter_queue_url: Some(dlq_url),

@@ -8,17 +8,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay_aws::{AwsClients, AwsSettings, DynamoEventStore, DynamoWebhookStore};
+use relay_aws::{AwsClients, AwsSettings, DynamoEventStore, DynamoTenantStore, DynamoWebhookStore};
 use relay_core::app::{Dashboard, Deliverer, DelivererPorts, Maintenance, QueuePorts};
+use relay_core::auth::Directory;
 use relay_core::ports::{
-    Cache, DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, WebhookSender, WebhookStore,
+    Cache, DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, TenantStore, WebhookSender, WebhookStore,
 };
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{DeliverySettings, Redacted};
 use relay_core::{Result, Timestamp};
 use relay_memory::{
     Backlog, MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter,
-    MemoryWebhookStore,
+    MemoryTenantStore, MemoryWebhookStore,
 };
 use relay_postgres::{Database, PostgresDeliveryLog};
 use relay_redis::{CachedWebhookStore, RedisStore, WEBHOOK_CACHE_TTL};
@@ -28,6 +29,8 @@ use relay_redis::{CachedWebhookStore, RedisStore, WEBHOOK_CACHE_TTL};
 pub struct Backends {
     pub events: Arc<dyn EventStore>,
     pub webhooks: Arc<dyn WebhookStore>,
+    /// Tenants, their API keys and portal links.
+    pub tenants: Arc<dyn TenantStore>,
     pub deliveries: Arc<dyn DeliveryLog>,
     /// The dispatch lane: ingest's `dispatch` messages.
     pub queue: Arc<dyn Queue>,
@@ -101,6 +104,7 @@ impl Backends {
             evictor: Some(Evictor { events: events.clone(), memory_log: Some(deliveries.clone()) }),
             events,
             webhooks: Arc::new(MemoryWebhookStore::new()),
+            tenants: Arc::new(MemoryTenantStore::new()),
             deliveries,
             queue: Arc::new(lane()),
             delivery_queue: Arc::new(lane()),
@@ -121,6 +125,7 @@ impl Backends {
         Self {
             events: Arc::new(DynamoEventStore::new(clients.dynamodb.clone(), &tables, event_retention)),
             webhooks: Arc::new(DynamoWebhookStore::new(clients.dynamodb.clone(), &tables)),
+            tenants: Arc::new(DynamoTenantStore::new(clients.dynamodb.clone(), &tables)),
             queue: Arc::new(clients.queue(aws.queue_url())),
             delivery_queue: Arc::new(clients.queue(aws.delivery_queue_url())),
             dead_letter: Arc::new(clients.queue(aws.dead_letter_queue_url())),
@@ -173,12 +178,14 @@ impl Backends {
         Ok(())
     }
 
-    /// Dispatch and delivery over these backends, sending with `sender`.
+    /// Dispatch and delivery over these backends, sending with `sender`, reading tenants
+    /// through the process's `directory`.
     pub fn deliverer(
         &self,
         sender: Arc<dyn WebhookSender>,
         settings: &DeliverySettings,
         keys: SecretKeys,
+        directory: Arc<Directory>,
     ) -> Deliverer {
         let ports = DelivererPorts {
             events: self.events.clone(),
@@ -187,6 +194,7 @@ impl Backends {
             queue: self.delivery_queue.clone(),
             sender,
             locks: self.locks.clone(),
+            tenants: directory,
         };
         Deliverer::new(ports, settings, keys)
     }

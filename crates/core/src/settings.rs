@@ -139,6 +139,13 @@ impl Vars {
 }
 
 /// `EVENT_TYPES`: comma-separated; the seed's eleven when unset.
+/// `ALLOW_BROADCAST_EVENTS`: whether an event without a `tenant` goes to every tenant's
+/// subscribers. relay-local allows it by default (one platform, the seed's single tenant);
+/// production refuses it by default, so that no event reaches a customer it was not for.
+pub fn allow_broadcast_events(vars: &Vars, profile: Profile) -> Result<bool, ConfigError> {
+    vars.bool("ALLOW_BROADCAST_EVENTS", profile == Profile::Local)
+}
+
 pub fn event_types(vars: &Vars) -> Result<EventTypeRegistry, ConfigError> {
     match vars.get("EVENT_TYPES") {
         None => Ok(EventTypeRegistry::default()),

@@ -84,6 +84,7 @@ pub fn routes(state: WebState) -> Router {
         .route("/dashboard/events", get(events::list))
         .route("/dashboard/events/{id}", get(events::detail))
         .route(SIGN_IN, get(sign_in_form).post(sign_in))
+        .route("/dashboard/portal/{token}", get(portal))
         .route("/dashboard/sign-out", post(sign_out))
         .route("/dashboard/assets/app.css", get(stylesheet))
         .layer(DefaultBodyLimit::max(FORM_LIMIT))
@@ -123,15 +124,24 @@ impl FromRequestParts<WebState> for Operator {
         let access = &state.management.access;
         let session = cookie(&parts.headers, COOKIE)
             .and_then(|value| state.sessions.verify(value, Timestamp::now()))
-            .filter(|session| state.sessions.key_exists(session, &access.credentials))
             .ok_or_else(|| signed_out(state, &parts.headers))?;
+        match state.sessions.still_valid(&session, &access.directory).await {
+            Ok(true) => {}
+            Ok(false) => return Err(signed_out(state, &parts.headers)),
+            Err(err) => return Err(failure(err)),
+        }
         match state.ended.get(&session.ended_key()).await {
             Ok(None) => {}
             Ok(Some(_)) => return Err(signed_out(state, &parts.headers)),
             // Without the list of ended sessions a signed-out cookie cannot be told apart: refuse.
             Err(err) => return Err(failure(err)),
         }
-        access.admit(&format!("tenant:{}", session.tenant)).await.map_err(failure)?;
+        let tenant = match access.directory.tenant(&session.tenant).await {
+            Ok(Some(tenant)) => tenant,
+            Ok(None) => return Err(signed_out(state, &parts.headers)),
+            Err(err) => return Err(failure(err)),
+        };
+        access.admit_tenant(&tenant).await.map_err(failure)?;
         let csrf = state.sessions.csrf_token(&session);
         Ok(Self { session, csrf })
     }
@@ -279,26 +289,58 @@ async fn sign_in(State(state): State<WebState>, request: Request) -> Response {
     let key = form(&body).find_map(|(name, value)| (name == "api_key").then_some(value)).unwrap_or_default();
     let key = key.trim();
     let access = &state.management.access;
-    let tenant = match access
-        .verify(client, access.credentials.tenant(key), relay_core::Error::Unauthorized("invalid API key"))
-        .await
-    {
-        Ok(tenant) => tenant,
+    let tenant = match access.tenant_of_key(client, key).await {
+        Ok((tenant, _)) => tenant,
         Err(relay_core::Error::Unauthorized(_)) => {
             tracing::info!("dashboard sign-in refused");
             return html(StatusCode::UNAUTHORIZED, layout::sign_in(Some("That API key is not valid.")));
         }
-        Err(limited) => return failure(limited),
+        Err(relay_core::Error::Forbidden(_)) => {
+            tracing::info!("dashboard sign-in refused: tenant disabled");
+            return html(StatusCode::FORBIDDEN, layout::sign_in(Some("That API key's tenant is disabled.")));
+        }
+        Err(other) => return failure(other),
     };
-    if let Err(limited) = access.admit(&format!("tenant:{tenant}")).await {
+    if let Err(limited) = access.admit_tenant(&tenant).await {
         return failure(limited);
     }
-    let (session, value) = state.sessions.issue(tenant, &relay_core::auth::digest(key), Timestamp::now());
+    let (session, value) = state.sessions.issue(tenant.id, &relay_core::auth::digest(key), Timestamp::now());
     tracing::info!(tenant = %session.tenant, "dashboard sign-in");
+    signed_in(&state, &value, secure)
+}
+
+/// To the overview, with the new session's cookie.
+fn signed_in(state: &WebState, cookie_value: &str, secure: bool) -> Response {
     let mut response = Redirect::to("/dashboard").into_response();
-    let cookie = session_cookie(&value, state.sessions.ttl().as_secs(), secure);
+    let cookie = session_cookie(cookie_value, state.sessions.ttl().as_secs(), secure);
     response.headers_mut().insert(header::SET_COOKIE, cookie);
     response
+}
+
+/// A portal link (`POST /api/tenants/{id}/portal-links`): signs its holder in as the tenant,
+/// once. Used, expired, or for a tenant disabled since: the sign-in page says so. The token is
+/// not a credential an address may guess at: a wrong one counts as a failed sign-in.
+async fn portal(State(state): State<WebState>, headers: HeaderMap, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let client = relay_http_api::client_ip(&parts);
+    let token = parts.uri.path().strip_prefix(relay_http_api::PORTAL_PATH).unwrap_or_default();
+    let access = &state.management.access;
+    let tenant = match state.management.tenants.redeem(token).await {
+        Ok(found) => access.verify(client, found, relay_core::Error::Unauthorized("invalid portal link")).await,
+        Err(err) => return failure(err),
+    };
+    let tenant = match tenant {
+        Ok(tenant) => tenant,
+        Err(relay_core::Error::Unauthorized(_)) => {
+            tracing::info!("portal link refused: used, expired or unknown");
+            let message = "This sign-in link has already been used or has expired. Ask for a new link, or sign in with an API key.";
+            return html(StatusCode::UNAUTHORIZED, layout::sign_in(Some(message)));
+        }
+        Err(other) => return failure(other),
+    };
+    let (session, value) = state.sessions.issue_portal(tenant, Timestamp::now());
+    tracing::info!(tenant = %session.tenant, "dashboard sign-in by portal link");
+    signed_in(&state, &value, over_https(&state, &headers))
 }
 
 /// Ends the session everywhere: its nonce goes on the shared list of ended sessions until it

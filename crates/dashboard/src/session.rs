@@ -3,8 +3,12 @@
 //! secret; and the CSRF token forms carry, derived from the nonce under the same secret. The
 //! API key itself is never in the cookie.
 //!
+//! A session opened by a portal link carries the marker `portal` where the fingerprint goes
+//! (the signature makes it unforgeable): it holds while its tenant is active.
+//!
 //! A valid signature is not enough for a request to pass: the key behind the fingerprint must
-//! still be one of the tenant's keys (so removing or revoking a key ends its sessions), and
+//! still be one of the tenant's keys (so removing or revoking a key ends its sessions), the
+//! tenant must be active, and
 //! the nonce must not be on the list of ended sessions (sign-out), which lives in the shared
 //! cache (Redis when configured) so it holds on every process.
 
@@ -16,11 +20,13 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use relay_core::Timestamp;
-use relay_core::auth::Credentials;
+use relay_core::auth::Directory;
 use relay_core::domain::TenantId;
 use relay_core::settings::Redacted;
 
 pub const COOKIE: &str = "relay_session";
+/// What a portal link's session carries instead of a key's fingerprint (16 characters, never 6).
+const PORTAL: &str = "portal";
 const VERSION: &str = "v2";
 
 /// A signed-in operator of one tenant.
@@ -77,8 +83,16 @@ impl Sessions {
     /// A new session for `tenant` from `now`, opened with the key whose SHA-256 is
     /// `key_digest`, and its cookie value.
     pub fn issue(&self, tenant: TenantId, key_digest: &[u8; 32], now: Timestamp) -> (Session, String) {
+        self.sign(tenant, self.fingerprint(key_digest), now)
+    }
+
+    /// A new session for `tenant` from `now`, opened by a portal link.
+    pub fn issue_portal(&self, tenant: TenantId, now: Timestamp) -> (Session, String) {
+        self.sign(tenant, PORTAL.to_owned(), now)
+    }
+
+    fn sign(&self, tenant: TenantId, key: String, now: Timestamp) -> (Session, String) {
         let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>());
-        let key = self.fingerprint(key_digest);
         let expires_at = now + self.ttl;
         let expires = expires_at.as_millis().to_string();
         let signature = self.mac(&[
@@ -118,11 +132,20 @@ impl Sessions {
         })
     }
 
-    /// Whether the key the session was opened with is still one of its tenant's keys.
-    pub fn key_exists(&self, session: &Session, credentials: &Credentials) -> bool {
-        credentials.tenant_has_key(&session.tenant, |digest| {
-            bool::from(subtle::ConstantTimeEq::ct_eq(self.fingerprint(digest).as_bytes(), session.key.as_bytes()))
-        })
+    /// Whether the session still holds: its tenant is active and, unless a portal link opened
+    /// it, the key it was opened with is still one of the tenant's keys.
+    pub async fn still_valid(&self, session: &Session, directory: &Directory) -> relay_core::Result<bool> {
+        if !directory.tenant(&session.tenant).await?.is_some_and(|t| t.is_active) {
+            return Ok(false);
+        }
+        if session.key == PORTAL {
+            return Ok(true);
+        }
+        directory
+            .tenant_has_key(&session.tenant, |digest| {
+                bool::from(subtle::ConstantTimeEq::ct_eq(self.fingerprint(digest).as_bytes(), session.key.as_bytes()))
+            })
+            .await
     }
 
     /// The token this session's forms must send back.
@@ -138,7 +161,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_core::auth::digest;
+    use relay_core::auth::{Credentials, digest};
     use relay_core::settings::Redacted as R;
 
     const KEY: &str = "acme-api-key-00000001";
@@ -190,18 +213,50 @@ mod tests {
         }
     }
 
-    /// A session lives only as long as the key it was opened with is one of its tenant's keys.
-    #[test]
-    fn a_session_needs_its_key() {
+    /// A session lives only as long as the key it was opened with is one of its tenant's keys
+    /// and its tenant is active; a portal session, as long as its tenant is active.
+    #[tokio::test]
+    async fn a_session_needs_its_key_and_an_active_tenant() {
+        use relay_core::domain::{ApiKey, Tenant, TenantInput};
+        use relay_core::ports::TenantStore;
+        use std::sync::Arc;
         let sessions = sessions();
         let (session, _) = sessions.issue(acme(), &digest(KEY), Timestamp::now());
+        let (portal, _) = sessions.issue_portal(acme(), Timestamp::now());
         let with = |keys: &[(&str, &str)]| {
-            Credentials::new(vec![], keys.iter().map(|(t, k)| (TenantId::parse(t).unwrap(), R(digest(k)))).collect())
+            let credentials = Credentials::new(
+                vec![],
+                keys.iter().map(|(t, k)| (TenantId::parse(t).unwrap(), R(digest(k)))).collect(),
+            );
+            Directory::new(credentials, Arc::new(relay_memory::MemoryTenantStore::new()))
         };
-        assert!(sessions.key_exists(&session, &with(&[("acme", KEY), ("acme", "acme-second-key-000001")])));
-        assert!(!sessions.key_exists(&session, &with(&[("acme", "acme-second-key-000001")])), "key removed");
-        assert!(!sessions.key_exists(&session, &with(&[("globex", KEY)])), "key moved to another tenant");
-        assert!(!sessions.key_exists(&session, &with(&[])));
+        let valid = |directory: Directory, session: Session| {
+            let sessions = sessions.clone();
+            async move { sessions.still_valid(&session, &directory).await.unwrap() }
+        };
+        assert!(valid(with(&[("acme", KEY), ("acme", "acme-second-key-000001")]), session.clone()).await);
+        assert!(!valid(with(&[("acme", "acme-second-key-000001")]), session.clone()).await, "key removed");
+        assert!(!valid(with(&[("globex", KEY), ("acme", "acme-second-key-000001")]), session.clone()).await);
+        assert!(!valid(with(&[]), session.clone()).await, "no tenant");
+        assert!(valid(with(&[("acme", "acme-second-key-000001")]), portal.clone()).await, "a portal session");
+        assert!(!valid(with(&[("globex", KEY)]), portal.clone()).await, "a portal session of no tenant");
+
+        // A stored key, and a stored tenant that is then disabled.
+        let store = Arc::new(relay_memory::MemoryTenantStore::new());
+        let input: TenantInput = serde_json::from_value(serde_json::json!({"id": "acme", "name": "Acme"})).unwrap();
+        let mut tenant = Tenant::new(relay_core::domain::NewTenant::parse(input).unwrap(), Timestamp::now());
+        store.insert(&tenant).await.unwrap();
+        let issued = ApiKey::issue(acme(), "ci".into(), Timestamp::now());
+        store.insert_key(&issued.key).await.unwrap();
+        let (stored, _) = sessions.issue(acme(), &digest(&issued.secret), Timestamp::now());
+        let directory = Directory::new(Credentials::new(vec![], vec![]), store.clone());
+        assert!(sessions.still_valid(&stored, &directory).await.unwrap());
+        assert!(sessions.still_valid(&portal, &directory).await.unwrap());
+        tenant.is_active = false;
+        store.update(&tenant).await.unwrap();
+        directory.forget(&tenant.id);
+        assert!(!sessions.still_valid(&stored, &directory).await.unwrap(), "tenant disabled");
+        assert!(!sessions.still_valid(&portal, &directory).await.unwrap(), "tenant disabled");
     }
 
     #[test]

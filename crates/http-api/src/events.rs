@@ -57,7 +57,7 @@ async fn event_stats(
     Ok(ok(StatusCode::OK, serde_json::json!({ "since": since, "total": total, "byType": by_type })))
 }
 
-#[utoipa::path(post, path = "/api/events", tag = "events", security(("serviceToken" = [])), request_body = relay_core::domain::EventInput, params(("Idempotency-Key" = Option<String>, Header, description = "makes retries safe for 24 h")), responses((status = 202, description = "accepted (or replayed: Idempotent-Replayed: true)"), (status = 400, description = "not JSON"), (status = 409, description = "Idempotency-Key reused with another body"), (status = 413, description = "body over MAX_PAYLOAD_BYTES"), (status = 422, description = "invalid event"), (status = 503, description = "store or queue unavailable; retry with the same Idempotency-Key"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
+#[utoipa::path(post, path = "/api/events", tag = "events", security(("serviceToken" = [])), request_body = relay_core::domain::EventInput, params(("Idempotency-Key" = Option<String>, Header, description = "makes retries safe for 24 h")), responses((status = 202, description = "accepted (or replayed: Idempotent-Replayed: true)"), (status = 400, description = "not JSON"), (status = 409, description = "Idempotency-Key reused with another body"), (status = 413, description = "body over MAX_PAYLOAD_BYTES"), (status = 422, description = "invalid event; an unknown or disabled tenant, or no tenant where ALLOW_BROADCAST_EVENTS is false (field tenant)"), (status = 503, description = "store or queue unavailable; retry with the same Idempotency-Key"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn create_event(
     State(state): State<EventsState>,
     _caller: ServiceCaller,
@@ -76,14 +76,14 @@ async fn create_event(
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/api/events", tag = "events", security(("serviceToken" = [])), params(("eventType" = Option<String>, Query), ("source" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1-500, default 50"), ("offset" = Option<u32>, Query, description = "0-100000"), ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page")), responses((status = 200, description = "events, newest first"), (status = 422, description = "bad filter or paging"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
+#[utoipa::path(get, path = "/api/events", tag = "events", security(("serviceToken" = [])), params(("eventType" = Option<String>, Query), ("source" = Option<String>, Query), ("tenant" = Option<String>, Query, description = "only the events scoped to this tenant"), ("limit" = Option<u32>, Query, description = "1-500, default 50"), ("offset" = Option<u32>, Query, description = "0-100000"), ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page")), responses((status = 200, description = "events, newest first"), (status = 422, description = "bad filter or paging"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
 async fn list_events(
     State(state): State<EventsState>,
     _caller: ServiceCaller,
     params: Params,
 ) -> Result<Response, ApiError> {
     let page = params.page(PageRequest::MAX_LIMIT)?;
-    let events = state.ingest.list(params.get("eventType"), params.get("source"), &page).await?;
+    let events = state.ingest.list(params.get("eventType"), params.get("source"), params.get("tenant"), &page).await?;
     Ok(list(events, &page))
 }
 

@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use crate::ApiError;
 use relay_core::Error;
-use relay_core::auth::Credentials;
+use relay_core::auth::{Directory, KeyOwner};
 use relay_core::domain::js_json::{self, Numbers};
-use relay_core::domain::{PageRequest, TenantId};
+use relay_core::domain::{PageRequest, Tenant, TenantId};
 use relay_core::ports::{RateDecision, RateLimiter};
 
 pub const SERVICE_TOKEN: &str = "x-service-token";
@@ -201,7 +201,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 /// on failed credentials per client address.
 #[derive(Debug, Clone)]
 pub struct Access {
-    pub credentials: Arc<Credentials>,
+    /// The credentials, and the tenants and keys managed through the API.
+    pub directory: Arc<Directory>,
     pub limiter: Arc<dyn RateLimiter>,
     /// Requests per credential per minute; 0 turns limiting off.
     pub per_minute: u32,
@@ -221,9 +222,9 @@ const MAX_BLOCKED: usize = 100_000;
 impl Access {
     /// `settings` gives the limits: requests per credential and failed credentials per
     /// client address, each per minute.
-    pub fn new(credentials: Credentials, limiter: Arc<dyn RateLimiter>, settings: &crate::ApiSettings) -> Self {
+    pub fn new(directory: Arc<Directory>, limiter: Arc<dyn RateLimiter>, settings: &crate::ApiSettings) -> Self {
         Self {
-            credentials: Arc::new(credentials),
+            directory,
             limiter,
             per_minute: settings.rate_limit_per_minute,
             failures_per_minute: settings.auth_failure_limit_per_minute,
@@ -238,6 +239,26 @@ impl Access {
             return Ok(());
         }
         self.count(caller, self.per_minute).await
+    }
+
+    /// Counts a request of `tenant` (its keys and dashboard sessions share one count) against
+    /// its own `rateLimitPerMinute`, else the relay's; 429 past it.
+    pub async fn admit_tenant(&self, tenant: &Tenant) -> Result<(), Error> {
+        match tenant.rate_limit_per_minute {
+            Some(limit) => self.count(&format!("tenant:{}", tenant.id), limit).await,
+            None => self.admit(&format!("tenant:{}", tenant.id)).await,
+        }
+    }
+
+    /// The tenant `key` belongs to, counted as a credential check from `client` (401 for no
+    /// key, 403 for a disabled tenant's key, 503 when the store of keys cannot be read).
+    pub async fn tenant_of_key(&self, client: Option<IpAddr>, key: &str) -> Result<(Tenant, [u8; 32]), Error> {
+        self.check_client(client)?;
+        let owner = self.directory.key(key).await?;
+        match self.verify(client, owner, Error::Unauthorized("invalid API key")).await? {
+            KeyOwner::Active(tenant, digest) => Ok((tenant, digest)),
+            KeyOwner::Disabled(_) => Err(Error::Forbidden("this API key's tenant is disabled")),
+        }
     }
 
     async fn count(&self, key: &str, limit: u32) -> Result<(), Error> {
@@ -352,7 +373,7 @@ where
         let access = Access::from_ref(state);
         match header(parts, SERVICE_TOKEN) {
             Some(token) => {
-                let known = access.credentials.service(token).then_some(());
+                let known = access.directory.service(token).then_some(());
                 access.verify(client_ip(parts), known, Error::Unauthorized("invalid service token")).await?;
                 // Each token is counted apart, by a digest that does not reveal it.
                 let id = hex::encode(&relay_core::auth::digest(token)[..8]);
@@ -382,11 +403,9 @@ where
         let access = Access::from_ref(state);
         match header(parts, API_KEY) {
             Some(key) => {
-                let tenant = access
-                    .verify(client_ip(parts), access.credentials.tenant(key), Error::Unauthorized("invalid API key"))
-                    .await?;
-                access.admit(&format!("tenant:{tenant}")).await?;
-                Ok(Self(tenant))
+                let (tenant, _) = access.tenant_of_key(client_ip(parts), key).await?;
+                access.admit_tenant(&tenant).await?;
+                Ok(Self(tenant.id))
             }
             None if header(parts, SERVICE_TOKEN).is_some() => {
                 Err(ApiError(Error::Forbidden("this API belongs to a tenant: send X-Api-Key")))

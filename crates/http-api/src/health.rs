@@ -175,7 +175,7 @@ async fn detail_for(parts: &Parts, access: Option<&Access>) -> Result<Detail, re
     let (Some(token), Some(access)) = (parts.headers.get(SERVICE_TOKEN).and_then(|v| v.to_str().ok()), access) else {
         return Ok(Detail::Status);
     };
-    let known = access.credentials.service(token).then_some(Detail::Full);
+    let known = access.directory.service(token).then_some(Detail::Full);
     match access
         .verify(super::extract::client_ip(parts), known, relay_core::Error::Unauthorized("invalid service token"))
         .await

@@ -15,6 +15,7 @@ mod hygiene;
 mod metrics;
 mod openapi;
 mod settings;
+mod tenants;
 mod views;
 mod webhooks;
 
@@ -30,7 +31,8 @@ pub use health::{
 };
 pub use hygiene::REQUEST_ID;
 pub use openapi::ApiDoc;
-pub use settings::ApiSettings;
+pub use settings::{ApiSettings, public_url};
+pub use tenants::PORTAL_PATH;
 pub use webhooks::ManagementState;
 
 use relay_core::Error;
@@ -68,7 +70,7 @@ fn events_routes(state: EventsState) -> Router {
 }
 
 fn management_routes(state: ManagementState) -> Router {
-    webhooks::routes().layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT)).with_state(state)
+    webhooks::routes().merge(tenants::routes()).layer(DefaultBodyLimit::max(MANAGEMENT_BODY_LIMIT)).with_state(state)
 }
 
 fn finish(router: Router, common: Common) -> Router {

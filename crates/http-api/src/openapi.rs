@@ -9,7 +9,7 @@ use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{events, health, metrics, webhooks};
+use super::{events, health, metrics, tenants, webhooks};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -21,12 +21,16 @@ use super::{events, health, metrics, webhooks};
         webhooks::recover, webhooks::get_secret, webhooks::rotate_secret,
         webhooks::overview, webhooks::recent_deliveries, webhooks::dashboard_health, metrics::tenant,
         metrics::operator,
+        tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::update_tenant,
+        tenants::delete_tenant, tenants::create_key, tenants::list_keys, tenants::revoke_key,
+        tenants::create_portal_link,
         health::check, document,
     ),
-    components(schemas(relay_core::domain::EventInput, relay_core::domain::WebhookInput, webhooks::RecoverInput, webhooks::RotateInput)),
+    components(schemas(relay_core::domain::EventInput, relay_core::domain::WebhookInput, webhooks::RecoverInput, webhooks::RotateInput, relay_core::domain::TenantInput, relay_core::domain::ApiKeyInput, relay_core::domain::PortalLinkInput)),
     modifiers(&Credentials),
     tags(
         (name = "events", description = "For internal services (X-Service-Token)"),
+        (name = "tenants", description = "Tenants, their API keys and portal links, for internal services (X-Service-Token)"),
         (name = "webhooks", description = "For external clients, per tenant (X-Api-Key)"),
         (name = "dashboard", description = "Per-tenant operations views (X-Api-Key)"),
         (name = "operations", description = "For operators (X-Service-Token)"),

@@ -29,6 +29,23 @@ impl ApiSettings {
     }
 }
 
+/// `PUBLIC_URL`: the relay's address as its users reach it (`https://relay.example.com`), which
+/// portal links start with; unset, the address the request came to. Read by the apps that
+/// serve the tenants API (relay-api, relay-local).
+pub fn public_url(vars: &Vars) -> Result<Option<String>, ConfigError> {
+    vars.get("PUBLIC_URL").map(|url| parse_public_url(&url)).transpose()
+}
+
+/// An absolute http(s) URL, kept without its trailing slash.
+fn parse_public_url(value: &str) -> Result<String, ConfigError> {
+    match url::Url::parse(value.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() && url.query().is_none() => {
+            Ok(url.as_str().trim_end_matches('/').to_owned())
+        }
+        _ => Err(ConfigError::new("PUBLIC_URL", "must be an http(s) URL like https://relay.example.com")),
+    }
+}
+
 /// `scheme://host[:port]`, comma-separated.
 fn parse_origins(list: &str) -> Result<Vec<HeaderValue>, ConfigError> {
     list.split(',')

@@ -5,7 +5,9 @@ use serde::Serialize;
 
 use relay_core::Timestamp;
 use relay_core::app::DeliveryWithAttempts;
-use relay_core::domain::{Attempt, DeliveryStatus, EventId, EventType, Webhook, WebhookId, WebhookSecret};
+use relay_core::domain::{
+    ApiKey, Attempt, Channel, DeliveryStatus, EventId, EventType, Webhook, WebhookId, WebhookSecret,
+};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -14,6 +16,7 @@ pub struct WebhookView<'a> {
     pub name: &'a str,
     pub url: &'a str,
     pub event_types: &'a [EventType],
+    pub channels: &'a [Channel],
     pub is_active: bool,
     pub disabled_reason: Option<&'a str>,
     /// Since when every delivery has failed; `null` while deliveries succeed.
@@ -31,6 +34,7 @@ impl<'a> WebhookView<'a> {
             name: &webhook.name,
             url: webhook.url.as_str(),
             event_types: &webhook.event_types,
+            channels: &webhook.channels,
             is_active: webhook.is_active,
             disabled_reason: webhook.disabled_reason.as_deref(),
             failing_since: webhook.failing_since,
@@ -76,6 +80,34 @@ impl<'a> DeliveryView<'a> {
             created_at: d.created_at,
             updated_at: d.updated_at,
             attempts: &item.attempts,
+        }
+    }
+}
+
+/// A tenant's API key as listed: never the key, nor its digest.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView<'a> {
+    pub id: relay_core::domain::ApiKeyId,
+    pub name: &'a str,
+    /// The key's first characters, to tell keys apart.
+    pub prefix: &'a str,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    /// Only in the answer to `POST /api/tenants/{id}/api-keys`: the key, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+}
+
+impl<'a> ApiKeyView<'a> {
+    pub fn new(key: &'a ApiKey) -> Self {
+        Self {
+            id: key.id,
+            name: &key.name,
+            prefix: &key.prefix,
+            created_at: key.created_at,
+            last_used_at: key.last_used_at,
+            key: None,
         }
     }
 }

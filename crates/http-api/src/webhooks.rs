@@ -14,13 +14,17 @@ use super::envelope::{list, ok};
 use super::extract::{Access, ApiJson, ApiPath, BodyLimit, OptionalJson, Params, TenantCaller, timestamp};
 use super::views::{DeliveryView, WebhookView};
 use crate::ApiError;
-use relay_core::app::{Dashboard, WebhookAdmin};
+use relay_core::app::{Dashboard, Tenants, WebhookAdmin};
 use relay_core::domain::{DeliveryStatus, PageRequest, WebhookInput};
 use relay_core::{Error, Timestamp};
 
 #[derive(Clone, Debug)]
 pub struct ManagementState {
     pub admin: WebhookAdmin,
+    pub tenants: Tenants,
+    /// `PUBLIC_URL`: the relay's address as its users reach it (portal links start with it);
+    /// unset, the request's `Host`.
+    pub public_url: Option<String>,
     pub dashboard: Dashboard,
     pub health: super::Health,
     pub access: Access,

@@ -140,6 +140,7 @@ impl EventStore for MemoryEventStore {
         let matching = state.events.values().rev().filter(|e| {
             filter.event_type.as_ref().is_none_or(|t| &e.event_type == t)
                 && filter.source.as_ref().is_none_or(|s| e.source.as_ref() == Some(s))
+                && filter.tenant.as_ref().is_none_or(|t| e.tenant.as_ref() == Some(t))
         });
         Ok(page.apply(matching, |e| e.id.as_uuid()).map(Event::clone))
     }

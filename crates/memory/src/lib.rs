@@ -6,12 +6,14 @@ mod coordination;
 mod deliveries;
 mod events;
 mod queue;
+mod tenants;
 mod webhooks;
 
 pub use coordination::{MemoryCache, MemoryLocks, MemoryRateLimiter};
 pub use deliveries::MemoryDeliveryLog;
 pub use events::MemoryEventStore;
 pub use queue::{Backlog, MemoryQueue};
+pub use tenants::MemoryTenantStore;
 pub use webhooks::MemoryWebhookStore;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

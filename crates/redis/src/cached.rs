@@ -1,5 +1,5 @@
 //! The webhook store behind a shared cache: dispatch reads the active webhooks of an event type
-//! from the cache; every create, update or delete bumps a generation number that is part of
+//! (one tenant's, or every tenant's for a broadcast) from the cache; every create, update or delete bumps a generation number that is part of
 //! every cache key, so the next dispatch reads the store again. A cache that fails is skipped.
 //!
 //! Two ways an entry could outlive the change it misses, both closed here:
@@ -106,18 +106,20 @@ impl WebhookStore for CachedWebhookStore {
         Ok(deleted)
     }
 
-    async fn subscribed(&self, event_type: &EventType) -> Result<Vec<Webhook>> {
+    /// Cached per (event type, tenant): `*` stands for every tenant (a broadcast), which no
+    /// tenant id can be.
+    async fn subscribed(&self, event_type: &EventType, tenant: Option<&TenantId>) -> Result<Vec<Webhook>> {
         if !self.settle().await {
-            return self.inner.subscribed(event_type).await;
+            return self.inner.subscribed(event_type, tenant).await;
         }
         let Ok(generation) = self.cache.generation(GENERATION).await else {
-            return self.inner.subscribed(event_type).await;
+            return self.inner.subscribed(event_type, tenant).await;
         };
-        let key = format!("subscribed:{generation}:{event_type}");
+        let key = format!("subscribed:{generation}:{event_type}:{}", tenant.map_or("*", TenantId::as_str));
         if let Some(webhooks) = self.cached(&key).await {
             return Ok(webhooks);
         }
-        let webhooks = self.inner.subscribed(event_type).await?;
+        let webhooks = self.inner.subscribed(event_type, tenant).await?;
         let Ok(bytes) = serde_json::to_vec(&webhooks) else { return Ok(webhooks) };
         if let Err(err) = self.cache.put(&key, &bytes, self.ttl).await {
             tracing::debug!(error = %err, "could not fill the webhook cache");
@@ -131,5 +133,11 @@ impl WebhookStore for CachedWebhookStore {
             tracing::warn!(error = %err, "could not drop a webhook cache entry filled across a change");
         }
         Ok(webhooks)
+    }
+
+    /// Not cached: it checks a tenant's webhook limit, so it reads the store.
+    async fn count(&self, tenant: &TenantId) -> Result<u64> {
+        self.settle().await;
+        self.inner.count(tenant).await
     }
 }

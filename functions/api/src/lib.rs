@@ -11,8 +11,8 @@ use std::time::Duration;
 use axum::Router;
 use relay_aws::{AwsClients, AwsSettings, Name};
 use relay_backends::Backends;
-use relay_core::app::{AdminPolicy, WebhookAdmin};
-use relay_core::auth::Credentials;
+use relay_core::app::{AdminPolicy, Tenants, WebhookAdmin};
+use relay_core::auth::{Credentials, Directory};
 use relay_core::domain::EventTypeRegistry;
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{
@@ -25,7 +25,8 @@ use relay_sender::HttpSender;
 /// Everything relay-api reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `API_KEYS` (required).
+    /// `SERVICE_TOKENS` (the tenants API) and `API_KEYS` (static keys; tenants' other keys
+    /// are issued through the API).
     pub credentials: Credentials,
     /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL` (required), `DLQ_URL` (its depth, for
     /// operators).
@@ -39,6 +40,8 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub webhooks: WebhookSettings,
     pub api: ApiSettings,
+    /// `PUBLIC_URL`: where portal links point (unset: the request's host).
+    pub public_url: Option<String>,
     /// `DASHBOARD_SESSION_SECRET`: without it there is no dashboard.
     pub dashboard_session_secret: Option<Redacted<String>>,
     /// `REDIS_URL`: shared rate limits, locks, ended sessions and the webhook cache.
@@ -49,16 +52,21 @@ pub struct Settings {
 impl Settings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let (credentials, _) = Credentials::from_vars(vars, Profile::Production)?;
-        credentials.require_api_keys()?;
+        // The tenants API and /api/metrics are for internal services.
+        vars.required("SERVICE_TOKENS", "comma-separated tokens")?;
         Ok(Self {
             credentials,
-            aws: AwsSettings::require(vars, &[Name::EventsTable, Name::WebhooksTable, Name::QueueUrl])?,
+            aws: AwsSettings::require(
+                vars,
+                &[Name::EventsTable, Name::WebhooksTable, Name::TenantsTable, Name::QueueUrl],
+            )?,
             database: Database::from_vars(vars, LAMBDA_POOL_SIZE)?,
             secret_keys: settings::required_secret_keys(vars)?,
             event_types: settings::event_types(vars)?,
             delivery: DeliverySettings::from_vars(vars)?,
             webhooks: WebhookSettings::from_vars(vars, Profile::Production)?,
             api: ApiSettings::from_vars(vars)?,
+            public_url: relay_http_api::public_url(vars)?,
             dashboard_session_secret: relay_dashboard::session_secret(vars)?,
             redis_url: relay_redis::redis_url(vars),
             event_retention: relay_aws::event_retention(vars)?,
@@ -89,13 +97,17 @@ pub async fn app(settings: Settings, clients: &AwsClients) -> Result<Router, Sta
 
 fn management(b: &Backends, settings: &Settings) -> relay_core::Result<ManagementState> {
     let sender = HttpSender::for_rules(settings.delivery.webhook_timeout, &settings.webhooks.allowed_cidrs)?;
-    let deliverer = b.deliverer(Arc::new(sender), &settings.delivery, settings.secret_keys.clone());
+    let directory = Arc::new(Directory::new(settings.credentials.clone(), b.tenants.clone()));
+    let deliverer = b.deliverer(Arc::new(sender), &settings.delivery, settings.secret_keys.clone(), directory.clone());
     let registry = Arc::new(settings.event_types.clone());
     let policy = AdminPolicy::new(registry, &settings.webhooks, settings.secret_keys.clone());
+    let (webhooks, deliveries, events) = (b.webhooks.clone(), b.deliveries.clone(), b.events.clone());
     Ok(ManagementState {
-        admin: WebhookAdmin::new(b.webhooks.clone(), b.deliveries.clone(), b.events.clone(), deliverer, policy),
+        admin: WebhookAdmin::new(webhooks, deliveries, events, deliverer, policy, directory.clone()),
+        tenants: Tenants::new(directory.clone(), b.webhooks.clone()),
+        public_url: settings.public_url.clone(),
         dashboard: b.dashboard(),
-        access: Access::new(settings.credentials.clone(), b.limiter.clone(), &settings.api),
+        access: Access::new(directory, b.limiter.clone(), &settings.api),
         health: Health::of(b.events.clone(), b.queue.clone(), b.probes.clone()),
     })
 }

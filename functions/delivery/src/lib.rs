@@ -13,6 +13,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use ipnet::IpNet;
 use relay_aws::{AwsClients, AwsSettings, Name};
 use relay_backends::Backends;
+use relay_core::auth::{Credentials, Directory};
 use relay_core::ports::ReceivedMessage;
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{self, ConfigError, DeliverySettings, Profile, Redacted, StartupError, Vars};
@@ -23,7 +24,8 @@ use relay_sender::HttpSender;
 /// Everything relay-delivery reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL` (required).
+    /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `TENANTS_TABLE` (a disabled tenant's webhooks get
+    /// nothing), `QUEUE_URL` (required).
     pub aws: AwsSettings,
     /// `DATABASE_URL` (required) and `DATABASE_POOL_SIZE`: the delivery log.
     pub database: Database,
@@ -40,7 +42,10 @@ pub struct Settings {
 impl Settings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            aws: AwsSettings::require(vars, &[Name::EventsTable, Name::WebhooksTable, Name::QueueUrl])?,
+            aws: AwsSettings::require(
+                vars,
+                &[Name::EventsTable, Name::WebhooksTable, Name::TenantsTable, Name::QueueUrl],
+            )?,
             database: Database::from_vars(vars, LAMBDA_POOL_SIZE)?,
             secret_keys: settings::required_secret_keys(vars)?,
             delivery: DeliverySettings::from_vars(vars)?,
@@ -58,7 +63,9 @@ pub async fn handler(settings: Settings, clients: &AwsClients) -> Result<BatchHa
         .await?
         .with_redis(settings.redis_url.as_ref())?;
     let sender = HttpSender::for_rules(settings.delivery.webhook_timeout, &settings.allowed_cidrs)?;
-    let deliverer = backends.deliverer(Arc::new(sender), &settings.delivery, settings.secret_keys);
+    // No credentials: only stored tenants can be disabled (those API_KEYS names never are).
+    let directory = Arc::new(Directory::new(Credentials::new(Vec::new(), Vec::new()), backends.tenants.clone()));
+    let deliverer = backends.deliverer(Arc::new(sender), &settings.delivery, settings.secret_keys, directory);
     Ok(BatchHandler::new(deliverer, backends.delivery_queue))
 }
 

@@ -9,21 +9,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use relay_aws::{AwsClients, AwsSettings, DynamoEventStore, Name};
-use relay_core::app::Ingest;
-use relay_core::auth::Credentials;
+use relay_aws::{AwsClients, AwsSettings, DynamoEventStore, DynamoTenantStore, Name};
+use relay_core::app::{Ingest, Tenancy};
+use relay_core::auth::{Credentials, Directory};
 use relay_core::domain::EventTypeRegistry;
-use relay_core::settings::{self, ConfigError, Vars};
+use relay_core::settings::{self, ConfigError, Profile, Vars};
 use relay_http_api::{Access, ApiSettings, Common, EventsState, Health};
 use relay_memory::MemoryRateLimiter;
 
 /// Everything relay-ingest reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `SERVICE_TOKENS` (required; `API_KEYS` is not read: no tenant calls this function).
+    /// `SERVICE_TOKENS` (required) and `API_KEYS`, whose tenants exist implicitly (an event may
+    /// be scoped to them; no tenant calls this function).
     pub credentials: Credentials,
     /// `EVENT_TYPES`.
     pub event_types: EventTypeRegistry,
+    /// `ALLOW_BROADCAST_EVENTS` (false): whether an event without `tenant` is accepted.
+    pub allow_broadcast_events: bool,
     pub api: ApiSettings,
     /// `EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `QUEUE_URL` (required).
     pub aws: AwsSettings,
@@ -34,9 +37,13 @@ pub struct Settings {
 impl Settings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            credentials: Credentials::service_only(vars)?,
-            aws: AwsSettings::require(vars, &[Name::EventsTable, Name::IdempotencyTable, Name::QueueUrl])?,
+            credentials: Credentials::for_services(vars)?,
+            aws: AwsSettings::require(
+                vars,
+                &[Name::EventsTable, Name::IdempotencyTable, Name::TenantsTable, Name::QueueUrl],
+            )?,
             event_types: settings::event_types(vars)?,
+            allow_broadcast_events: settings::allow_broadcast_events(vars, Profile::Production)?,
             api: ApiSettings::from_vars(vars)?,
             event_retention: relay_aws::event_retention(vars)?,
         })
@@ -48,8 +55,11 @@ pub fn app(settings: Settings, clients: &AwsClients) -> Router {
     let events =
         Arc::new(DynamoEventStore::new(clients.dynamodb.clone(), &settings.aws.tables(), settings.event_retention));
     let queue = Arc::new(clients.queue(settings.aws.queue_url()));
-    let ingest = Ingest::new(events.clone(), queue.clone(), Arc::new(settings.event_types));
-    let access = Access::new(settings.credentials, Arc::new(MemoryRateLimiter::new()), &settings.api);
+    let tenants = Arc::new(DynamoTenantStore::new(clients.dynamodb.clone(), &settings.aws.tables()));
+    let directory = Arc::new(Directory::new(settings.credentials, tenants));
+    let tenancy = Tenancy { directory: directory.clone(), allow_broadcast: settings.allow_broadcast_events };
+    let ingest = Ingest::new(events.clone(), queue.clone(), Arc::new(settings.event_types), tenancy);
+    let access = Access::new(directory, Arc::new(MemoryRateLimiter::new()), &settings.api);
     let common = Common {
         health: Health::of(events, queue, Vec::new()),
         access: Some(access.clone()),

@@ -26,9 +26,13 @@ pub struct Config {
     pub dev_credentials: bool,
     /// `EVENT_TYPES`: comma-separated; the seed's eleven when unset.
     pub event_types: EventTypeRegistry,
+    /// `ALLOW_BROADCAST_EVENTS` (true here): an event without `tenant` goes to every tenant.
+    pub allow_broadcast_events: bool,
     pub delivery: DeliverySettings,
     pub webhooks: WebhookSettings,
     pub api: ApiSettings,
+    /// `PUBLIC_URL`: where portal links point (unset: the request's host).
+    pub public_url: Option<String>,
     /// `SECRETS_ENCRYPTION_KEYS`: required on DynamoDB; in memory a key is made at start
     /// when it is unset.
     pub secret_keys: Option<SecretKeys>,
@@ -100,8 +104,10 @@ impl Config {
             credentials,
             dev_credentials,
             event_types: settings::event_types(vars)?,
+            allow_broadcast_events: settings::allow_broadcast_events(vars, Profile::Local)?,
             webhooks: WebhookSettings::from_vars(vars, Profile::Local)?,
             api: ApiSettings::from_vars(vars)?,
+            public_url: relay_http_api::public_url(vars)?,
             secret_keys,
             dashboard_session_secret: relay_dashboard::session_secret(vars)?,
             memory: memory_settings(vars, &delivery)?,
@@ -294,7 +300,11 @@ mod tests {
 
     #[test]
     fn uses_dev_credentials_only_when_none_are_set() {
-        assert_eq!(load(&CREDENTIALS[..1]).unwrap_err().var, "API_KEYS");
+        // Service tokens alone: no static key, and no dev key (tenants' keys come from the API).
+        let tokens_only = load(&CREDENTIALS[..1]).unwrap();
+        assert!(!tokens_only.dev_credentials);
+        assert!(tokens_only.credentials.tenant(DEV_API_KEY).is_none());
+        assert!(!tokens_only.credentials.service(DEV_SERVICE_TOKEN));
         assert_eq!(load(&CREDENTIALS[1..]).unwrap_err().var, "SERVICE_TOKENS");
         let c = load(&CREDENTIALS).unwrap();
         assert!(!c.dev_credentials);

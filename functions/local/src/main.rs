@@ -113,6 +113,7 @@ async fn bootstrap(prefix: &str, visibility_timeout: Option<u64>) -> anyhow::Res
     println!("export EVENTS_TABLE={}", show(created.events_table));
     println!("export IDEMPOTENCY_TABLE={}", show(created.idempotency_table));
     println!("export WEBHOOKS_TABLE={}", show(created.webhooks_table));
+    println!("export TENANTS_TABLE={}", show(created.tenants_table));
     println!("export QUEUE_URL={}", show(created.queue_url));
     println!("export DELIVERY_QUEUE_URL={}", show(created.delivery_queue_url));
     println!("export DLQ_URL={}", show(created.dead_letter_queue_url));

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use aws_config::SdkConfig;
 use relay_aws::{AwsClients, Name};
 use relay_backends::Backends;
-use relay_core::app::{AdminPolicy, Dashboard, Ingest, Maintenance, WebhookAdmin};
+use relay_core::app::{AdminPolicy, Dashboard, Ingest, Maintenance, Tenancy, Tenants, WebhookAdmin};
+use relay_core::auth::Directory;
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{ConfigError, StartupError};
 use relay_core::worker::{BatchHandler, Poller};
@@ -29,10 +30,16 @@ pub async fn backends(config: &Config) -> Result<Backends, StartupError> {
     Ok(backends)
 }
 
-/// DynamoDB and SQS as `config.aws` names them (all five names required), the rest in memory.
+/// DynamoDB and SQS as `config.aws` names them (all six names required), the rest in memory.
 pub fn aws_backends(config: &Config, sdk: &SdkConfig) -> Result<Backends, ConfigError> {
-    let names =
-        [Name::EventsTable, Name::IdempotencyTable, Name::WebhooksTable, Name::QueueUrl, Name::DeadLetterQueueUrl];
+    let names = [
+        Name::EventsTable,
+        Name::IdempotencyTable,
+        Name::WebhooksTable,
+        Name::TenantsTable,
+        Name::QueueUrl,
+        Name::DeadLetterQueueUrl,
+    ];
     config.aws.check(&names)?;
     Ok(Backends::aws(&config.aws, config.event_retention, &AwsClients::new(sdk)))
 }
@@ -42,6 +49,7 @@ pub fn aws_backends(config: &Config, sdk: &SdkConfig) -> Result<Backends, Config
 pub struct Relay {
     pub ingest: Ingest,
     pub admin: WebhookAdmin,
+    pub tenants: Tenants,
     pub handler: BatchHandler,
     pub maintenance: Maintenance,
     pub dashboard: Dashboard,
@@ -63,21 +71,25 @@ impl Relay {
             None => SecretKeys::random()?,
         };
         let b = &backends;
-        let deliverer = b.deliverer(Arc::new(sender), &config.delivery, keys.clone());
+        let directory = Arc::new(Directory::new(config.credentials.clone(), b.tenants.clone()));
+        let deliverer = b.deliverer(Arc::new(sender), &config.delivery, keys.clone(), directory.clone());
         let policy = AdminPolicy::new(registry.clone(), &config.webhooks, keys);
+        let tenancy = Tenancy { directory: directory.clone(), allow_broadcast: config.allow_broadcast_events };
         Ok(Self {
-            ingest: Ingest::new(b.events.clone(), b.queue.clone(), registry),
+            ingest: Ingest::new(b.events.clone(), b.queue.clone(), registry, tenancy),
             admin: WebhookAdmin::new(
                 b.webhooks.clone(),
                 b.deliveries.clone(),
                 b.events.clone(),
                 deliverer.clone(),
                 policy,
+                directory.clone(),
             ),
+            tenants: Tenants::new(directory.clone(), b.webhooks.clone()),
             handler: BatchHandler::new(deliverer, b.delivery_queue.clone()),
             maintenance: b.maintenance(),
             dashboard: b.dashboard(),
-            access: Access::new(config.credentials.clone(), b.limiter.clone(), &config.api),
+            access: Access::new(directory, b.limiter.clone(), &config.api),
             health: Health::of(b.events.clone(), b.queue.clone(), b.probes.clone()),
             config: Arc::new(config.clone()),
             backends,
@@ -105,6 +117,8 @@ impl Relay {
     pub fn management_state(&self) -> ManagementState {
         ManagementState {
             admin: self.admin.clone(),
+            tenants: self.tenants.clone(),
+            public_url: self.config.public_url.clone(),
             dashboard: self.dashboard.clone(),
             access: self.access.clone(),
             health: self.health.clone(),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use relay_aws::dynamodb::{DynamoEventStore, DynamoWebhookStore, TableNames, create_tables};
+use relay_aws::dynamodb::{DynamoEventStore, DynamoTenantStore, DynamoWebhookStore, TableNames, create_tables};
 
 use crate::aws;
 
@@ -36,8 +36,19 @@ dynamo_suite! {
     events::an_expired_key_can_be_reused => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
     events::counts_events_by_type_since => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
     events::undispatched_lists_old_events_not_yet_enqueued => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    events::tenant_and_channels_round_trip => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
+    events::lists_by_tenant => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
     webhooks::crud_by_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::subscribed_is_active_and_by_type_across_tenants => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+    webhooks::subscribed_is_scoped_by_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+    webhooks::count_is_per_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+    webhooks::channels_round_trip => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::lists_page_through => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::stale_writes_are_refused_and_concurrent_changes_all_land => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+    tenants::insert_get_update_delete => |c, n| Arc::new(DynamoTenantStore::new(c, &n));
+    tenants::lists_newest_first_with_cursor_paging => |c, n| Arc::new(DynamoTenantStore::new(c, &n));
+    tenants::api_keys_by_tenant_and_digest => |c, n| Arc::new(DynamoTenantStore::new(c, &n));
+    tenants::deleting_a_tenant_removes_its_keys => |c, n| Arc::new(DynamoTenantStore::new(c, &n));
+    tenants::a_portal_link_is_taken_once => |c, n| Arc::new(DynamoTenantStore::new(c, &n));
+    tenants::concurrent_takes_of_a_link_have_one_winner => |c, n| Arc::new(DynamoTenantStore::new(c, &n));
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use relay_core::ports::Queue;
 use relay_memory::{
-    MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter, MemoryWebhookStore,
+    MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter, MemoryTenantStore,
+    MemoryWebhookStore,
 };
 
 fn queues(visibility: Duration, max_receive_count: u32) -> (Arc<dyn Queue>, Arc<dyn Queue>) {
@@ -33,10 +34,21 @@ suite! {
     events::an_expired_key_can_be_reused => Arc::new(MemoryEventStore::new());
     events::counts_events_by_type_since => Arc::new(MemoryEventStore::new());
     events::undispatched_lists_old_events_not_yet_enqueued => Arc::new(MemoryEventStore::new());
+    events::tenant_and_channels_round_trip => Arc::new(MemoryEventStore::new());
+    events::lists_by_tenant => Arc::new(MemoryEventStore::new());
     webhooks::crud_by_tenant => Arc::new(MemoryWebhookStore::new());
     webhooks::subscribed_is_active_and_by_type_across_tenants => Arc::new(MemoryWebhookStore::new());
+    webhooks::subscribed_is_scoped_by_tenant => Arc::new(MemoryWebhookStore::new());
+    webhooks::count_is_per_tenant => Arc::new(MemoryWebhookStore::new());
+    webhooks::channels_round_trip => Arc::new(MemoryWebhookStore::new());
     webhooks::lists_page_through => Arc::new(MemoryWebhookStore::new());
     webhooks::stale_writes_are_refused_and_concurrent_changes_all_land => Arc::new(MemoryWebhookStore::new());
+    tenants::insert_get_update_delete => Arc::new(MemoryTenantStore::new());
+    tenants::lists_newest_first_with_cursor_paging => Arc::new(MemoryTenantStore::new());
+    tenants::api_keys_by_tenant_and_digest => Arc::new(MemoryTenantStore::new());
+    tenants::deleting_a_tenant_removes_its_keys => Arc::new(MemoryTenantStore::new());
+    tenants::a_portal_link_is_taken_once => Arc::new(MemoryTenantStore::new());
+    tenants::concurrent_takes_of_a_link_have_one_winner => Arc::new(MemoryTenantStore::new());
     deliveries::ensure_keeps_what_exists => Arc::new(MemoryDeliveryLog::new());
     deliveries::record_appends_attempts_in_order => Arc::new(MemoryDeliveryLog::new());
     deliveries::batches_read_and_write_many_at_once => Arc::new(MemoryDeliveryLog::new());

@@ -6,6 +6,7 @@ pub mod coordination;
 pub mod deliveries;
 pub mod events;
 pub mod queue;
+pub mod tenants;
 pub mod webhooks;
 
 mod dynamodb;

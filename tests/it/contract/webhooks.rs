@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use relay_core::Timestamp;
-use relay_core::domain::{EventTypeRegistry, PageRequest, TenantId, WebhookId};
+use relay_core::domain::{Channel, EventType, EventTypeRegistry, PageRequest, TenantId, Webhook, WebhookId};
 use relay_core::ports::WebhookStore;
 
 use super::{keys, webhook};
@@ -52,12 +52,131 @@ pub async fn subscribed_is_active_and_by_type_across_tenants(store: Arc<dyn Webh
         store.insert(w).await.unwrap();
     }
     let mut ids: Vec<WebhookId> =
-        store.subscribed(&registry.parse("job.created").unwrap()).await.unwrap().iter().map(|w| w.id).collect();
+        store.subscribed(&registry.parse("job.created").unwrap(), None).await.unwrap().iter().map(|w| w.id).collect();
     ids.sort();
     let mut expected = vec![a.id, b.id];
     expected.sort();
     assert_eq!(ids, expected);
-    assert!(store.subscribed(&registry.parse("interview.scheduled").unwrap()).await.unwrap().is_empty());
+    assert!(store.subscribed(&registry.parse("interview.scheduled").unwrap(), None).await.unwrap().is_empty());
+}
+
+/// The ids of `webhooks`, sorted.
+fn sorted(webhooks: &[&Webhook]) -> Vec<WebhookId> {
+    let mut ids: Vec<WebhookId> = webhooks.iter().map(|w| w.id).collect();
+    ids.sort();
+    ids
+}
+
+/// `subscribed` with a tenant finds that tenant's active subscribers only (not those of a
+/// tenant whose id it begins, `acme-eu` for `acme`); without one, every tenant's. Changes move
+/// a webhook in and out of both.
+pub async fn subscribed_is_scoped_by_tenant(store: Arc<dyn WebhookStore>) {
+    let registry = EventTypeRegistry::default();
+    let created = registry.parse("job.created").unwrap();
+    let updated = registry.parse("job.updated").unwrap();
+    let tenant = |id: &str| TenantId::parse(id).unwrap();
+    let (acme, globex, acme_eu, initech) = (tenant("acme"), tenant("globex"), tenant("acme-eu"), tenant("initech"));
+    let mut a1 = webhook("acme", &["job.created"], true);
+    let mut a2 = webhook("acme", &["job.created", "job.updated"], true);
+    let g = webhook("globex", &["job.created"], true);
+    let eu = webhook("acme-eu", &["job.created"], true);
+    let inactive = webhook("acme", &["job.created"], false);
+    for w in [&a1, &a2, &g, &eu, &inactive] {
+        store.insert(w).await.unwrap();
+    }
+    let subscribed = |event_type: &EventType, tenant: Option<TenantId>| {
+        let (store, event_type) = (store.clone(), event_type.clone());
+        async move {
+            let found = store.subscribed(&event_type, tenant.as_ref()).await.unwrap();
+            assert!(found.iter().all(|w| w.is_active), "an inactive webhook was found: {found:?}");
+            let mut ids: Vec<WebhookId> = found.iter().map(|w| w.id).collect();
+            ids.sort();
+            ids
+        }
+    };
+
+    assert_eq!(subscribed(&created, Some(acme.clone())).await, sorted(&[&a1, &a2]));
+    assert_eq!(subscribed(&created, Some(globex.clone())).await, sorted(&[&g]));
+    assert_eq!(subscribed(&created, Some(acme_eu.clone())).await, sorted(&[&eu]));
+    assert_eq!(subscribed(&created, Some(initech.clone())).await, []);
+    assert_eq!(subscribed(&created, None).await, sorted(&[&a1, &a2, &g, &eu]));
+    assert_eq!(subscribed(&updated, Some(acme.clone())).await, sorted(&[&a2]));
+    assert_eq!(subscribed(&updated, Some(globex.clone())).await, []);
+    assert_eq!(subscribed(&updated, None).await, sorted(&[&a2]));
+
+    // Deactivated: gone from both lookups; a type dropped: gone from that type's.
+    a1.is_active = false;
+    assert!(store.update(&a1).await.unwrap());
+    a2 = store.get(a2.id).await.unwrap().unwrap();
+    a2.event_types = vec![updated.clone()];
+    assert!(store.update(&a2).await.unwrap());
+    assert_eq!(subscribed(&created, Some(acme.clone())).await, []);
+    assert_eq!(subscribed(&created, None).await, sorted(&[&g, &eu]));
+    assert_eq!(subscribed(&updated, Some(acme.clone())).await, sorted(&[&a2]));
+
+    // Reactivated, and deleted.
+    a1 = store.get(a1.id).await.unwrap().unwrap();
+    a1.is_active = true;
+    assert!(store.update(&a1).await.unwrap());
+    assert!(store.delete(g.id).await.unwrap());
+    assert_eq!(subscribed(&created, Some(acme.clone())).await, sorted(&[&a1]));
+    assert_eq!(subscribed(&created, Some(globex)).await, []);
+    assert_eq!(subscribed(&created, None).await, sorted(&[&a1, &eu]));
+}
+
+/// `count` counts every webhook of the tenant, active or not, whatever its types.
+pub async fn count_is_per_tenant(store: Arc<dyn WebhookStore>) {
+    let acme = TenantId::parse("acme").unwrap();
+    assert_eq!(store.count(&acme).await.unwrap(), 0);
+    let hooks = [
+        webhook("acme", &["job.created"], true),
+        webhook("acme", &["job.created", "job.updated", "candidate.created"], true),
+        webhook("acme", &["job.created"], false),
+        webhook("globex", &["job.created"], true),
+        webhook("acme-eu", &["job.created"], true),
+    ];
+    for w in &hooks {
+        store.insert(w).await.unwrap();
+    }
+    assert_eq!(store.count(&acme).await.unwrap(), 3);
+    assert_eq!(store.count(&TenantId::parse("globex").unwrap()).await.unwrap(), 1);
+    assert_eq!(store.count(&TenantId::parse("initech").unwrap()).await.unwrap(), 0);
+    assert!(store.delete(hooks[1].id).await.unwrap());
+    assert_eq!(store.count(&acme).await.unwrap(), 2);
+}
+
+/// A webhook's channels are stored, read back, listed, found by `subscribed`, and changed.
+pub async fn channels_round_trip(store: Arc<dyn WebhookStore>) {
+    let registry = EventTypeRegistry::default();
+    let created = registry.parse("job.created").unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let channels: Vec<Channel> = ["orders:eu", "project.42"].iter().map(|c| Channel::parse(c).unwrap()).collect();
+    let mut hook = webhook("acme", &["job.created"], true);
+    hook.channels = channels.clone();
+    let plain = webhook("acme", &["job.created"], true);
+    store.insert(&hook).await.unwrap();
+    store.insert(&plain).await.unwrap();
+
+    assert_eq!(store.get(hook.id).await.unwrap().unwrap().channels, channels);
+    assert_eq!(store.get(plain.id).await.unwrap().unwrap().channels, []);
+    let listed = store.list(&acme, &PageRequest::default()).await.unwrap();
+    let listed = listed.items.iter().find(|w| w.id == hook.id).unwrap();
+    assert_eq!(listed.channels, channels);
+    for tenant in [Some(&acme), None] {
+        let found = store.subscribed(&created, tenant).await.unwrap();
+        assert_eq!(found.iter().find(|w| w.id == hook.id).unwrap().channels, channels, "{tenant:?}");
+    }
+
+    let mut changed = store.get(hook.id).await.unwrap().unwrap();
+    changed.channels = vec![Channel::parse("project.7").unwrap()];
+    assert!(store.update(&changed).await.unwrap());
+    assert_eq!(store.get(hook.id).await.unwrap().unwrap().channels, changed.channels);
+    let found = store.subscribed(&created, Some(&acme)).await.unwrap();
+    assert_eq!(found.iter().find(|w| w.id == hook.id).unwrap().channels, changed.channels);
+    changed = store.get(hook.id).await.unwrap().unwrap();
+    changed.channels = Vec::new();
+    assert!(store.update(&changed).await.unwrap());
+    assert_eq!(store.get(hook.id).await.unwrap().unwrap().channels, []);
 }
 
 pub async fn lists_page_through(store: Arc<dyn WebhookStore>) {

@@ -195,8 +195,8 @@ async fn a_flush_while_the_cache_is_filled_does_not_hide_the_next_change() {
 
     relay.admin.create(&tenant, hook("first")).await.unwrap();
     cache.armed.store(true, Ordering::SeqCst);
-    assert_eq!(store.subscribed(&event_type).await.unwrap().len(), 1);
+    assert_eq!(store.subscribed(&event_type, None).await.unwrap().len(), 1);
     let second = relay.admin.create(&tenant, hook("second")).await.unwrap();
-    let subscribed = store.subscribed(&event_type).await.unwrap();
+    let subscribed = store.subscribed(&event_type, None).await.unwrap();
     assert!(subscribed.iter().any(|w| w.id == second.id), "the cache hid a webhook created after the flush");
 }

@@ -44,6 +44,9 @@ impl Caller {
     }
 }
 
+/// An API key id no tenant has.
+const NO_SUCH_KEY: &str = "01a2a000-0000-7000-8000-000000000000";
+
 /// A documented route, with the ids its placeholders take.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -61,9 +64,13 @@ impl Route {
         self.path_with(None, None)
     }
 
-    /// The path with `{id}` and `{event_id}` filled, by these segments where given.
+    /// The path with `{id}` and `{event_id}` filled, by these segments where given (`{keyId}`,
+    /// an API key's id, always by one no tenant has).
     pub fn path_with(&self, id: Option<&str>, event_id: Option<&str>) -> String {
-        self.template.replace("{id}", id.unwrap_or(&self.id)).replace("{event_id}", event_id.unwrap_or(&self.event_id))
+        self.template
+            .replace("{id}", id.unwrap_or(&self.id))
+            .replace("{event_id}", event_id.unwrap_or(&self.event_id))
+            .replace("{keyId}", NO_SUCH_KEY)
     }
 
     pub fn takes_body(&self) -> bool {
@@ -228,6 +235,10 @@ impl Harness {
             }
             ("POST", "/api/webhooks/{id}/recover") => json!({"since": "2026-01-01T00:00:00Z"}),
             ("POST", "/api/webhooks/{id}/secret/rotate") => json!({"secret": OWN_SECRET}),
+            ("POST", "/api/tenants") => json!({"id": "hostile", "name": "Hostile Inc."}),
+            ("PUT", "/api/tenants/{id}") => json!({"name": "renamed", "isActive": true}),
+            ("POST", "/api/tenants/{id}/api-keys") => json!({"name": "hostile"}),
+            ("POST", "/api/tenants/{id}/portal-links") => json!({"ttlSeconds": 900}),
             _ => json!({}),
         };
         match Json::from_value(&value) {
@@ -402,7 +413,7 @@ fn documented_codes(status: StatusCode) -> &'static [&'static str] {
         403 => &["forbidden"],
         404 => &["not_found"],
         405 => &["method_not_allowed"],
-        409 => &["idempotency_key_reused", "webhook_disabled"],
+        409 => &["idempotency_key_reused", "webhook_disabled", "tenant_exists", "tenant_static", "tenant_disabled"],
         413 => &["payload_too_large"],
         422 => &["validation_failed"],
         429 => &["rate_limited"],

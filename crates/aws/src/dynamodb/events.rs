@@ -2,16 +2,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use super::query::NewestFirst;
 use super::schema::{TableNames, index};
-use super::{corrupt, to_item, unavailable};
-use relay_core::domain::{Event, EventId, EventType, Page, PageRequest, Payload};
+use super::{cancellation_codes, corrupt, to_item, unavailable};
+use relay_core::domain::{Channel, Event, EventId, EventType, Page, PageRequest, Payload, TenantId};
 use relay_core::ports::{EventFilter, EventStore, IdempotencyRecord, Insert};
 use relay_core::{Error, Result, Timestamp};
 
@@ -79,6 +77,11 @@ struct EventItem {
     payload: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+    /// The tenant the event is for; absent: a broadcast (and on items from before tenants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<String>,
     created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     enqueued_at: Option<i64>,
@@ -96,6 +99,8 @@ impl EventItem {
             event_name: event.event_name.clone(),
             payload: event.payload.as_str().to_owned(),
             source: event.source.clone(),
+            tenant: event.tenant.as_ref().map(|t| t.as_str().to_owned()),
+            channels: event.channels.iter().map(|c| c.as_str().to_owned()).collect(),
             created_at: event.created_at.as_millis(),
             enqueued_at: event.enqueued_at.map(Timestamp::as_millis),
             pending_dispatch: event.enqueued_at.is_none().then(|| PENDING.into()),
@@ -111,6 +116,13 @@ impl EventItem {
             event_name: self.event_name,
             payload,
             source: self.source,
+            tenant: self.tenant.as_deref().map(TenantId::parse).transpose().map_err(|e| corrupt("event", e))?,
+            channels: self
+                .channels
+                .iter()
+                .map(|c| Channel::parse(c))
+                .collect::<Result<_, _>>()
+                .map_err(|e| corrupt("event", e))?,
             created_at: Timestamp::from_millis(self.created_at),
             enqueued_at: self.enqueued_at.map(Timestamp::from_millis),
         })
@@ -134,16 +146,6 @@ impl IdempotencyItem {
             event_id: EventId::parse(&self.event_id).map_err(|e| corrupt("idempotency", e))?,
             expires_at: Timestamp::from_millis(self.expires_at.saturating_mul(1000)),
         })
-    }
-}
-
-/// The reasons a transaction was cancelled, one per item.
-fn cancellation_codes(err: &SdkError<TransactWriteItemsError>) -> Vec<String> {
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
-            e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()
-        }
-        _ => Vec::new(),
     }
 }
 
@@ -212,20 +214,25 @@ impl EventStore for DynamoEventStore {
         item.map(EventItem::into_event).transpose()
     }
 
+    /// One Query on the narrowest index the filter allows (type, else source, else time); the
+    /// other filters (source, tenant) are filter expressions on it.
     async fn list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<Event>> {
         let source = filter.source.as_deref();
-        let (index, partition, extra) = match (&filter.event_type, source) {
-            (Some(t), s) => (index::EVENTS_BY_TYPE, ("eventType", t.as_str()), s.map(|s| ("source", s))),
-            (None, Some(s)) => (index::EVENTS_BY_SOURCE, ("source", s), None),
-            (None, None) => (index::EVENTS_BY_TIME, ("feed", FEED), None),
+        let (index, partition, mut filters) = match (&filter.event_type, source) {
+            (Some(t), s) => {
+                (index::EVENTS_BY_TYPE, ("eventType", t.as_str()), Vec::from_iter(s.map(|s| ("source", s))))
+            }
+            (None, Some(s)) => (index::EVENTS_BY_SOURCE, ("source", s), Vec::new()),
+            (None, None) => (index::EVENTS_BY_TIME, ("feed", FEED), Vec::new()),
         };
+        filters.extend(filter.tenant.as_ref().map(|t| ("tenant", t.as_str())));
         let items = NewestFirst {
             table: &self.events,
             index: Some(index),
             partition,
             sort_key: "id",
             before: page.before.map(|b| b.to_string()),
-            filter: extra,
+            filters,
             want: page.offset + page.limit + 1,
         }
         .run(&self.client)

@@ -1,4 +1,4 @@
-//! The event and webhook stores on DynamoDB (aws-sdk-dynamodb), reached through the SDK's
+//! The event, webhook and tenant stores on DynamoDB (aws-sdk-dynamodb), reached through the SDK's
 //! standard endpoint settings only. Every read on a request path is a GetItem or a Query on
 //! an index; nothing scans.
 //!
@@ -7,21 +7,27 @@
 //! - `idempotency`: one item per ingest idempotency key, written in the same transaction as
 //!   the event, expiring by TTL.
 //! - `webhooks`: single-table: a webhook item per webhook (`WEBHOOK#id`), listed by tenant
-//!   through a GSI, and a subscription item per (event type, active webhook) so dispatch finds
-//!   subscribers with one Query.
+//!   through a GSI, and a subscription item per (event type, active webhook), sorted by tenant,
+//!   so dispatch finds one tenant's subscribers, or every tenant's, with one Query.
+//! - `tenants`: single-table: a tenant item per tenant (listed newest first through a sparse
+//!   GSI), its API key items beside it, a lookup item per key's SHA-256, and a portal link
+//!   item per link's SHA-256, expiring by TTL.
 
 mod events;
 mod query;
 mod schema;
+mod tenants;
 mod webhooks;
 
 pub use events::DynamoEventStore;
 pub use schema::{
-    EVENTS, IDEMPOTENCY, IndexDef, TABLES, TTL_ATTRIBUTE, TableDef, TableNames, WEBHOOKS, create_tables, index,
+    EVENTS, IDEMPOTENCY, IndexDef, TABLES, TENANTS, TTL_ATTRIBUTE, TableDef, TableNames, WEBHOOKS, create_tables, index,
 };
+pub use tenants::DynamoTenantStore;
 pub use webhooks::DynamoWebhookStore;
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 use relay_core::Error;
 
@@ -36,4 +42,14 @@ fn to_item<T: serde::Serialize>(value: &T) -> relay_core::Result<query::Item> {
 
 fn corrupt(what: &str, err: impl std::fmt::Display) -> Error {
     Error::Internal(format!("unreadable {what} item: {err}"))
+}
+
+/// The reasons a transaction was cancelled, one per item.
+fn cancellation_codes(err: &SdkError<TransactWriteItemsError>) -> Vec<String> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            e.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect()
+        }
+        _ => Vec::new(),
+    }
 }

@@ -19,8 +19,8 @@ pub struct NewestFirst<'a> {
     pub sort_key: &'a str,
     /// Only items whose sort key is below this (the decoded cursor).
     pub before: Option<String>,
-    /// An equality filter on one more attribute.
-    pub filter: Option<(&'a str, &'a str)>,
+    /// Equality filters on more attributes (attribute, value), all of which must hold.
+    pub filters: Vec<(&'a str, &'a str)>,
     /// How many matching items to collect at most.
     pub want: usize,
 }
@@ -48,11 +48,15 @@ impl NewestFirst<'_> {
                     .expression_attribute_values(":before", AttributeValue::S(before.clone())),
                 None => query.key_condition_expression("#pk = :pk"),
             };
-            if let Some((name, value)) = self.filter {
-                query = query
-                    .filter_expression("#f = :f")
-                    .expression_attribute_names("#f", name)
-                    .expression_attribute_values(":f", AttributeValue::S(value.to_owned()));
+            if !self.filters.is_empty() {
+                let mut conditions = Vec::with_capacity(self.filters.len());
+                for (i, (name, value)) in self.filters.iter().enumerate() {
+                    conditions.push(format!("#f{i} = :f{i}"));
+                    query = query
+                        .expression_attribute_names(format!("#f{i}"), *name)
+                        .expression_attribute_values(format!(":f{i}"), AttributeValue::S((*value).to_owned()));
+                }
+                query = query.filter_expression(conditions.join(" AND "));
             }
             let output = query.send().await.map_err(unavailable)?;
             items.extend(output.items().iter().cloned());

@@ -22,6 +22,9 @@ pub mod index {
     pub const EVENTS_PENDING_DISPATCH: &str = "pending-dispatch";
     /// webhooks: `tenant` + `webhookId` (webhook items only).
     pub const WEBHOOKS_BY_TENANT: &str = "by-tenant";
+    /// tenants: `feed` (always "tenants") + `order` (tenant items only): every tenant, newest
+    /// first.
+    pub const TENANTS_BY_ORDER: &str = "by-order";
 }
 
 /// The attribute DynamoDB's TTL deletes expired items by (epoch seconds).
@@ -76,7 +79,17 @@ pub const WEBHOOKS: TableDef = TableDef {
     ttl: false,
 };
 
-pub const TABLES: [TableDef; 3] = [EVENTS, IDEMPOTENCY, WEBHOOKS];
+/// Tenants, their API keys (and a lookup item per key's digest) and their portal links.
+pub const TENANTS: TableDef = TableDef {
+    logical_id: "TenantsTable",
+    hash: "pk",
+    range: Some("sk"),
+    indexes: &[IndexDef { name: index::TENANTS_BY_ORDER, hash: "feed", range: "order", projection: "ALL" }],
+    // Portal links expire by TTL; tenants and keys have no expiry attribute.
+    ttl: true,
+};
+
+pub const TABLES: [TableDef; 4] = [EVENTS, IDEMPOTENCY, WEBHOOKS, TENANTS];
 
 impl TableDef {
     /// Every attribute a key of the table or of an index names, once.
@@ -104,15 +117,18 @@ pub struct TableNames {
     pub events: String,
     pub idempotency: String,
     pub webhooks: String,
+    /// `TENANTS_TABLE`: tenants, API keys, portal links.
+    pub tenants: String,
 }
 
 impl TableNames {
-    /// `{prefix}-events`, `{prefix}-idempotency`, `{prefix}-webhooks`.
+    /// `{prefix}-events`, `{prefix}-idempotency`, `{prefix}-webhooks`, `{prefix}-tenants`.
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
             events: format!("{prefix}-events"),
             idempotency: format!("{prefix}-idempotency"),
             webhooks: format!("{prefix}-webhooks"),
+            tenants: format!("{prefix}-tenants"),
         }
     }
 }
@@ -172,9 +188,10 @@ async fn create(client: &Client, name: &str, def: &TableDef) -> Result<()> {
     Ok(())
 }
 
-/// Creates the three tables, on demand, with their indexes and TTL.
+/// Creates the four tables, on demand, with their indexes and TTL.
 pub async fn create_tables(client: &Client, names: &TableNames) -> Result<()> {
     create(client, &names.events, &EVENTS).await?;
     create(client, &names.idempotency, &IDEMPOTENCY).await?;
-    create(client, &names.webhooks, &WEBHOOKS).await
+    create(client, &names.webhooks, &WEBHOOKS).await?;
+    create(client, &names.tenants, &TENANTS).await
 }

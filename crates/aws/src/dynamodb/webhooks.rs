@@ -2,13 +2,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, Select, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
 use super::query::{Item, NewestFirst};
 use super::schema::{TableNames, index};
 use super::{corrupt, to_item, unavailable};
-use relay_core::domain::{EventType, Page, PageRequest, TenantId, Webhook, WebhookId, WebhookUrl};
+use relay_core::domain::{Channel, EventType, Page, PageRequest, TenantId, Webhook, WebhookId, WebhookUrl};
 use relay_core::ports::WebhookStore;
 use relay_core::sealing::SealedSecret;
 use relay_core::{Error, Result, Timestamp};
@@ -23,6 +23,22 @@ fn subscription_pk(event_type: &str) -> String {
     format!("TYPE#{event_type}")
 }
 
+/// A subscription item's sort key starts with its tenant, so one tenant's subscribers of a type
+/// are a key range of the type's partition (tenant ids cannot contain `#`, so no tenant's
+/// prefix is another's). No deployment stored subscription items under the earlier sort key
+/// (`WEBHOOK#{id}`), so there are none to migrate.
+fn subscription_tenant_prefix(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#")
+}
+
+fn subscription_sk(tenant: &TenantId, id: WebhookId) -> String {
+    format!("{}{}", subscription_tenant_prefix(tenant), webhook_pk(id))
+}
+
+/// A subscription item's key: (pk, sk).
+type SubscriptionKey = (String, String);
+
+/// [`WebhookStore`] on the webhooks table (`WEBHOOKS_TABLE`).
 #[derive(Debug, Clone)]
 pub struct DynamoWebhookStore {
     client: Client,
@@ -30,6 +46,7 @@ pub struct DynamoWebhookStore {
 }
 
 impl DynamoWebhookStore {
+    /// The store on `tables.webhooks`.
     pub fn new(client: Client, tables: &TableNames) -> Self {
         Self { client, table: tables.webhooks.clone() }
     }
@@ -41,10 +58,10 @@ impl DynamoWebhookStore {
         ])
     }
 
-    fn subscription_key(event_type: &str, id: WebhookId) -> HashMap<String, AttributeValue> {
+    fn subscription_key((pk, sk): &SubscriptionKey) -> HashMap<String, AttributeValue> {
         HashMap::from([
-            ("pk".to_owned(), AttributeValue::S(subscription_pk(event_type))),
-            ("sk".to_owned(), AttributeValue::S(webhook_pk(id))),
+            ("pk".to_owned(), AttributeValue::S(pk.clone())),
+            ("sk".to_owned(), AttributeValue::S(sk.clone())),
         ])
     }
 
@@ -75,21 +92,24 @@ impl DynamoWebhookStore {
         Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
-    fn subscription_put(&self, event_type: &str, id: WebhookId) -> Result<TransactWriteItem> {
-        let mut item = Self::subscription_key(event_type, id);
+    /// A subscription item: its key and the webhook's id. Never a `tenant` attribute: the
+    /// by-tenant index would then list (and count) subscription items as webhooks.
+    fn subscription_put(&self, key: &SubscriptionKey, id: WebhookId) -> Result<TransactWriteItem> {
+        let mut item = Self::subscription_key(key);
         item.insert("webhookId".into(), AttributeValue::S(id.to_string()));
         self.put(item, None)
     }
 
-    /// Writes the webhook item and brings its subscription items from `before` to `after`.
+    /// Writes the webhook item and brings its subscription items from `before` to `after`
+    /// (keys of [`subscriptions`]).
     /// A new item when `expected` is `None`; else a replacement of the item at revision
     /// `expected` (an item from before revisions has none: it counts as 0).
     async fn write(
         &self,
         webhook: &Webhook,
         expected: Option<u64>,
-        before: &BTreeSet<String>,
-        after: &BTreeSet<String>,
+        before: &BTreeSet<SubscriptionKey>,
+        after: &BTreeSet<SubscriptionKey>,
     ) -> Result<()> {
         let condition = match expected {
             None => "attribute_not_exists(pk)",
@@ -98,7 +118,7 @@ impl DynamoWebhookStore {
         };
         let mut actions = vec![self.put_if(to_item(&WebhookItem::new(webhook))?, Some(condition), expected)?];
         for removed in before.difference(after) {
-            actions.push(self.delete(Self::subscription_key(removed, webhook.id))?);
+            actions.push(self.delete(Self::subscription_key(removed))?);
         }
         for added in after.difference(before) {
             actions.push(self.subscription_put(added, webhook.id)?);
@@ -155,10 +175,11 @@ fn from_item(item: Item) -> Result<Webhook> {
     serde_dynamo::from_item::<_, WebhookItem>(item).map_err(|e| corrupt("webhook", e))?.into_webhook()
 }
 
-/// The event types a webhook has subscription items for: all of them while active, none else.
-fn subscriptions(webhook: &Webhook) -> BTreeSet<String> {
+/// The keys of a webhook's subscription items: one per event type while active, none else.
+fn subscriptions(webhook: &Webhook) -> BTreeSet<SubscriptionKey> {
     if webhook.is_active {
-        webhook.event_types.iter().map(|t| t.as_str().to_owned()).collect()
+        let sk = subscription_sk(&webhook.tenant, webhook.id);
+        webhook.event_types.iter().map(|t| (subscription_pk(t.as_str()), sk.clone())).collect()
     } else {
         BTreeSet::new()
     }
@@ -174,6 +195,9 @@ struct WebhookItem {
     name: String,
     url: String,
     event_types: Vec<String>,
+    /// Absent on items written before channels existed: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<String>,
     is_active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
@@ -202,6 +226,7 @@ impl WebhookItem {
             name: w.name.clone(),
             url: w.url.as_str().into(),
             event_types: w.event_types.iter().map(|t| t.as_str().to_owned()).collect(),
+            channels: w.channels.iter().map(|c| c.as_str().to_owned()).collect(),
             is_active: w.is_active,
             disabled_reason: w.disabled_reason.clone(),
             secret: w.secret.as_str().into(),
@@ -227,6 +252,7 @@ impl WebhookItem {
                 .map(|t| EventType::from_store(t))
                 .collect::<Result<_, _>>()
                 .map_err(bad)?,
+            channels: self.channels.iter().map(|c| Channel::parse(c)).collect::<Result<_, _>>().map_err(bad)?,
             is_active: self.is_active,
             disabled_reason: self.disabled_reason,
             secret: SealedSecret::from_stored(self.secret),
@@ -266,7 +292,7 @@ impl WebhookStore for DynamoWebhookStore {
             partition: ("tenant", tenant.as_str()),
             sort_key: "webhookId",
             before: page.before.map(|b| b.to_string()),
-            filter: None,
+            filters: Vec::new(),
             want: page.offset + page.limit + 1,
         }
         .run(&self.client)
@@ -288,36 +314,74 @@ impl WebhookStore for DynamoWebhookStore {
     async fn delete(&self, id: WebhookId) -> Result<bool> {
         let Some(current) = self.get(id).await? else { return Ok(false) };
         let mut actions = vec![self.delete(Self::key(id))?];
-        for event_type in subscriptions(&current) {
-            actions.push(self.delete(Self::subscription_key(&event_type, id))?);
+        for key in subscriptions(&current) {
+            actions.push(self.delete(Self::subscription_key(&key))?);
         }
         self.client.transact_write_items().set_transact_items(Some(actions)).send().await.map_err(unavailable)?;
         Ok(true)
     }
 
-    async fn subscribed(&self, event_type: &EventType) -> Result<Vec<Webhook>> {
+    /// One Query on the type's subscription items: the tenant's key range, or the whole
+    /// partition for a broadcast; then the webhooks themselves, 100 a read.
+    async fn subscribed(&self, event_type: &EventType, tenant: Option<&TenantId>) -> Result<Vec<Webhook>> {
         let pk = subscription_pk(event_type.as_str());
         let mut ids = Vec::new();
         let mut start = None;
         loop {
-            let output = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
                 .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
+                .set_exclusive_start_key(start.take());
+            query = match tenant {
+                Some(tenant) => query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", AttributeValue::S(subscription_tenant_prefix(tenant))),
+                None => query.key_condition_expression("pk = :pk"),
+            };
+            let output = query.send().await.map_err(unavailable)?;
             ids.extend(output.items().iter().filter_map(|i| i.get("webhookId")?.as_s().ok().cloned()));
             start = output.last_evaluated_key().cloned();
             if start.is_none() {
                 break;
             }
         }
-        let webhooks = self.batch_get(ids).await?;
-        Ok(webhooks.into_iter().filter(|w| w.wants(event_type)).collect())
+        let mut webhooks: Vec<Webhook> = self
+            .batch_get(ids)
+            .await?
+            .into_iter()
+            .filter(|w| w.wants(event_type) && tenant.is_none_or(|t| &w.tenant == t))
+            .collect();
+        // As the index is sorted (a batch read answers in any order).
+        webhooks.sort_by(|a, b| (&a.tenant, a.id).cmp(&(&b.tenant, b.id)));
+        Ok(webhooks)
+    }
+
+    /// A COUNT Query on the by-tenant index, which holds webhook items only.
+    async fn count(&self, tenant: &TenantId) -> Result<u64> {
+        let mut count = 0u64;
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index::WEBHOOKS_BY_TENANT)
+                .key_condition_expression("#t = :t")
+                .expression_attribute_names("#t", "tenant")
+                .expression_attribute_values(":t", AttributeValue::S(tenant.as_str().to_owned()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            count += u64::try_from(output.count()).unwrap_or(0);
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
     }
 }

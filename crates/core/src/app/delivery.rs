@@ -5,10 +5,11 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::{RelayMessage, modify_webhook};
+use crate::auth::Directory;
 use crate::backoff::{RetryPolicy, parse_retry_after};
 use crate::domain::{
-    Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, Trigger, Webhook,
-    WebhookId, WebhookSecret,
+    Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, TenantId, Trigger,
+    Webhook, WebhookId, WebhookSecret,
 };
 use crate::ports::{DeliveryLog, EventStore, Locks, OutboundRequest, Queue, Record, WebhookSender, WebhookStore};
 use crate::sealing::SecretKeys;
@@ -76,6 +77,8 @@ pub struct Deliverer {
     queue: Arc<dyn Queue>,
     sender: Arc<dyn WebhookSender>,
     locks: Arc<dyn Locks>,
+    /// The tenants (through the process's short cache): a disabled tenant's webhooks get nothing.
+    tenants: Arc<Directory>,
     policy: RetryPolicy,
     /// How long a delivery lock is held at most: longer than an attempt and its logging.
     lock_ttl: Duration,
@@ -94,15 +97,17 @@ pub struct DelivererPorts {
     pub queue: Arc<dyn Queue>,
     pub sender: Arc<dyn WebhookSender>,
     pub locks: Arc<dyn Locks>,
+    /// The process's directory, shared with its API so that a change made here holds at once.
+    pub tenants: Arc<Directory>,
 }
 
 impl Deliverer {
     /// `settings.webhook_timeout` bounds one attempt; the delivery lock outlives it.
     pub fn new(ports: DelivererPorts, settings: &DeliverySettings, keys: SecretKeys) -> Self {
-        let DelivererPorts { events, webhooks, deliveries, queue, sender, locks } = ports;
+        let DelivererPorts { events, webhooks, deliveries, queue, sender, locks, tenants } = ports;
         let lock_ttl = settings.webhook_timeout * 2 + Duration::from_secs(5);
         let (policy, disable_after) = (settings.retry, settings.disable_after);
-        Self { events, webhooks, deliveries, queue, sender, locks, policy, lock_ttl, disable_after, keys }
+        Self { events, webhooks, deliveries, queue, sender, locks, tenants, policy, lock_ttl, disable_after, keys }
     }
 
     /// Records a pending delivery for every active webhook subscribed to the event's type and
@@ -122,17 +127,24 @@ impl Deliverer {
                 None => tracing::warn!(event_id = %id, "event no longer exists; nothing to dispatch"),
             }
         }
-        let mut types: Vec<&EventType> = events.iter().map(|e| &e.event_type).collect();
-        types.sort();
-        types.dedup();
-        let subscribed = join_all(types.iter().map(|t| self.webhooks.subscribed(t))).await;
-        let mut webhooks: HashMap<&EventType, Vec<Webhook>> = HashMap::with_capacity(types.len());
-        for (event_type, found) in types.into_iter().zip(subscribed) {
-            webhooks.insert(event_type, found?);
+        // One lookup per (event type, tenant) of the batch, a broadcast's tenant being `None`.
+        let mut lookups: Vec<(&EventType, Option<&TenantId>)> =
+            events.iter().map(|e| (&e.event_type, e.tenant.as_ref())).collect();
+        lookups.sort();
+        lookups.dedup();
+        let subscribed = join_all(lookups.iter().map(|(t, tenant)| self.webhooks.subscribed(t, *tenant))).await;
+        let mut webhooks: HashMap<(&EventType, Option<&TenantId>), Vec<Webhook>> =
+            HashMap::with_capacity(lookups.len());
+        for (lookup, found) in lookups.into_iter().zip(subscribed) {
+            webhooks.insert(lookup, found?);
         }
-        let fanned: Vec<(&Event, &[Webhook])> = events
+        let disabled = self.disabled_tenants(webhooks.values().flatten()).await?;
+        let fanned: Vec<(&Event, Vec<&Webhook>)> = events
             .iter()
-            .map(|event| (event, webhooks.get(&event.event_type).map_or(&[][..], Vec::as_slice)))
+            .map(|event| {
+                let found = webhooks.get(&(&event.event_type, event.tenant.as_ref())).map_or(&[][..], Vec::as_slice);
+                (event, found.iter().filter(|w| w.receives(event) && !disabled.contains(&w.tenant)).collect())
+            })
             .collect();
         let now = Timestamp::now();
         let wanted: Vec<Delivery> = fanned
@@ -157,6 +169,22 @@ impl Deliverer {
             tracing::info!(event_id = %event_id, webhooks = webhooks.len(), "event dispatched");
         }
         Ok(())
+    }
+
+    /// Which tenants of `webhooks` are stored and disabled: their webhooks get no new event
+    /// (a broadcast included), whatever their own state.
+    async fn disabled_tenants(&self, webhooks: impl Iterator<Item = &Webhook>) -> Result<Vec<TenantId>> {
+        let mut tenants: Vec<&TenantId> = webhooks.map(|w| &w.tenant).collect();
+        tenants.sort();
+        tenants.dedup();
+        let found = join_all(tenants.iter().map(|t| self.tenants.tenant(t))).await;
+        let mut disabled = Vec::new();
+        for (tenant, found) in tenants.into_iter().zip(found) {
+            if found?.is_some_and(|t| !t.is_active) {
+                disabled.push(tenant.clone());
+            }
+        }
+        Ok(disabled)
     }
 
     /// Makes the scheduled attempt of one delivery: [`Deliverer::deliver_many`] of one.

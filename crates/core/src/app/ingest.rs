@@ -2,7 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::message::enqueue_dispatch;
-use crate::domain::{Event, EventInput, EventTypeRegistry, NewEvent, Page, PageRequest};
+use crate::auth::Directory;
+use crate::domain::{Event, EventInput, EventTypeRegistry, NewEvent, Page, PageRequest, TenantId};
 use crate::ports::{EventFilter, EventStore, IdempotencyRecord, Insert, Queue};
 use crate::{Error, Result, Timestamp};
 
@@ -15,6 +16,16 @@ pub struct Ingest {
     events: Arc<dyn EventStore>,
     queue: Arc<dyn Queue>,
     registry: Arc<EventTypeRegistry>,
+    tenancy: Tenancy,
+}
+
+/// Which tenants an event may be scoped to, and whether it may be scoped to none.
+#[derive(Debug, Clone)]
+pub struct Tenancy {
+    pub directory: Arc<Directory>,
+    /// `ALLOW_BROADCAST_EVENTS`: an event without `tenant` goes to every tenant's subscribers
+    /// (relay-local's default); else it is refused (production's).
+    pub allow_broadcast: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -25,8 +36,30 @@ pub struct Accepted {
 }
 
 impl Ingest {
-    pub fn new(events: Arc<dyn EventStore>, queue: Arc<dyn Queue>, registry: Arc<EventTypeRegistry>) -> Self {
-        Self { events, queue, registry }
+    pub fn new(
+        events: Arc<dyn EventStore>,
+        queue: Arc<dyn Queue>,
+        registry: Arc<EventTypeRegistry>,
+        tenancy: Tenancy,
+    ) -> Self {
+        Self { events, queue, registry, tenancy }
+    }
+
+    /// 422 on `tenant` unless the event's tenant exists and is active, or it has none and
+    /// broadcasts are allowed.
+    async fn check_tenant(&self, new: &NewEvent) -> Result<()> {
+        let problem = match &new.tenant {
+            None if self.tenancy.allow_broadcast => return Ok(()),
+            None => {
+                "is required: this relay does not broadcast events to every tenant (ALLOW_BROADCAST_EVENTS is false); name the tenant the event is for"
+            }
+            Some(id) => match self.tenancy.directory.tenant(id).await? {
+                Some(tenant) if tenant.is_active => return Ok(()),
+                Some(_) => "names a disabled tenant",
+                None => "names no tenant",
+            },
+        };
+        Err(Error::validation("tenant", problem))
     }
 
     /// Accepts an event. With an idempotency key, a repeat of the same request returns the
@@ -36,6 +69,7 @@ impl Ingest {
     #[tracing::instrument(skip_all, fields(event_id, event_type))]
     pub async fn accept(&self, input: EventInput, idempotency_key: Option<&str>) -> Result<Accepted> {
         let new = NewEvent::parse(input, &self.registry)?;
+        self.check_tenant(&new).await?;
         if let Some(retry_after) = self.queue.full() {
             crate::metrics::global().increment("relay_events_refused_total", &[("reason", "backlog_full")]);
             return Err(Error::Overloaded { retry_after });
@@ -93,11 +127,13 @@ impl Ingest {
         &self,
         event_type: Option<&str>,
         source: Option<&str>,
+        tenant: Option<&str>,
         page: &PageRequest,
     ) -> Result<Page<Event>> {
         let event_type =
             event_type.map(|t| self.registry.parse(t).map_err(|m| Error::validation("eventType", m))).transpose()?;
-        let filter = EventFilter { event_type, source: source.map(str::to_owned) };
+        let tenant = tenant.map(|t| TenantId::parse(t).map_err(|m| Error::validation("tenant", m))).transpose()?;
+        let filter = EventFilter { event_type, source: source.map(str::to_owned), tenant };
         self.events.list(&filter, page).await
     }
 }

@@ -7,11 +7,13 @@ mod delivery;
 mod ingest;
 mod maintenance;
 mod message;
+mod tenants;
 mod webhooks;
 
 pub use dashboard::{Backlog, Dashboard, Depth, Overview, QueuePorts, Queues, WebhookCounts};
 pub use delivery::{Deliverer, DelivererPorts, Next};
-pub use ingest::{Accepted, IDEMPOTENCY_TTL, Ingest};
+pub use ingest::{Accepted, IDEMPOTENCY_TTL, Ingest, Tenancy};
 pub use maintenance::{Maintenance, MaintenanceReport, REDISPATCH_AFTER};
 pub use message::{RelayMessage, enqueue_dispatch};
+pub use tenants::{IssuedLink, Tenants};
 pub use webhooks::{AdminPolicy, DeliveryWithAttempts, TenantEvent, WebhookAdmin, modify_webhook};

@@ -2,6 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Deliverer;
+use crate::auth::Directory;
+use crate::domain::DEFAULT_MAX_WEBHOOKS;
 use crate::domain::{
     Attempt, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, EventTypeRegistry, NewWebhook, Page,
     PageRequest, TenantId, Trigger, Webhook, WebhookId, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret,
@@ -73,6 +75,7 @@ pub struct WebhookAdmin {
     events: Arc<dyn EventStore>,
     deliverer: Deliverer,
     policy: AdminPolicy,
+    directory: Arc<Directory>,
 }
 
 /// The rules webhook administration enforces.
@@ -106,8 +109,9 @@ impl WebhookAdmin {
         events: Arc<dyn EventStore>,
         deliverer: Deliverer,
         policy: AdminPolicy,
+        directory: Arc<Directory>,
     ) -> Self {
-        Self { webhooks, deliveries, events, deliverer, policy }
+        Self { webhooks, deliveries, events, deliverer, policy, directory }
     }
 
     fn rules(&self) -> WebhookRules<'_> {
@@ -124,6 +128,13 @@ impl WebhookAdmin {
     pub async fn create(&self, tenant: &TenantId, input: WebhookInput) -> Result<Webhook> {
         let new = NewWebhook::parse(input, self.rules())?;
         self.check_reachable(&new.url)?;
+        let max = self.directory.tenant(tenant).await?.map_or(DEFAULT_MAX_WEBHOOKS, |t| t.max_webhooks);
+        if self.webhooks.count(tenant).await? >= u64::from(max) {
+            return Err(Error::validation(
+                "maxWebhooks",
+                format!("the tenant has {max} webhooks, the most it may have (its maxWebhooks)"),
+            ));
+        }
         let webhook = Webhook::new(tenant.clone(), new, Timestamp::now(), &self.policy.keys)?;
         self.webhooks.insert(&webhook).await?;
         tracing::info!(webhook_id = %webhook.id, "webhook created");
@@ -294,6 +305,7 @@ impl WebhookAdmin {
             for id in &ids.items {
                 if let Some(event) = self.events.get(*id).await?
                     && source.is_none_or(|s| event.source.as_deref() == Some(s))
+                    && event.tenant.as_ref().is_none_or(|t| t == tenant)
                 {
                     found.push(event);
                 }

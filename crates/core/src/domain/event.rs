@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::js_json::{self, Numbers, ProblemKind};
-use super::{EventId, EventType, EventTypeRegistry, required_text};
+use super::{Channel, EventId, EventType, EventTypeRegistry, TenantId, parse_channels, required_text};
 use crate::{Error, FieldError, Result, Timestamp};
 
 /// The body of `POST /api/events`, as sent; [`NewEvent::parse`] checks it. The payload is kept
@@ -22,6 +22,12 @@ pub struct EventInput {
     #[schema(value_type = Option<Object>)]
     pub payload: Option<Box<RawValue>>,
     pub source: Option<String>,
+    /// The tenant whose webhooks receive the event; absent: every tenant's (a broadcast), where
+    /// `ALLOW_BROADCAST_EVENTS` allows it.
+    pub tenant: Option<String>,
+    /// Up to 10 channels; a webhook subscribed to channels receives the event only when it
+    /// shares one of them.
+    pub channels: Option<Vec<String>>,
 }
 
 /// The deepest a payload may nest, the payload object itself being level 1. Every answer that
@@ -204,6 +210,8 @@ pub struct NewEvent {
     pub event_name: String,
     pub payload: Payload,
     pub source: Option<String>,
+    pub tenant: Option<TenantId>,
+    pub channels: Vec<Channel>,
 }
 
 impl NewEvent {
@@ -239,9 +247,19 @@ impl NewEvent {
             None => None,
             Some(s) => required_text("source", s, 255).map_err(|e| problems.push(e)).ok(),
         };
-        match (event_type, event_name, payload) {
-            (Some(event_type), Some(event_name), Some(payload)) if problems.is_empty() => {
-                Ok(Self { event_type, event_name, payload, source })
+        let tenant = match input.tenant.as_deref() {
+            None => None,
+            Some(t) => {
+                TenantId::parse(t).map_err(|_| problems.push(FieldError::new("tenant", "is not a tenant id"))).ok()
+            }
+        };
+        let channels = match input.channels.as_deref() {
+            None => Some(Vec::new()),
+            Some(names) => parse_channels("channels", names, &mut problems),
+        };
+        match (event_type, event_name, payload, channels) {
+            (Some(event_type), Some(event_name), Some(payload), Some(channels)) if problems.is_empty() => {
+                Ok(Self { event_type, event_name, payload, source, tenant, channels })
             }
             _ => Err(Error::invalid(problems)),
         }
@@ -250,12 +268,19 @@ impl NewEvent {
     /// A digest of the request's meaning (not its bytes: key order and white space do not
     /// count), used to tell a replay from a different request under the same idempotency key.
     pub fn fingerprint(&self) -> String {
-        let canonical = serde_json::json!({
+        let mut canonical = serde_json::json!({
             "eventType": self.event_type,
             "eventName": self.event_name,
             "payload": self.payload.to_value(),
             "source": self.source,
         });
+        // Added only when given, so requests from before tenants keep their fingerprints.
+        if let Some(tenant) = &self.tenant {
+            canonical["tenant"] = serde_json::json!(tenant);
+        }
+        if !self.channels.is_empty() {
+            canonical["channels"] = serde_json::json!(self.channels);
+        }
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 }
@@ -270,6 +295,11 @@ pub struct Event {
     pub event_name: String,
     pub payload: Payload,
     pub source: Option<String>,
+    /// The tenant the event is for; `None`: a broadcast to every tenant's subscribers.
+    #[serde(default)]
+    pub tenant: Option<TenantId>,
+    #[serde(default)]
+    pub channels: Vec<Channel>,
     pub created_at: Timestamp,
     /// When the dispatch message was accepted by the queue; `None` means maintenance must
     /// still dispatch it.
@@ -285,6 +315,8 @@ impl Event {
             event_name: new.event_name,
             payload: new.payload,
             source: new.source,
+            tenant: new.tenant,
+            channels: new.channels,
             created_at: now,
             enqueued_at: None,
         }

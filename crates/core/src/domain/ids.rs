@@ -80,6 +80,12 @@ uuid_id!(
     "webhook"
 );
 
+uuid_id!(
+    /// The id of a tenant's API key (not the key).
+    ApiKeyId,
+    "API key"
+);
+
 /// The owner of API keys and webhooks: letters, digits, `-` and `_`, 1 to 64 characters.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

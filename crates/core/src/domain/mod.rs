@@ -1,19 +1,26 @@
 //! Domain types. Each identifier and each value that arrives from outside has a `parse`
 //! constructor, so an invalid one cannot exist past the edge.
 
+mod channel;
 mod delivery;
 mod event;
 mod event_type;
 mod ids;
 pub mod js_json;
 mod page;
+mod tenant;
 mod webhook;
 
+pub use channel::{Channel, MAX_CHANNELS, channels_match, parse_channels};
 pub use delivery::{Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Trigger};
 pub use event::{Event, EventInput, NewEvent, Payload, nesting};
 pub use event_type::{EventType, EventTypeRegistry};
-pub use ids::{EventId, TenantId, WebhookId};
+pub use ids::{ApiKeyId, EventId, TenantId, WebhookId};
 pub use page::{Page, PageRequest, encode_cursor};
+pub use tenant::{
+    API_KEY_PREFIX, ApiKey, ApiKeyInput, DEFAULT_MAX_WEBHOOKS, IssuedKey, MAX_API_KEYS, NewTenant, PortalLink,
+    PortalLinkInput, Tenant, TenantInput, TenantPatch, parse_new_tenant_id,
+};
 pub use webhook::{NewWebhook, Webhook, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret, WebhookUrl};
 
 /// Trims `value` and checks it is non-empty and at most `max` characters long.

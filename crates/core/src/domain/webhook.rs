@@ -8,7 +8,9 @@ use rand::RngCore;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
 
-use super::{EventType, EventTypeRegistry, TenantId, WebhookId, required_text};
+use super::{
+    Channel, Event, EventType, EventTypeRegistry, TenantId, WebhookId, channels_match, parse_channels, required_text,
+};
 use crate::sealing::{SealedSecret, SecretKeys};
 use crate::{Error, FieldError, Result, Timestamp};
 
@@ -127,6 +129,9 @@ pub struct Webhook {
     pub name: String,
     pub url: WebhookUrl,
     pub event_types: Vec<EventType>,
+    /// When not empty, only events carrying one of these channels are delivered.
+    #[serde(default)]
+    pub channels: Vec<Channel>,
     pub is_active: bool,
     /// Why the relay disabled it (e.g. the endpoint answered 410 Gone).
     pub disabled_reason: Option<String>,
@@ -159,6 +164,7 @@ impl Webhook {
             name: new.name,
             url: new.url,
             event_types: new.event_types,
+            channels: new.channels,
             is_active: new.is_active,
             disabled_reason: None,
             secret,
@@ -175,6 +181,13 @@ impl Webhook {
         self.is_active && self.event_types.contains(event_type)
     }
 
+    /// Whether `event` is for this webhook: active, subscribed to its type, and sharing a
+    /// channel with it unless the webhook names none. (Which tenant's it is, the store's
+    /// lookup decides.)
+    pub fn receives(&self, event: &Event) -> bool {
+        self.wants(&event.event_type) && channels_match(&self.channels, &event.channels)
+    }
+
     /// Applies a checked `PUT`. Re-enabling clears the reason it was disabled.
     pub fn apply(&mut self, patch: WebhookPatch, now: Timestamp) {
         if let Some(name) = patch.name {
@@ -185,6 +198,9 @@ impl Webhook {
         }
         if let Some(types) = patch.event_types {
             self.event_types = types;
+        }
+        if let Some(channels) = patch.channels {
+            self.channels = channels;
         }
         if let Some(active) = patch.is_active {
             self.is_active = active;
@@ -251,6 +267,9 @@ pub struct WebhookInput {
     pub name: Option<String>,
     pub url: Option<String>,
     pub event_types: Option<Vec<String>>,
+    /// Up to 10 channels; the webhook then receives only events carrying one of them (`[]`:
+    /// every event of its types).
+    pub channels: Option<Vec<String>>,
     pub is_active: Option<bool>,
     /// Only on create: the caller's own `whsec_` secret instead of a generated one.
     pub secret: Option<String>,
@@ -266,6 +285,7 @@ pub struct NewWebhook {
     pub name: String,
     pub url: WebhookUrl,
     pub event_types: Vec<EventType>,
+    pub channels: Vec<Channel>,
     pub is_active: bool,
     /// `None`: generate one.
     pub secret: Option<WebhookSecret>,
@@ -277,6 +297,7 @@ pub struct WebhookPatch {
     pub name: Option<String>,
     pub url: Option<WebhookUrl>,
     pub event_types: Option<Vec<EventType>>,
+    pub channels: Option<Vec<Channel>>,
     pub is_active: Option<bool>,
 }
 
@@ -301,8 +322,9 @@ impl WebhookPatch {
             WebhookUrl::parse(&u, rules.require_https).map_err(|m| problems.push(FieldError::new("url", m))).ok()
         });
         let event_types = input.event_types.and_then(|names| parse_event_types(&names, rules.registry, &mut problems));
+        let channels = input.channels.and_then(|names| parse_channels("channels", &names, &mut problems));
         if problems.is_empty() {
-            Ok(Self { name, url, event_types, is_active: input.is_active })
+            Ok(Self { name, url, event_types, channels, is_active: input.is_active })
         } else {
             Err(Error::invalid(problems))
         }
@@ -325,10 +347,15 @@ impl NewWebhook {
         };
         let patch = WebhookPatch::parse(input, rules);
         match patch {
-            Ok(WebhookPatch { name: Some(name), url: Some(url), event_types: Some(event_types), is_active })
-                if problems.is_empty() =>
-            {
-                Ok(Self { name, url, event_types, is_active: is_active.unwrap_or(true), secret })
+            Ok(WebhookPatch {
+                name: Some(name),
+                url: Some(url),
+                event_types: Some(event_types),
+                channels,
+                is_active,
+            }) if problems.is_empty() => {
+                let channels = channels.unwrap_or_default();
+                Ok(Self { name, url, event_types, channels, is_active: is_active.unwrap_or(true), secret })
             }
             Ok(_) => Err(Error::invalid(problems)),
             Err(Error::Validation { details, .. }) => {
@@ -424,6 +451,7 @@ mod tests {
                 name: Some(" HRMS ".into()),
                 url: Some("https://x.example/".into()),
                 event_types: Some(vec!["job.created".into(), "job.created".into()]),
+                channels: None,
                 is_active: None,
                 secret: None,
             },
@@ -443,6 +471,7 @@ mod tests {
                 name: Some("n".into()),
                 url: Some("https://x.example/".into()),
                 event_types: Some(vec!["job.created".into()]),
+                channels: None,
                 is_active: None,
                 secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
             },
@@ -471,6 +500,7 @@ mod tests {
             name: Some("n".into()),
             url: Some("https://x.example/".into()),
             event_types: Some(vec!["job.created".into()]),
+            channels: None,
             is_active: None,
             secret: Some(secret.into()),
         };
@@ -496,6 +526,7 @@ mod tests {
                 name: Some("n".into()),
                 url: Some("https://x.example/".into()),
                 event_types: Some(vec!["job.created".into()]),
+                channels: None,
                 is_active: None,
                 secret: None,
             },

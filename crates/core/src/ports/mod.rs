@@ -10,6 +10,6 @@ pub use coordination::{Cache, Locks, Probe, RateDecision, RateLimiter, minute_wi
 pub use queue::{Queue, QueueDepth, ReceivedMessage};
 pub use sender::{OutboundRequest, SendResult, WebhookSender};
 pub use stores::{
-    DeliveryLog, DeliveryStats, EventFilter, EventStore, IdempotencyRecord, Insert, Record, StatsScope, TimelineBucket,
-    WebhookStore,
+    DeliveryLog, DeliveryStats, EventFilter, EventStore, IdempotencyRecord, Insert, Record, StatsScope, TenantStore,
+    TimelineBucket, WebhookStore,
 };

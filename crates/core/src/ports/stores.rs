@@ -3,8 +3,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Attempt, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, Page, PageRequest, TenantId, Webhook,
-    WebhookId,
+    ApiKey, ApiKeyId, Attempt, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, Page, PageRequest,
+    PortalLink, Tenant, TenantId, Webhook, WebhookId,
 };
 use crate::{Result, Timestamp};
 
@@ -96,6 +96,8 @@ pub enum Insert {
 pub struct EventFilter {
     pub event_type: Option<EventType>,
     pub source: Option<String>,
+    /// Only the events scoped to this tenant.
+    pub tenant: Option<TenantId>,
 }
 
 #[async_trait]
@@ -136,8 +138,41 @@ pub trait WebhookStore: std::fmt::Debug + Send + Sync + 'static {
     async fn update(&self, webhook: &Webhook) -> Result<bool>;
     /// False when it did not exist.
     async fn delete(&self, id: WebhookId) -> Result<bool>;
-    /// Every active webhook subscribed to `event_type`, across tenants.
-    async fn subscribed(&self, event_type: &EventType) -> Result<Vec<Webhook>>;
+    /// Every active webhook subscribed to `event_type`: `tenant`'s only, or every tenant's
+    /// when `None` (a broadcast). One indexed lookup, never a scan: the webhooks are indexed
+    /// by event type, then tenant. Channels are not looked at (the caller narrows by them).
+    async fn subscribed(&self, event_type: &EventType, tenant: Option<&TenantId>) -> Result<Vec<Webhook>>;
+    /// How many webhooks `tenant` has.
+    async fn count(&self, tenant: &TenantId) -> Result<u64>;
+}
+
+/// Tenants, their API keys and their portal links.
+#[async_trait]
+pub trait TenantStore: std::fmt::Debug + Send + Sync + 'static {
+    /// False (and nothing written) when a tenant with this id exists.
+    async fn insert(&self, tenant: &Tenant) -> Result<bool>;
+    async fn get(&self, id: &TenantId) -> Result<Option<Tenant>>;
+    /// Newest first (by [`Tenant::order`]).
+    async fn list(&self, page: &PageRequest) -> Result<Page<Tenant>>;
+    /// Replaces a stored tenant; false when it does not exist.
+    async fn update(&self, tenant: &Tenant) -> Result<bool>;
+    /// Removes the tenant and every key of it; false when it did not exist.
+    async fn delete(&self, id: &TenantId) -> Result<bool>;
+
+    async fn insert_key(&self, key: &ApiKey) -> Result<()>;
+    /// The tenant's keys, oldest first.
+    async fn keys(&self, tenant: &TenantId) -> Result<Vec<ApiKey>>;
+    /// The key whose SHA-256 is `digest`.
+    async fn key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKey>>;
+    /// False when the tenant has no such key.
+    async fn delete_key(&self, tenant: &TenantId, id: ApiKeyId) -> Result<bool>;
+    /// Records that the key was used at `at`.
+    async fn touch_key(&self, tenant: &TenantId, id: ApiKeyId, at: Timestamp) -> Result<()>;
+
+    async fn insert_portal_link(&self, link: &PortalLink) -> Result<()>;
+    /// Removes and returns the link whose token has SHA-256 `digest`, atomically: of two
+    /// concurrent takes, one gets it. Expired links may be returned; the caller checks.
+    async fn take_portal_link(&self, digest: &[u8; 32]) -> Result<Option<PortalLink>>;
 }
 
 /// A delivery's new state and, when an attempt led to it, that attempt: one entry of

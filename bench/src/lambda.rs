@@ -210,7 +210,8 @@ fn invocation(function: &str, event_id: Option<&str>) -> Value {
             "",
             json!({"content-type": "application/json", "x-service-token": SERVICE_TOKEN}),
             Some(
-                json!({"eventType": "job.created", "eventName": "Cold start", "payload": {"jobId": "1"}, "source": "relay-bench"})
+                // Scoped to the bench's tenant: the Lambda functions refuse broadcasts.
+                json!({"eventType": "job.created", "eventName": "Cold start", "payload": {"jobId": "1"}, "source": "relay-bench", "tenant": TENANT})
                     .to_string(),
             ),
         ),

@@ -125,6 +125,8 @@ struct Draft {
     name: String,
     url: String,
     event_types: Vec<String>,
+    /// As typed: names separated by commas or spaces.
+    channels: String,
 }
 
 impl Draft {
@@ -133,6 +135,7 @@ impl Draft {
             name: posted.field("name").unwrap_or_default().to_owned(),
             url: posted.field("url").unwrap_or_default().trim().to_owned(),
             event_types: posted.fields("eventTypes").map(str::to_owned).collect(),
+            channels: posted.field("channels").unwrap_or_default().trim().to_owned(),
         }
     }
 }
@@ -148,6 +151,7 @@ pub async fn create(State(state): State<WebState>, posted: Posted) -> Response {
         name: Some(draft.name.clone()),
         url: Some(draft.url.clone()),
         event_types: Some(draft.event_types.clone()),
+        channels: Some(draft.channels.split([',', ' ']).filter(|c| !c.is_empty()).map(str::to_owned).collect()),
         ..WebhookInput::default()
     };
     match state.management.admin.create(&posted.operator.session.tenant, input).await {
@@ -178,6 +182,10 @@ fn render_form(state: &WebState, frame: &Frame<'_>, draft: &Draft, problems: &[S
                 input #name type="text" name="name" value=(draft.name) required maxlength="255";
                 label for="url" { "URL" }
                 input #url type="url" name="url" value=(draft.url) required placeholder="https://example.com/webhooks";
+                label for="channels" { "Channels (optional)" }
+                input #channels type="text" name="channels" value=(draft.channels) placeholder="eu, orders:priority"
+                    aria-describedby="channels-help";
+                p.muted #channels-help { "Only events carrying one of these channels are delivered; leave empty for every event of the types below." }
                 fieldset.types {
                     legend { "Event types" }
                     @for event_type in state.management.admin.event_types() {
@@ -271,6 +279,10 @@ fn render_detail(frame: &Frame<'_>, view: &Detail<'_>) -> Markup {
             dl.facts {
                 dt { "URL" } dd.break { code { (webhook.url.as_str()) } }
                 dt { "Event types" } dd { (event_types(webhook)) }
+                dt { "Channels" } dd {
+                    @if webhook.channels.is_empty() { span.muted { "any" } }
+                    @else { (webhook.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) }
+                }
                 dt { "Status" } dd { (active_badge(webhook)) }
                 dt { "Created" } dd { (when(webhook.created_at)) }
                 dt { "Id" } dd { code { (webhook.id.to_string()) } }

@@ -108,6 +108,19 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
     assert!(refused.body.contains(r#"value="Billing""#) && refused.body.contains(r#"value="job.created" checked"#));
     let none = acme.post("/dashboard/webhooks", &[("name", "Billing"), ("url", "https://example.com/x")]).await;
     assert_eq!(none.status, StatusCode::UNPROCESSABLE_ENTITY, "no event type picked");
+    let bad_channel = acme
+        .post(
+            "/dashboard/webhooks",
+            &[
+                ("name", "Billing"),
+                ("url", "https://example.com/x"),
+                ("eventTypes", "job.created"),
+                ("channels", "eu/west"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_channel.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad_channel.body.contains("channels[0]") && bad_channel.body.contains(r#"value="eu/west""#));
 
     let created = acme
         .post(
@@ -117,6 +130,7 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
                 ("url", "https://example.com/billing"),
                 ("eventTypes", "job.created"),
                 ("eventTypes", "job.updated"),
+                ("channels", " eu, orders:priority "),
             ],
         )
         .await;
@@ -131,10 +145,12 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
         (Some("Billing"), Some("https://example.com/billing"))
     );
     assert_eq!(stored["eventTypes"], json!(["job.created", "job.updated"]));
+    assert_eq!(stored["channels"], json!(["eu", "orders:priority"]));
 
     let detail = acme.get(&location).await;
     assert_eq!(detail.status, StatusCode::OK);
     assert!(detail.body.contains("Webhook created.") && detail.body.contains("https://example.com/billing"));
+    assert!(detail.body.contains("eu, orders:priority"), "the channels are shown");
     assert!(detail.body.contains(&format!(r#"action="/dashboard/webhooks/{id}/disable""#)));
     let listed = acme.get("/dashboard/webhooks").await;
     assert!(listed.body.contains(&format!(r#"href="/dashboard/webhooks/{id}""#)) && listed.body.contains("active"));

@@ -5,5 +5,5 @@ fn refuses_to_start_without_its_configuration() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_relay-api")).env_clear().output().expect("runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "started without configuration");
-    assert!(stderr.contains("API_KEYS"), "{stderr}");
+    assert!(stderr.contains("SERVICE_TOKENS"), "{stderr}");
 }

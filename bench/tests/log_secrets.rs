@@ -22,6 +22,8 @@ use relay_bench::{Backend, RelayOptions, clock};
 const WRONG_KEY: &str = "canary-mistyped-api-key-0451";
 const AWS_SECRET: &str = "canary-aws-secret-access-key-0451";
 const DB_PASSWORD: &str = "canary-db-password-0451";
+/// A receiver's credential, sent as a webhook's custom `Authorization` header.
+const HEADER_SECRET: &str = "canary-receiver-bearer-0451";
 
 async fn secret_of(conn: &mut Conn, webhook: &str) -> String {
     let response = conn
@@ -61,6 +63,48 @@ async fn working_life(backend: Backend, dir: &Path) -> (String, Vec<String>) {
     let mut conn = Conn::new(relay.addr);
     let webhook = api.create_webhook("logged", &receiver.url(0), &["candidate.created"]).await.expect("webhook");
     let first_secret = secret_of(&mut conn, &webhook).await;
+    // Every delivery carries a receiver's credential as a custom header.
+    let headers = Bytes::from(format!(r#"{{"headers": {{"Authorization": "Bearer {HEADER_SECRET}"}}}}"#));
+    let put = conn
+        .send(Method::PUT, &format!("/api/webhooks/{webhook}"), &[("x-api-key", API_KEY)], headers)
+        .await
+        .expect("headers set");
+    assert_eq!(put.status, StatusCode::OK, "{}", String::from_utf8_lossy(&put.body));
+    // A tenant issued a key through the tenants API, and a portal link.
+    let tenant = Bytes::from_static(br#"{"id": "canary-tenant", "name": "Canary"}"#);
+    let created =
+        conn.send(Method::POST, "/api/tenants", &[("x-service-token", SERVICE_TOKEN)], tenant).await.expect("tenant");
+    assert_eq!(created.status, StatusCode::CREATED);
+    let issued = conn
+        .send(
+            Method::POST,
+            "/api/tenants/canary-tenant/api-keys",
+            &[("x-service-token", SERVICE_TOKEN)],
+            Bytes::from_static(br#"{"name": "ci"}"#),
+        )
+        .await
+        .expect("key");
+    let issued: serde_json::Value = serde_json::from_slice(&issued.body).expect("JSON");
+    let issued_key = issued["data"]["key"].as_str().expect("a key").to_owned();
+    let used = conn
+        .send(Method::GET, "/api/webhooks", &[("x-api-key", issued_key.as_str())], Bytes::new())
+        .await
+        .expect("used");
+    assert_eq!(used.status, StatusCode::OK);
+    let link = conn
+        .send(
+            Method::POST,
+            "/api/tenants/canary-tenant/portal-links",
+            &[("x-service-token", SERVICE_TOKEN)],
+            Bytes::new(),
+        )
+        .await
+        .expect("link");
+    let link: serde_json::Value = serde_json::from_slice(&link.body).expect("JSON");
+    let token = link["data"]["url"].as_str().expect("a url").rsplit('/').next().expect("a token").to_owned();
+    let opened =
+        conn.send(Method::GET, &format!("/dashboard/portal/{token}"), &[], Bytes::new()).await.expect("portal");
+    assert_eq!(opened.status, StatusCode::SEE_OTHER);
     for seq in 0..5 {
         api.post_event(event_body("candidate.created", seq, clock::now_ns(), 128)).await.expect("event");
     }
@@ -127,7 +171,16 @@ async fn working_life(backend: Backend, dir: &Path) -> (String, Vec<String>) {
     let output = std::fs::read_to_string(&log).expect("relay output");
     // The session cookie is a credential too, and so is its signature alone.
     let signature = session.rsplit('.').next().unwrap_or_default().to_owned();
-    let mut secrets = vec![SERVICE_TOKEN.to_owned(), API_KEY.to_owned(), WRONG_KEY.to_owned(), session, signature];
+    let mut secrets = vec![
+        SERVICE_TOKEN.to_owned(),
+        API_KEY.to_owned(),
+        WRONG_KEY.to_owned(),
+        HEADER_SECRET.to_owned(),
+        issued_key,
+        token,
+        session,
+        signature,
+    ];
     for secret in [first_secret, second_secret, third_secret] {
         // The key part too: `whsec_` + base64 of the signing key.
         secrets.push(secret.trim_start_matches("whsec_").to_owned());

@@ -40,6 +40,7 @@ mod template;
 mod tenants;
 mod tools;
 mod web;
+mod webhook_controls;
 
 /// The SQS event Lambda would hand the delivery function for these messages.
 fn worker_event(messages: &[relay_core::ports::ReceivedMessage]) -> aws_lambda_events::event::sqs::SqsEvent {

@@ -332,7 +332,12 @@ fn sender(allowed: &[&str], dns: FakeDns) -> HttpSender {
 async fn post(sender: &HttpSender, url: &str) -> SendResult {
     let url = Url::parse(url).unwrap();
     sender
-        .send(OutboundRequest { url: &url, headers: &[("content-type", "application/json")], body: b"{}".to_vec() })
+        .send(OutboundRequest {
+            url: &url,
+            headers: &[("content-type", "application/json")],
+            body: b"{}".to_vec(),
+            timeout: None,
+        })
         .await
 }
 

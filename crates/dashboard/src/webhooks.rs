@@ -283,6 +283,23 @@ fn render_detail(frame: &Frame<'_>, view: &Detail<'_>) -> Markup {
                     @if webhook.channels.is_empty() { span.muted { "any" } }
                     @else { (webhook.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")) }
                 }
+                @if let Some(filter) = &webhook.filter {
+                    dt { "Filter" } dd.break { code { (filter.as_json().to_string()) } }
+                }
+                @if !webhook.schedule.is_default() {
+                    dt { "Schedule" } dd {
+                        @if let Some(ms) = webhook.schedule.timeout_ms { "timeout " (ms) " ms" br; }
+                        @if let Some(n) = webhook.schedule.max_retries { (n) " retries" br; }
+                        @if let Some(ms) = webhook.schedule.retry_delay_ms { "first retry after " (ms) " ms, doubling" }
+                    }
+                }
+                @if !webhook.headers.is_empty() {
+                    dt { "Headers" } dd.break {
+                        @for (name, value) in webhook.headers.masked() {
+                            code { (name) ": " (value.as_str().unwrap_or_default()) } br;
+                        }
+                    }
+                }
                 dt { "Status" } dd { (active_badge(webhook)) }
                 dt { "Created" } dd { (when(webhook.created_at)) }
                 dt { "Id" } dd { code { (webhook.id.to_string()) } }

@@ -17,6 +17,14 @@ pub struct WebhookView<'a> {
     pub url: &'a str,
     pub event_types: &'a [EventType],
     pub channels: &'a [Channel],
+    /// The filter as written; `null` when none.
+    pub filter: Option<&'a serde_json::Value>,
+    /// The custom headers, credentials' values masked.
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    /// The webhook's own attempt timeout and retry schedule; `null`: the relay's settings.
+    pub timeout_ms: Option<u64>,
+    pub max_retries: Option<u32>,
+    pub retry_delay_ms: Option<u64>,
     pub is_active: bool,
     pub disabled_reason: Option<&'a str>,
     /// Since when every delivery has failed; `null` while deliveries succeed.
@@ -35,6 +43,11 @@ impl<'a> WebhookView<'a> {
             url: webhook.url.as_str(),
             event_types: &webhook.event_types,
             channels: &webhook.channels,
+            filter: webhook.filter.as_ref().map(|f| f.as_json()),
+            headers: webhook.headers.masked(),
+            timeout_ms: webhook.schedule.timeout_ms,
+            max_retries: webhook.schedule.max_retries,
+            retry_delay_ms: webhook.schedule.retry_delay_ms,
             is_active: webhook.is_active,
             disabled_reason: webhook.disabled_reason.as_deref(),
             failing_since: webhook.failing_since,

@@ -64,7 +64,7 @@ impl HttpSender {
     }
 
     /// What went wrong, for the attempt log: never the URL (its query may hold a token).
-    fn describe(&self, err: &reqwest::Error, tls: bool) -> String {
+    fn describe(&self, err: &reqwest::Error, tls: bool, timeout: Duration) -> String {
         let mut source = err.source();
         while let Some(inner) = source {
             if let Some(blocked) = inner.downcast_ref::<Blocked>() {
@@ -73,7 +73,7 @@ impl HttpSender {
             source = inner.source();
         }
         if err.is_timeout() {
-            format!("timed out after {} ms", self.timeout.as_millis())
+            format!("timed out after {} ms", timeout.as_millis())
         } else if tls && err.is_connect() && is_tls_failure(err) {
             format!("TLS handshake failed: {}", root_cause(err))
         } else if err.is_connect() {
@@ -122,13 +122,14 @@ impl WebhookSender for HttpSender {
             return self.failure(blocked.to_string(), started);
         }
         let tls = request.url.scheme() == "https";
-        let mut builder = self.client.post(request.url.clone()).body(request.body);
+        let timeout = request.timeout.map_or(self.timeout, |t| t.min(self.timeout));
+        let mut builder = self.client.post(request.url.clone()).body(request.body).timeout(timeout);
         for (name, value) in request.headers {
             builder = builder.header(*name, *value);
         }
         let mut response = match builder.send().await {
             Ok(response) => response,
-            Err(err) => return self.failure(self.describe(&err.without_url(), tls), started),
+            Err(err) => return self.failure(self.describe(&err.without_url(), tls, timeout), started),
         };
         let status = response.status().as_u16();
         let retry_after =
@@ -143,7 +144,7 @@ impl WebhookSender for HttpSender {
                 Ok(None) => break,
                 Err(err) => {
                     // The status already arrived; a body cut short is noted, not a failure.
-                    body_error = Some(format!("response body: {}", self.describe(&err.without_url(), tls)));
+                    body_error = Some(format!("response body: {}", self.describe(&err.without_url(), tls, timeout)));
                     break;
                 }
             }

@@ -100,7 +100,7 @@ fn management(b: &Backends, settings: &Settings) -> relay_core::Result<Managemen
     let directory = Arc::new(Directory::new(settings.credentials.clone(), b.tenants.clone()));
     let deliverer = b.deliverer(Arc::new(sender), &settings.delivery, settings.secret_keys.clone(), directory.clone());
     let registry = Arc::new(settings.event_types.clone());
-    let policy = AdminPolicy::new(registry, &settings.webhooks, settings.secret_keys.clone());
+    let policy = AdminPolicy::new(registry, &settings.webhooks, settings.secret_keys.clone(), &settings.delivery);
     let (webhooks, deliveries, events) = (b.webhooks.clone(), b.deliveries.clone(), b.events.clone());
     Ok(ManagementState {
         admin: WebhookAdmin::new(webhooks, deliveries, events, deliverer, policy, directory.clone()),

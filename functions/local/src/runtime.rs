@@ -73,7 +73,7 @@ impl Relay {
         let b = &backends;
         let directory = Arc::new(Directory::new(config.credentials.clone(), b.tenants.clone()));
         let deliverer = b.deliverer(Arc::new(sender), &config.delivery, keys.clone(), directory.clone());
-        let policy = AdminPolicy::new(registry.clone(), &config.webhooks, keys);
+        let policy = AdminPolicy::new(registry.clone(), &config.webhooks, keys, &config.delivery);
         let tenancy = Tenancy { directory: directory.clone(), allow_broadcast: config.allow_broadcast_events };
         Ok(Self {
             ingest: Ingest::new(b.events.clone(), b.queue.clone(), registry, tenancy),

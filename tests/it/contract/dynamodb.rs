@@ -43,6 +43,7 @@ dynamo_suite! {
     webhooks::subscribed_is_scoped_by_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::count_is_per_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::channels_round_trip => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
+    webhooks::filter_headers_and_schedule_round_trip => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::lists_page_through => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::stale_writes_are_refused_and_concurrent_changes_all_land => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     tenants::insert_get_update_delete => |c, n| Arc::new(DynamoTenantStore::new(c, &n));

@@ -41,6 +41,7 @@ suite! {
     webhooks::subscribed_is_scoped_by_tenant => Arc::new(MemoryWebhookStore::new());
     webhooks::count_is_per_tenant => Arc::new(MemoryWebhookStore::new());
     webhooks::channels_round_trip => Arc::new(MemoryWebhookStore::new());
+    webhooks::filter_headers_and_schedule_round_trip => Arc::new(MemoryWebhookStore::new());
     webhooks::lists_page_through => Arc::new(MemoryWebhookStore::new());
     webhooks::stale_writes_are_refused_and_concurrent_changes_all_land => Arc::new(MemoryWebhookStore::new());
     tenants::insert_get_update_delete => Arc::new(MemoryTenantStore::new());

@@ -36,7 +36,16 @@ pub fn webhook(tenant: &str, event_types: &[&str], active: bool) -> Webhook {
     }))
     .unwrap();
     let registry = EventTypeRegistry::default();
-    let new = NewWebhook::parse(input, WebhookRules { registry: &registry, require_https: true }).unwrap();
+    let new = NewWebhook::parse(
+        input,
+        WebhookRules {
+            registry: &registry,
+            require_https: true,
+            max_timeout: std::time::Duration::from_secs(5),
+            max_retries: 3,
+        },
+    )
+    .unwrap();
     Webhook::new(TenantId::parse(tenant).unwrap(), new, Timestamp::now(), keys()).unwrap()
 }
 

@@ -70,6 +70,7 @@ cached_suite!(
     subscribed_is_scoped_by_tenant,
     count_is_per_tenant,
     channels_round_trip,
+    filter_headers_and_schedule_round_trip,
     lists_page_through,
     stale_writes_are_refused_and_concurrent_changes_all_land,
 );

@@ -179,6 +179,43 @@ pub async fn channels_round_trip(store: Arc<dyn WebhookStore>) {
     assert_eq!(store.get(hook.id).await.unwrap().unwrap().channels, []);
 }
 
+/// A webhook's filter, custom headers and schedule come back as written, through every read, and go
+/// when removed.
+pub async fn filter_headers_and_schedule_round_trip(store: Arc<dyn WebhookStore>) {
+    use relay_core::domain::{CustomHeaders, Filter};
+    let registry = EventTypeRegistry::default();
+    let created = registry.parse("job.created").unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    let written =
+        serde_json::json!({"payload.status": {"$in": ["hired"]}, "$or": [{"source": "ats"}, {"tenant": "acme"}]});
+    let filter = Filter::parse(&written, "filter").unwrap();
+    let headers = serde_json::json!({"Authorization": "Bearer s3cr3t", "X-Team": "core"});
+    let headers = CustomHeaders::parse(headers.as_object().unwrap()).unwrap();
+    let schedule =
+        relay_core::domain::Schedule { timeout_ms: Some(1500), max_retries: Some(0), retry_delay_ms: Some(250) };
+    let mut hook = webhook("acme", &["job.created"], true);
+    hook.filter = Some(filter.clone());
+    hook.headers = headers.clone();
+    hook.schedule = schedule;
+    store.insert(&hook).await.unwrap();
+
+    let read = store.get(hook.id).await.unwrap().unwrap();
+    assert_eq!((read.filter.as_ref(), &read.headers), (Some(&filter), &headers));
+    assert_eq!(read.schedule, schedule);
+    assert_eq!(read.filter.unwrap().as_json(), &written, "kept as written");
+    let found = store.subscribed(&created, Some(&acme)).await.unwrap();
+    let found = found.iter().find(|w| w.id == hook.id).unwrap();
+    assert_eq!((found.filter.as_ref(), &found.headers), (Some(&filter), &headers));
+
+    let mut changed = store.get(hook.id).await.unwrap().unwrap();
+    changed.filter = None;
+    changed.headers = CustomHeaders::default();
+    changed.schedule = relay_core::domain::Schedule::default();
+    assert!(store.update(&changed).await.unwrap());
+    let read = store.get(hook.id).await.unwrap().unwrap();
+    assert_eq!((read.filter, read.headers.is_empty(), read.schedule.is_default()), (None, true, true));
+}
+
 pub async fn lists_page_through(store: Arc<dyn WebhookStore>) {
     let acme = TenantId::parse("acme").unwrap();
     let mut ids = Vec::new();

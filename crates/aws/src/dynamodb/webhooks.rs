@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::query::{Item, NewestFirst};
 use super::schema::{TableNames, index};
 use super::{corrupt, to_item, unavailable};
-use relay_core::domain::{Channel, EventType, Page, PageRequest, TenantId, Webhook, WebhookId, WebhookUrl};
+use relay_core::domain::{Channel, EventType, Page, PageRequest, Schedule, TenantId, Webhook, WebhookId, WebhookUrl};
 use relay_core::ports::WebhookStore;
 use relay_core::sealing::SealedSecret;
 use relay_core::{Error, Result, Timestamp};
@@ -198,6 +198,19 @@ struct WebhookItem {
     /// Absent on items written before channels existed: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     channels: Vec<String>,
+    /// The filter's JSON text; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    filter: Option<String>,
+    /// The custom headers as a JSON object's text; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    headers: Option<String>,
+    /// The webhook's own timeout and retry schedule; absent: the relay's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_delay_ms: Option<u64>,
     is_active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
@@ -227,6 +240,11 @@ impl WebhookItem {
             url: w.url.as_str().into(),
             event_types: w.event_types.iter().map(|t| t.as_str().to_owned()).collect(),
             channels: w.channels.iter().map(|c| c.as_str().to_owned()).collect(),
+            filter: w.filter.as_ref().map(|f| f.as_json().to_string()),
+            headers: (!w.headers.is_empty()).then(|| serde_json::to_string(&w.headers).unwrap_or_default()),
+            timeout_ms: w.schedule.timeout_ms,
+            max_retries: w.schedule.max_retries,
+            retry_delay_ms: w.schedule.retry_delay_ms,
             is_active: w.is_active,
             disabled_reason: w.disabled_reason.clone(),
             secret: w.secret.as_str().into(),
@@ -253,6 +271,19 @@ impl WebhookItem {
                 .collect::<Result<_, _>>()
                 .map_err(bad)?,
             channels: self.channels.iter().map(|c| Channel::parse(c)).collect::<Result<_, _>>().map_err(bad)?,
+            filter: self.filter.as_deref().map(serde_json::from_str).transpose().map_err(|e| bad(e.to_string()))?,
+            headers: self
+                .headers
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?
+                .unwrap_or_default(),
+            schedule: Schedule {
+                timeout_ms: self.timeout_ms,
+                max_retries: self.max_retries,
+                retry_delay_ms: self.retry_delay_ms,
+            },
             is_active: self.is_active,
             disabled_reason: self.disabled_reason,
             secret: SealedSecret::from_stored(self.secret),

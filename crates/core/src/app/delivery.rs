@@ -143,7 +143,9 @@ impl Deliverer {
             .iter()
             .map(|event| {
                 let found = webhooks.get(&(&event.event_type, event.tenant.as_ref())).map_or(&[][..], Vec::as_slice);
-                (event, found.iter().filter(|w| w.receives(event) && !disabled.contains(&w.tenant)).collect())
+                // Parsed once per event, by the first webhook whose filter reads it.
+                let payload = std::cell::OnceCell::new();
+                (event, found.iter().filter(|w| w.receives(event, &payload) && !disabled.contains(&w.tenant)).collect())
             })
             .collect();
         let now = Timestamp::now();
@@ -381,8 +383,11 @@ impl Deliverer {
         let secrets = webhook.signing_secrets(&self.keys, started_at)?;
         let secrets: Vec<&WebhookSecret> = secrets.iter().collect();
         let headers = SignatureHeaders::sign(&secrets, &event.id.to_string(), started_at.as_secs(), &body);
-        let pairs = headers.to_pairs();
-        let sent = self.sender.send(OutboundRequest { url: webhook.url.as_url(), headers: &pairs, body }).await;
+        // The relay's own headers, then the webhook's (which never share a name with them).
+        let pairs: Vec<(&str, &str)> = headers.to_pairs().into_iter().chain(webhook.headers.iter()).collect();
+        let timeout = webhook.schedule.timeout();
+        let sent =
+            self.sender.send(OutboundRequest { url: webhook.url.as_url(), headers: &pairs, body, timeout }).await;
 
         let now = Timestamp::now();
         let retry_after = sent.retry_after.as_deref().and_then(|value| parse_retry_after(value, now));
@@ -396,7 +401,7 @@ impl Deliverer {
             trigger,
             created_at: started_at,
         };
-        let (next, retry_in) = delivery.after_attempt(&result, &attempt, &self.policy, now);
+        let (next, retry_in) = delivery.after_attempt(&result, &attempt, &webhook.schedule.policy(&self.policy), now);
         Ok(Sent { next, attempt, retry_in, result, duration: sent.duration, at: now })
     }
 

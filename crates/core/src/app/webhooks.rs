@@ -11,7 +11,7 @@ use crate::domain::{
 };
 use crate::ports::{DeliveryLog, EventStore, WebhookStore};
 use crate::sealing::SecretKeys;
-use crate::settings::WebhookSettings;
+use crate::settings::{DeliverySettings, WebhookSettings};
 use crate::ssrf::SsrfGuard;
 use crate::{Error, Result, Timestamp};
 
@@ -88,16 +88,30 @@ pub struct AdminPolicy {
     pub secret_grace: Duration,
     /// The keys webhook secrets are sealed with.
     pub keys: SecretKeys,
+    /// `WEBHOOK_TIMEOUT`: the longest attempt timeout a webhook may ask for.
+    pub max_timeout: Duration,
+    /// `WEBHOOK_MAX_RETRIES`: the most retries a webhook may ask for (the queues' receive
+    /// counts before the dead-letter queue are sized for it).
+    pub max_retries: u32,
 }
 
 impl AdminPolicy {
-    pub fn new(registry: Arc<EventTypeRegistry>, settings: &WebhookSettings, keys: SecretKeys) -> Self {
+    /// `delivery` bounds a webhook's own schedule: `timeoutMs` up to `WEBHOOK_TIMEOUT`,
+    /// `maxRetries` up to `WEBHOOK_MAX_RETRIES`.
+    pub fn new(
+        registry: Arc<EventTypeRegistry>,
+        settings: &WebhookSettings,
+        keys: SecretKeys,
+        delivery: &DeliverySettings,
+    ) -> Self {
         Self {
             registry,
             require_https: settings.require_https,
             guard: Arc::new(SsrfGuard::new(settings.allowed_cidrs.clone())),
             secret_grace: settings.secret_grace,
             keys,
+            max_timeout: delivery.webhook_timeout,
+            max_retries: delivery.retry.max_retries,
         }
     }
 }
@@ -115,7 +129,12 @@ impl WebhookAdmin {
     }
 
     fn rules(&self) -> WebhookRules<'_> {
-        WebhookRules { registry: &self.policy.registry, require_https: self.policy.require_https }
+        WebhookRules {
+            registry: &self.policy.registry,
+            require_https: self.policy.require_https,
+            max_timeout: self.policy.max_timeout,
+            max_retries: self.policy.max_retries,
+        }
     }
 
     /// A URL whose host is a literal address the guard refuses can never be delivered to:

@@ -7,10 +7,10 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{ApiKeyId, TenantId, required_text};
+use super::{ApiKeyId, TenantId, nullable, required_text};
 use crate::{Error, FieldError, Result, Timestamp};
 
 /// How many webhooks a tenant may have unless it says otherwise.
@@ -81,11 +81,6 @@ impl Tenant {
         }
         self.updated_at = now;
     }
-}
-
-/// `null` and absent told apart: `Some(None)` is an explicit `null`.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The body of `POST /api/tenants` and `PUT /api/tenants/{id}`, as sent.

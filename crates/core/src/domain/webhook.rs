@@ -9,7 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
 
 use super::{
-    Channel, Event, EventType, EventTypeRegistry, TenantId, WebhookId, channels_match, parse_channels, required_text,
+    Channel, CustomHeaders, Event, EventType, EventTypeRegistry, Filter, TenantId, WebhookId, channels_match, nullable,
+    parse_channels, required_text,
 };
 use crate::sealing::{SealedSecret, SecretKeys};
 use crate::{Error, FieldError, Result, Timestamp};
@@ -132,6 +133,15 @@ pub struct Webhook {
     /// When not empty, only events carrying one of these channels are delivered.
     #[serde(default)]
     pub channels: Vec<Channel>,
+    /// Only events passing it are delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    /// Sent with every delivery.
+    #[serde(default, skip_serializing_if = "CustomHeaders::is_empty")]
+    pub headers: CustomHeaders,
+    /// Its own schedule, within the relay's bounds: `None` is the relay's setting.
+    #[serde(default, skip_serializing_if = "Schedule::is_default")]
+    pub schedule: Schedule,
     pub is_active: bool,
     /// Why the relay disabled it (e.g. the endpoint answered 410 Gone).
     pub disabled_reason: Option<String>,
@@ -165,6 +175,9 @@ impl Webhook {
             url: new.url,
             event_types: new.event_types,
             channels: new.channels,
+            filter: new.filter,
+            headers: new.headers,
+            schedule: new.schedule,
             is_active: new.is_active,
             disabled_reason: None,
             secret,
@@ -181,11 +194,14 @@ impl Webhook {
         self.is_active && self.event_types.contains(event_type)
     }
 
-    /// Whether `event` is for this webhook: active, subscribed to its type, and sharing a
-    /// channel with it unless the webhook names none. (Which tenant's it is, the store's
-    /// lookup decides.)
-    pub fn receives(&self, event: &Event) -> bool {
-        self.wants(&event.event_type) && channels_match(&self.channels, &event.channels)
+    /// Whether `event` is for this webhook: active, subscribed to its type, sharing a channel
+    /// with it unless the webhook names none, and passing its filter. `payload` holds the
+    /// event's payload parsed, filled by the first filter that needs it. (Which tenant's it
+    /// is, the store's lookup decides.)
+    pub fn receives(&self, event: &Event, payload: &std::cell::OnceCell<serde_json::Value>) -> bool {
+        self.wants(&event.event_type)
+            && channels_match(&self.channels, &event.channels)
+            && self.filter.as_ref().is_none_or(|f| f.matches(event, payload.get_or_init(|| event.payload.to_value())))
     }
 
     /// Applies a checked `PUT`. Re-enabling clears the reason it was disabled.
@@ -202,6 +218,13 @@ impl Webhook {
         if let Some(channels) = patch.channels {
             self.channels = channels;
         }
+        if let Some(filter) = patch.filter {
+            self.filter = filter;
+        }
+        if let Some(headers) = patch.headers {
+            self.headers = headers;
+        }
+        self.schedule.apply(&patch.schedule);
         if let Some(active) = patch.is_active {
             self.is_active = active;
             if active {
@@ -270,6 +293,26 @@ pub struct WebhookInput {
     /// Up to 10 channels; the webhook then receives only events carrying one of them (`[]`:
     /// every event of its types).
     pub channels: Option<Vec<String>>,
+    /// A filter on the event (`eventType`, `source`, `tenant`, `payload.*`): only events passing
+    /// it are delivered; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Option<serde_json::Value>>,
+    /// Headers sent with every delivery (up to 20); replaces the whole set, `{}` clears it.
+    #[schema(value_type = Option<Object>)]
+    pub headers: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Ms per attempt, 1 to `WEBHOOK_TIMEOUT`; `null`: the relay's.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>)]
+    pub timeout_ms: Option<Option<u64>>,
+    /// Retries after the first attempt, 0 to `WEBHOOK_MAX_RETRIES`; `null`: `WEBHOOK_MAX_RETRIES`.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub max_retries: Option<Option<u32>>,
+    /// Ms before the first retry (doubling after), 1 to 43200000; `null`: `WEBHOOK_RETRY_DELAY`.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>)]
+    pub retry_delay_ms: Option<Option<u64>>,
     pub is_active: Option<bool>,
     /// Only on create: the caller's own `whsec_` secret instead of a generated one.
     pub secret: Option<String>,
@@ -286,6 +329,9 @@ pub struct NewWebhook {
     pub url: WebhookUrl,
     pub event_types: Vec<EventType>,
     pub channels: Vec<Channel>,
+    pub filter: Option<Filter>,
+    pub headers: CustomHeaders,
+    pub schedule: Schedule,
     pub is_active: bool,
     /// `None`: generate one.
     pub secret: Option<WebhookSecret>,
@@ -298,6 +344,11 @@ pub struct WebhookPatch {
     pub url: Option<WebhookUrl>,
     pub event_types: Option<Vec<EventType>>,
     pub channels: Option<Vec<Channel>>,
+    /// `Some(None)`: remove the filter.
+    pub filter: Option<Option<Filter>>,
+    pub headers: Option<CustomHeaders>,
+    /// Each field: `Some(None)` back to the relay's setting.
+    pub schedule: SchedulePatch,
     pub is_active: Option<bool>,
 }
 
@@ -306,6 +357,97 @@ pub struct WebhookPatch {
 pub struct WebhookRules<'a> {
     pub registry: &'a EventTypeRegistry,
     pub require_https: bool,
+    /// `WEBHOOK_TIMEOUT`: the longest `timeoutMs`.
+    pub max_timeout: std::time::Duration,
+    /// `WEBHOOK_MAX_RETRIES`: the most `maxRetries`.
+    pub max_retries: u32,
+}
+
+/// The longest `retryDelayMs` (as `WEBHOOK_RETRY_DELAY`).
+pub const MAX_RETRY_DELAY_MS: u64 = 43_200_000;
+
+/// A webhook's own attempt timeout and retry schedule; each `None` is the relay's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay_ms: Option<u64>,
+}
+
+/// A checked change of a [`Schedule`]: `None` leaves a field, `Some(None)` resets it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SchedulePatch {
+    pub timeout_ms: Option<Option<u64>>,
+    pub max_retries: Option<Option<u32>>,
+    pub retry_delay_ms: Option<Option<u64>>,
+}
+
+impl SchedulePatch {
+    /// Pushes a problem for each value out of its bounds: the relay's `WEBHOOK_TIMEOUT` and
+    /// `WEBHOOK_MAX_RETRIES` at most (the queues are sized for the latter), and a first retry
+    /// within 12 hours.
+    fn check(self, rules: WebhookRules<'_>, problems: &mut Vec<FieldError>) -> Self {
+        let max_timeout_ms = u64::try_from(rules.max_timeout.as_millis()).unwrap_or(u64::MAX);
+        let bounds = [
+            ("timeoutMs", self.timeout_ms.flatten(), 1, max_timeout_ms, "at most WEBHOOK_TIMEOUT"),
+            (
+                "maxRetries",
+                self.max_retries.flatten().map(u64::from),
+                0,
+                u64::from(rules.max_retries),
+                "at most WEBHOOK_MAX_RETRIES",
+            ),
+            ("retryDelayMs", self.retry_delay_ms.flatten(), 1, MAX_RETRY_DELAY_MS, "ms before the first retry"),
+        ];
+        for (field, value, min, max, what) in bounds {
+            if value.is_some_and(|n| !(min..=max).contains(&n)) {
+                problems.push(FieldError::new(field, format!("must be from {min} to {max} ({what})")));
+            }
+        }
+        self
+    }
+}
+
+impl Schedule {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// This schedule with `patch` applied.
+    pub fn with(mut self, patch: &SchedulePatch) -> Self {
+        self.apply(patch);
+        self
+    }
+
+    pub fn apply(&mut self, patch: &SchedulePatch) {
+        if let Some(timeout) = patch.timeout_ms {
+            self.timeout_ms = timeout;
+        }
+        if let Some(retries) = patch.max_retries {
+            self.max_retries = retries;
+        }
+        if let Some(delay) = patch.retry_delay_ms {
+            self.retry_delay_ms = delay;
+        }
+    }
+
+    /// `relay`'s retry policy with this schedule's overrides.
+    pub fn policy(&self, relay: &crate::backoff::RetryPolicy) -> crate::backoff::RetryPolicy {
+        crate::backoff::RetryPolicy {
+            max_retries: self.max_retries.unwrap_or(relay.max_retries),
+            base_delay: self.retry_delay_ms.map_or(relay.base_delay, std::time::Duration::from_millis),
+            ..*relay
+        }
+    }
+
+    /// The attempt timeout, when the webhook has its own.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        self.timeout_ms.map(std::time::Duration::from_millis)
+    }
 }
 
 impl WebhookPatch {
@@ -323,8 +465,20 @@ impl WebhookPatch {
         });
         let event_types = input.event_types.and_then(|names| parse_event_types(&names, rules.registry, &mut problems));
         let channels = input.channels.and_then(|names| parse_channels("channels", &names, &mut problems));
+        let filter = match input.filter {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(value)) => Filter::parse(&value, "filter").map_err(|p| problems.extend(p)).ok().map(Some),
+        };
+        let wanted = SchedulePatch {
+            timeout_ms: input.timeout_ms,
+            max_retries: input.max_retries,
+            retry_delay_ms: input.retry_delay_ms,
+        };
+        let schedule = wanted.check(rules, &mut problems);
+        let headers = input.headers.and_then(|map| CustomHeaders::parse(&map).map_err(|p| problems.extend(p)).ok());
         if problems.is_empty() {
-            Ok(Self { name, url, event_types, channels, is_active: input.is_active })
+            Ok(Self { name, url, event_types, channels, filter, headers, schedule, is_active: input.is_active })
         } else {
             Err(Error::invalid(problems))
         }
@@ -352,11 +506,21 @@ impl NewWebhook {
                 url: Some(url),
                 event_types: Some(event_types),
                 channels,
+                filter,
+                headers,
+                schedule,
                 is_active,
-            }) if problems.is_empty() => {
-                let channels = channels.unwrap_or_default();
-                Ok(Self { name, url, event_types, channels, is_active: is_active.unwrap_or(true), secret })
-            }
+            }) if problems.is_empty() => Ok(Self {
+                name,
+                url,
+                event_types,
+                channels: channels.unwrap_or_default(),
+                filter: filter.flatten(),
+                headers: headers.unwrap_or_default(),
+                schedule: Schedule::default().with(&schedule),
+                is_active: is_active.unwrap_or(true),
+                secret,
+            }),
             Ok(_) => Err(Error::invalid(problems)),
             Err(Error::Validation { details, .. }) => {
                 problems.extend(details);
@@ -395,8 +559,12 @@ fn parse_event_types(
 mod tests {
     use super::*;
 
-    const RULES_HTTP: fn(&EventTypeRegistry) -> WebhookRules<'_> =
-        |registry| WebhookRules { registry, require_https: false };
+    const RULES_HTTP: fn(&EventTypeRegistry) -> WebhookRules<'_> = |registry| WebhookRules {
+        registry,
+        require_https: false,
+        max_timeout: std::time::Duration::from_secs(5),
+        max_retries: 3,
+    };
 
     #[test]
     fn urls_follow_the_rules() {
@@ -452,6 +620,11 @@ mod tests {
                 url: Some("https://x.example/".into()),
                 event_types: Some(vec!["job.created".into(), "job.created".into()]),
                 channels: None,
+                filter: None,
+                headers: None,
+                timeout_ms: None,
+                max_retries: None,
+                retry_delay_ms: None,
                 is_active: None,
                 secret: None,
             },
@@ -472,6 +645,11 @@ mod tests {
                 url: Some("https://x.example/".into()),
                 event_types: Some(vec!["job.created".into()]),
                 channels: None,
+                filter: None,
+                headers: None,
+                timeout_ms: None,
+                max_retries: None,
+                retry_delay_ms: None,
                 is_active: None,
                 secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
             },
@@ -501,6 +679,11 @@ mod tests {
             url: Some("https://x.example/".into()),
             event_types: Some(vec!["job.created".into()]),
             channels: None,
+            filter: None,
+            headers: None,
+            timeout_ms: None,
+            max_retries: None,
+            retry_delay_ms: None,
             is_active: None,
             secret: Some(secret.into()),
         };
@@ -527,6 +710,11 @@ mod tests {
                 url: Some("https://x.example/".into()),
                 event_types: Some(vec!["job.created".into()]),
                 channels: None,
+                filter: None,
+                headers: None,
+                timeout_ms: None,
+                max_retries: None,
+                retry_delay_ms: None,
                 is_active: None,
                 secret: None,
             },

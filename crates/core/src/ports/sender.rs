@@ -7,8 +7,10 @@ use url::Url;
 #[derive(Debug, Clone)]
 pub struct OutboundRequest<'a> {
     pub url: &'a Url,
-    pub headers: &'a [(&'static str, &'a str)],
+    pub headers: &'a [(&'a str, &'a str)],
     pub body: Vec<u8>,
+    /// The webhook's own `timeoutMs`, shorter than the sender's; `None`: the sender's.
+    pub timeout: Option<Duration>,
 }
 
 /// What came of it. `status` is `None` when no response arrived (refused, timed out, blocked).

@@ -127,6 +127,13 @@ struct Draft {
     event_types: Vec<String>,
     /// As typed: names separated by commas or spaces.
     channels: String,
+    /// JSON, as typed.
+    filter: String,
+    /// `Name: value`, a header a line, as typed.
+    headers: String,
+    timeout_ms: String,
+    max_retries: String,
+    retry_delay_ms: String,
 }
 
 impl Draft {
@@ -136,7 +143,52 @@ impl Draft {
             url: posted.field("url").unwrap_or_default().trim().to_owned(),
             event_types: posted.fields("eventTypes").map(str::to_owned).collect(),
             channels: posted.field("channels").unwrap_or_default().trim().to_owned(),
+            filter: posted.field("filter").unwrap_or_default().trim().to_owned(),
+            headers: posted.field("headers").unwrap_or_default().trim().to_owned(),
+            timeout_ms: posted.field("timeoutMs").unwrap_or_default().trim().to_owned(),
+            max_retries: posted.field("maxRetries").unwrap_or_default().trim().to_owned(),
+            retry_delay_ms: posted.field("retryDelayMs").unwrap_or_default().trim().to_owned(),
         }
+    }
+
+    /// The API's input, or what in the text fields cannot become one (the rest the API checks).
+    fn input(&self) -> Result<WebhookInput, Vec<String>> {
+        let mut problems = Vec::new();
+        let filter = match self.filter.as_str() {
+            "" => None,
+            text => serde_json::from_str(text).map_err(|e| problems.push(format!("filter: is not JSON ({e})"))).ok(),
+        };
+        let mut headers = serde_json::Map::new();
+        for (i, line) in self.headers.lines().map(str::trim).filter(|l| !l.is_empty()).enumerate() {
+            match line.split_once(':') {
+                Some((name, value)) => {
+                    headers.insert(name.trim().to_owned(), serde_json::Value::String(value.trim().to_owned()));
+                }
+                None => problems.push(format!("headers: line {} is not Name: value", i + 1)),
+            }
+        }
+        let mut number = |field: &str, text: &str| match text {
+            "" => None,
+            text => text.parse::<u64>().map_err(|_| problems.push(format!("{field}: must be a whole number"))).ok(),
+        };
+        let timeout_ms = number("timeoutMs", &self.timeout_ms);
+        let max_retries = number("maxRetries", &self.max_retries).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let retry_delay_ms = number("retryDelayMs", &self.retry_delay_ms);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(WebhookInput {
+            name: Some(self.name.clone()),
+            url: Some(self.url.clone()),
+            event_types: Some(self.event_types.clone()),
+            channels: Some(self.channels.split([',', ' ']).filter(|c| !c.is_empty()).map(str::to_owned).collect()),
+            filter: filter.map(Some),
+            headers: Some(headers),
+            timeout_ms: timeout_ms.map(Some),
+            max_retries: max_retries.map(Some),
+            retry_delay_ms: retry_delay_ms.map(Some),
+            ..WebhookInput::default()
+        })
     }
 }
 
@@ -147,12 +199,12 @@ pub async fn new_form(State(state): State<WebState>, operator: Operator) -> Resp
 
 pub async fn create(State(state): State<WebState>, posted: Posted) -> Response {
     let draft = Draft::from_form(&posted);
-    let input = WebhookInput {
-        name: Some(draft.name.clone()),
-        url: Some(draft.url.clone()),
-        event_types: Some(draft.event_types.clone()),
-        channels: Some(draft.channels.split([',', ' ']).filter(|c| !c.is_empty()).map(str::to_owned).collect()),
-        ..WebhookInput::default()
+    let input = match draft.input() {
+        Ok(input) => input,
+        Err(problems) => {
+            let frame = posted.operator.frame();
+            return html(StatusCode::UNPROCESSABLE_ENTITY, render_form(&state, &frame, &draft, &problems));
+        }
     };
     match state.management.admin.create(&posted.operator.session.tenant, input).await {
         Ok(webhook) => Redirect::to(&detail_url(&webhook.id.to_string(), "created")).into_response(),
@@ -196,6 +248,20 @@ fn render_form(state: &WebState, frame: &Frame<'_>, draft: &Draft, problems: &[S
                             " " (event_type.as_str())
                         }
                     }
+                }
+                details.advanced open[!draft.filter.is_empty() || !draft.headers.is_empty() || !draft.timeout_ms.is_empty() || !draft.max_retries.is_empty() || !draft.retry_delay_ms.is_empty()] {
+                    summary { "Filter, headers and schedule (optional)" }
+                    label for="filter" { "Filter (JSON)" }
+                    textarea #filter name="filter" rows="3" placeholder=r#"{"payload.status": "hired"}"# aria-describedby="filter-help" { (draft.filter) }
+                    p.muted #filter-help { "Only events passing it are delivered: keys eventType, source, tenant or payload.<path>; operators $eq $ne $in $nin $exists $gt $gte $lt $lte, $and $or." }
+                    label for="headers" { "Headers (one Name: value a line)" }
+                    textarea #headers name="headers" rows="3" placeholder="Authorization: Bearer ..." { (draft.headers) }
+                    label for="timeoutMs" { "Timeout (ms)" }
+                    input #timeoutMs type="number" name="timeoutMs" min="1" value=(draft.timeout_ms) placeholder="the relay's";
+                    label for="maxRetries" { "Retries" }
+                    input #maxRetries type="number" name="maxRetries" min="0" value=(draft.max_retries) placeholder="the relay's";
+                    label for="retryDelayMs" { "First retry after (ms)" }
+                    input #retryDelayMs type="number" name="retryDelayMs" min="1" value=(draft.retry_delay_ms) placeholder="the relay's";
                 }
                 p { button type="submit" { "Create webhook" } " " a href="/dashboard/webhooks" { "Cancel" } }
             }

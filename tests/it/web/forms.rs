@@ -121,6 +121,34 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
         .await;
     assert_eq!(bad_channel.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(bad_channel.body.contains("channels[0]") && bad_channel.body.contains(r#"value="eu/west""#));
+    let bad_filter = acme
+        .post(
+            "/dashboard/webhooks",
+            &[
+                ("name", "Billing"),
+                ("url", "https://example.com/x"),
+                ("eventTypes", "job.created"),
+                ("filter", "{not json"),
+                ("headers", "no colon here"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_filter.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad_filter.body.contains("filter: is not JSON") && bad_filter.body.contains("headers: line 1"));
+    assert!(bad_filter.body.contains("{not json"), "the typed filter comes back");
+    let bad_operator = acme
+        .post(
+            "/dashboard/webhooks",
+            &[
+                ("name", "B"),
+                ("url", "https://example.com/x"),
+                ("eventTypes", "job.created"),
+                ("filter", r#"{"payload.a": {"$regex": "x"}}"#),
+            ],
+        )
+        .await;
+    assert_eq!(bad_operator.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad_operator.body.contains("filter.payload.a.$regex"), "{}", bad_operator.body);
 
     let created = acme
         .post(
@@ -131,6 +159,11 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
                 ("eventTypes", "job.created"),
                 ("eventTypes", "job.updated"),
                 ("channels", " eu, orders:priority "),
+                ("filter", r#"{"payload.status": "hired"}"#),
+                ("headers", "Authorization: Bearer form-secret\r\nX-Team: core"),
+                ("timeoutMs", "1500"),
+                ("maxRetries", "1"),
+                ("retryDelayMs", ""),
             ],
         )
         .await;
@@ -146,11 +179,17 @@ async fn webhooks_are_created_enabled_disabled_and_deleted_through_the_forms() {
     );
     assert_eq!(stored["eventTypes"], json!(["job.created", "job.updated"]));
     assert_eq!(stored["channels"], json!(["eu", "orders:priority"]));
+    assert_eq!(stored["filter"], json!({"payload.status": "hired"}));
+    assert_eq!(stored["headers"], json!({"authorization": "********", "x-team": "core"}));
+    assert_eq!((stored["timeoutMs"].as_u64(), stored["maxRetries"].as_u64()), (Some(1500), Some(1)));
+    assert_eq!(stored["retryDelayMs"], Value::Null);
 
     let detail = acme.get(&location).await;
     assert_eq!(detail.status, StatusCode::OK);
     assert!(detail.body.contains("Webhook created.") && detail.body.contains("https://example.com/billing"));
     assert!(detail.body.contains("eu, orders:priority"), "the channels are shown");
+    assert!(detail.body.contains("payload.status") && detail.body.contains("x-team: core"));
+    assert!(!detail.body.contains("form-secret"), "a credential header is shown masked");
     assert!(detail.body.contains(&format!(r#"action="/dashboard/webhooks/{id}/disable""#)));
     let listed = acme.get("/dashboard/webhooks").await;
     assert!(listed.body.contains(&format!(r#"href="/dashboard/webhooks/{id}""#)) && listed.body.contains("active"));

@@ -77,10 +77,14 @@ impl Credentials {
 
     /// The tenant `key` belongs to.
     pub fn tenant(&self, key: &str) -> Option<TenantId> {
-        let digest = digest(key);
+        self.tenant_of_digest(&digest(key))
+    }
+
+    /// The tenant of the key whose SHA-256 is `digest`.
+    pub fn tenant_of_digest(&self, digest: &[u8; 32]) -> Option<TenantId> {
         let mut found = None;
         for (tenant, known) in &self.api_keys {
-            if bool::from(known.0.ct_eq(&digest)) && found.is_none() {
+            if bool::from(known.0.ct_eq(digest)) && found.is_none() {
                 found = Some(tenant.clone());
             }
         }
@@ -158,19 +162,25 @@ impl Directory {
         if let Some(hit) = fresh(&self.tenants, id) {
             return Ok(hit);
         }
-        let found = match self.store.get(id).await? {
-            Some(tenant) => Some(tenant),
-            None => self.credentials.names(id).then(|| Tenant::implicit(id.clone())),
-        };
+        let found = self.read_tenant(id).await?;
         remember(&self.tenants, id.clone(), found.clone());
         Ok(found)
+    }
+
+    /// [`Directory::tenant`] read from the store now, past the cache (what an administrator
+    /// reads back after a change).
+    pub async fn read_tenant(&self, id: &TenantId) -> Result<Option<Tenant>> {
+        Ok(match self.store.get(id).await? {
+            Some(tenant) => Some(tenant),
+            None => self.credentials.names(id).then(|| Tenant::implicit(id.clone())),
+        })
     }
 
     /// What `key` stands for; `None` when it is no key. Static keys are checked first, then
     /// the stored ones by SHA-256.
     pub async fn key(&self, key: &str) -> Result<Option<KeyOwner>> {
         let digest = digest(key);
-        let (tenant, stored) = match self.credentials.tenant(key) {
+        let (tenant, stored) = match self.credentials.tenant_of_digest(&digest) {
             Some(tenant) => (tenant, None),
             None => {
                 let stored = match fresh(&self.keys, &digest) {

@@ -125,22 +125,17 @@ impl FromRequestParts<WebState> for Operator {
         let session = cookie(&parts.headers, COOKIE)
             .and_then(|value| state.sessions.verify(value, Timestamp::now()))
             .ok_or_else(|| signed_out(state, &parts.headers))?;
-        match state.sessions.still_valid(&session, &access.directory).await {
-            Ok(true) => {}
-            Ok(false) => return Err(signed_out(state, &parts.headers)),
+        let tenant = match state.sessions.tenant_of(&session, &access.directory).await {
+            Ok(Some(tenant)) => tenant,
+            Ok(None) => return Err(signed_out(state, &parts.headers)),
             Err(err) => return Err(failure(err)),
-        }
+        };
         match state.ended.get(&session.ended_key()).await {
             Ok(None) => {}
             Ok(Some(_)) => return Err(signed_out(state, &parts.headers)),
             // Without the list of ended sessions a signed-out cookie cannot be told apart: refuse.
             Err(err) => return Err(failure(err)),
         }
-        let tenant = match access.directory.tenant(&session.tenant).await {
-            Ok(Some(tenant)) => tenant,
-            Ok(None) => return Err(signed_out(state, &parts.headers)),
-            Err(err) => return Err(failure(err)),
-        };
         access.admit_tenant(&tenant).await.map_err(failure)?;
         let csrf = state.sessions.csrf_token(&session);
         Ok(Self { session, csrf })

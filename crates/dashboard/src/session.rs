@@ -21,7 +21,7 @@ use sha2::Sha256;
 
 use relay_core::Timestamp;
 use relay_core::auth::Directory;
-use relay_core::domain::TenantId;
+use relay_core::domain::{Tenant, TenantId};
 use relay_core::settings::Redacted;
 
 pub const COOKIE: &str = "relay_session";
@@ -132,20 +132,20 @@ impl Sessions {
         })
     }
 
-    /// Whether the session still holds: its tenant is active and, unless a portal link opened
-    /// it, the key it was opened with is still one of the tenant's keys.
-    pub async fn still_valid(&self, session: &Session, directory: &Directory) -> relay_core::Result<bool> {
-        if !directory.tenant(&session.tenant).await?.is_some_and(|t| t.is_active) {
-            return Ok(false);
-        }
-        if session.key == PORTAL {
-            return Ok(true);
-        }
-        directory
-            .tenant_has_key(&session.tenant, |digest| {
-                bool::from(subtle::ConstantTimeEq::ct_eq(self.fingerprint(digest).as_bytes(), session.key.as_bytes()))
-            })
-            .await
+    /// The session's tenant while the session holds: the tenant is active and, unless a portal
+    /// link opened the session, the key it was opened with is still one of the tenant's keys.
+    pub async fn tenant_of(&self, session: &Session, directory: &Directory) -> relay_core::Result<Option<Tenant>> {
+        let Some(tenant) = directory.tenant(&session.tenant).await?.filter(|t| t.is_active) else { return Ok(None) };
+        let holds = session.key == PORTAL
+            || directory
+                .tenant_has_key(&session.tenant, |digest| {
+                    bool::from(subtle::ConstantTimeEq::ct_eq(
+                        self.fingerprint(digest).as_bytes(),
+                        session.key.as_bytes(),
+                    ))
+                })
+                .await?;
+        Ok(holds.then_some(tenant))
     }
 
     /// The token this session's forms must send back.
@@ -232,7 +232,7 @@ mod tests {
         };
         let valid = |directory: Directory, session: Session| {
             let sessions = sessions.clone();
-            async move { sessions.still_valid(&session, &directory).await.unwrap() }
+            async move { sessions.tenant_of(&session, &directory).await.unwrap().is_some() }
         };
         assert!(valid(with(&[("acme", KEY), ("acme", "acme-second-key-000001")]), session.clone()).await);
         assert!(!valid(with(&[("acme", "acme-second-key-000001")]), session.clone()).await, "key removed");
@@ -250,13 +250,13 @@ mod tests {
         store.insert_key(&issued.key).await.unwrap();
         let (stored, _) = sessions.issue(acme(), &digest(&issued.secret), Timestamp::now());
         let directory = Directory::new(Credentials::new(vec![], vec![]), store.clone());
-        assert!(sessions.still_valid(&stored, &directory).await.unwrap());
-        assert!(sessions.still_valid(&portal, &directory).await.unwrap());
+        assert!(sessions.tenant_of(&stored, &directory).await.unwrap().is_some());
+        assert!(sessions.tenant_of(&portal, &directory).await.unwrap().is_some());
         tenant.is_active = false;
         store.update(&tenant).await.unwrap();
         directory.forget(&tenant.id);
-        assert!(!sessions.still_valid(&stored, &directory).await.unwrap(), "tenant disabled");
-        assert!(!sessions.still_valid(&portal, &directory).await.unwrap(), "tenant disabled");
+        assert!(sessions.tenant_of(&stored, &directory).await.unwrap().is_none(), "tenant disabled");
+        assert!(sessions.tenant_of(&portal, &directory).await.unwrap().is_none(), "tenant disabled");
     }
 
     #[test]

@@ -2,13 +2,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-use super::query::NewestFirst;
+use super::query::{self, NewestFirst};
 use super::schema::{TableNames, index};
-use super::{cancellation_codes, corrupt, to_item, unavailable};
+use super::{cancellation_codes, condition_held, corrupt, to_item, unavailable};
 use relay_core::domain::{Channel, Event, EventId, EventType, Page, PageRequest, Payload, TenantId};
 use relay_core::ports::{EventFilter, EventStore, IdempotencyRecord, Insert};
 use relay_core::{Error, Result, Timestamp};
@@ -271,29 +270,15 @@ impl EventStore for DynamoEventStore {
         let bound = EventId::first_at(since).to_string();
         let mut counts = Vec::with_capacity(types.len());
         for event_type in types {
-            let mut count = 0u64;
-            let mut start = None;
-            loop {
-                let output = self
-                    .client
-                    .query()
-                    .table_name(&self.events)
-                    .index_name(index::EVENTS_BY_TYPE)
-                    .key_condition_expression("eventType = :t AND id >= :bound")
-                    .expression_attribute_values(":t", AttributeValue::S(event_type.as_str().to_owned()))
-                    .expression_attribute_values(":bound", AttributeValue::S(bound.clone()))
-                    .select(aws_sdk_dynamodb::types::Select::Count)
-                    .set_exclusive_start_key(start.take())
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                count += u64::try_from(output.count()).unwrap_or(0);
-                start = output.last_evaluated_key().cloned();
-                if start.is_none() {
-                    break;
-                }
-            }
-            counts.push(count);
+            let query = self
+                .client
+                .query()
+                .table_name(&self.events)
+                .index_name(index::EVENTS_BY_TYPE)
+                .key_condition_expression("eventType = :t AND id >= :bound")
+                .expression_attribute_values(":t", AttributeValue::S(event_type.as_str().to_owned()))
+                .expression_attribute_values(":bound", AttributeValue::S(bound.clone()));
+            counts.push(query::count(query).await?);
         }
         Ok(counts)
     }
@@ -309,12 +294,7 @@ impl EventStore for DynamoEventStore {
             .expression_attribute_values(":at", AttributeValue::N(at.as_millis().to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if matches!(err.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
-                Ok(())
-            }
-            Err(err) => Err(unavailable(err)),
-        }
+        // An event that is gone is not recreated.
+        condition_held(result).map(drop)
     }
 }

@@ -26,13 +26,32 @@ pub use schema::{
 pub use tenants::DynamoTenantStore;
 pub use webhooks::DynamoWebhookStore;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
 use relay_core::Error;
 
 fn unavailable(err: impl std::error::Error) -> Error {
     Error::unavailable("database", DisplayErrorContext(err))
+}
+
+/// The outcome of a conditional write: true when it was made, false when its condition failed
+/// (`ConditionalCheckFailedException`), 503 for anything else.
+fn condition_held<T, E, R>(result: Result<T, SdkError<E, R>>) -> relay_core::Result<bool>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if err.as_service_error().and_then(ProvideErrorMetadata::code)
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(unavailable(err)),
+    }
 }
 
 /// One record as a DynamoDB item.

@@ -1,14 +1,45 @@
-//! Newest-first paging over a key range, shared by the stores.
+//! Paging shared by the stores: newest first over a key range, every item of a Query, and a
+//! Query's count.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 
 use super::unavailable;
 use relay_core::Result;
 
 pub type Item = HashMap<String, AttributeValue>;
+
+/// Every item `query` matches, page after page.
+pub async fn all_items(query: QueryFluentBuilder) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let output = query.clone().set_exclusive_start_key(start.take()).send().await.map_err(unavailable)?;
+        items.extend(output.items().iter().cloned());
+        start = output.last_evaluated_key().cloned();
+        if start.is_none() {
+            return Ok(items);
+        }
+    }
+}
+
+/// How many items `query` matches (`Select::Count`, page after page).
+pub async fn count(query: QueryFluentBuilder) -> Result<u64> {
+    let query = query.select(Select::Count);
+    let mut count = 0u64;
+    let mut start = None;
+    loop {
+        let output = query.clone().set_exclusive_start_key(start.take()).send().await.map_err(unavailable)?;
+        count += u64::try_from(output.count()).unwrap_or(0);
+        start = output.last_evaluated_key().cloned();
+        if start.is_none() {
+            return Ok(count);
+        }
+    }
+}
 
 /// A Query on one partition of `index`, sorted by a UUIDv7 attribute, newest first.
 #[derive(Debug)]

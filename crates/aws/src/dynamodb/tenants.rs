@@ -14,15 +14,13 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::query::{Item, NewestFirst};
+use super::query::{self, Item, NewestFirst};
 use super::schema::{TableNames, index};
-use super::{cancellation_codes, corrupt, to_item, unavailable};
+use super::{cancellation_codes, condition_held, corrupt, to_item, unavailable};
 use relay_core::domain::{ApiKey, ApiKeyId, Page, PageRequest, PortalLink, Tenant, TenantId};
 use relay_core::ports::TenantStore;
 use relay_core::{Error, Result, Timestamp};
@@ -97,40 +95,24 @@ impl DynamoTenantStore {
             .condition_expression(condition)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if matches!(err.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
-                Ok(false)
-            }
-            Err(err) => Err(unavailable(err)),
-        }
+        condition_held(result)
     }
 
     /// Every key item of the tenant, oldest first (their sort keys hold UUIDv7 ids).
     async fn key_items(&self, tenant: &TenantId) -> Result<Vec<KeyItem>> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", AttributeValue::S(tenant_pk(tenant)))
-                .expression_attribute_values(":prefix", AttributeValue::S(KEY_SK_PREFIX.to_owned()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in output.items() {
-                items.push(serde_dynamo::from_item(item.clone()).map_err(|e| corrupt("API key", e))?);
-            }
-            start = output.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", AttributeValue::S(tenant_pk(tenant)))
+            .expression_attribute_values(":prefix", AttributeValue::S(KEY_SK_PREFIX.to_owned()))
+            .consistent_read(true);
+        query::all_items(query)
+            .await?
+            .into_iter()
+            .map(|item| serde_dynamo::from_item(item).map_err(|e| corrupt("API key", e)))
+            .collect()
     }
 
     fn put(&self, item: Item) -> Result<TransactWriteItem> {
@@ -407,14 +389,8 @@ impl TenantStore for DynamoTenantStore {
             .expression_attribute_values(":at", AttributeValue::N(at.as_millis().to_string()))
             .send()
             .await;
-        match result {
-            // A key that is gone is not recreated.
-            Ok(_) => Ok(()),
-            Err(err) if matches!(err.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => {
-                Ok(())
-            }
-            Err(err) => Err(unavailable(err)),
-        }
+        // A key that is gone is not recreated.
+        condition_held(result).map(drop)
     }
 
     async fn insert_portal_link(&self, link: &PortalLink) -> Result<()> {

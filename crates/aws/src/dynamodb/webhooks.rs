@@ -2,10 +2,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, Select, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-use super::query::{Item, NewestFirst};
+use super::query::{self, Item, NewestFirst};
 use super::schema::{TableNames, index};
 use super::{corrupt, to_item, unavailable};
 use relay_core::domain::{Channel, EventType, Page, PageRequest, Schedule, TenantId, Webhook, WebhookId, WebhookUrl};
@@ -356,29 +356,20 @@ impl WebhookStore for DynamoWebhookStore {
     /// partition for a broadcast; then the webhooks themselves, 100 a read.
     async fn subscribed(&self, event_type: &EventType, tenant: Option<&TenantId>) -> Result<Vec<Webhook>> {
         let pk = subscription_pk(event_type.as_str());
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            query = match tenant {
-                Some(tenant) => query
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":prefix", AttributeValue::S(subscription_tenant_prefix(tenant))),
-                None => query.key_condition_expression("pk = :pk"),
-            };
-            let output = query.send().await.map_err(unavailable)?;
-            ids.extend(output.items().iter().filter_map(|i| i.get("webhookId")?.as_s().ok().cloned()));
-            start = output.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .expression_attribute_values(":pk", AttributeValue::S(pk))
+            .consistent_read(true);
+        let query = match tenant {
+            Some(tenant) => query
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(subscription_tenant_prefix(tenant))),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        let ids: Vec<String> =
+            query::all_items(query).await?.iter().filter_map(|i| i.get("webhookId")?.as_s().ok().cloned()).collect();
         let mut webhooks: Vec<Webhook> = self
             .batch_get(ids)
             .await?
@@ -392,27 +383,14 @@ impl WebhookStore for DynamoWebhookStore {
 
     /// A COUNT Query on the by-tenant index, which holds webhook items only.
     async fn count(&self, tenant: &TenantId) -> Result<u64> {
-        let mut count = 0u64;
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index::WEBHOOKS_BY_TENANT)
-                .key_condition_expression("#t = :t")
-                .expression_attribute_names("#t", "tenant")
-                .expression_attribute_values(":t", AttributeValue::S(tenant.as_str().to_owned()))
-                .select(Select::Count)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(unavailable)?;
-            count += u64::try_from(output.count()).unwrap_or(0);
-            start = output.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(count);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index::WEBHOOKS_BY_TENANT)
+            .key_condition_expression("#t = :t")
+            .expression_attribute_names("#t", "tenant")
+            .expression_attribute_values(":t", AttributeValue::S(tenant.as_str().to_owned()));
+        query::count(query).await
     }
 }

@@ -63,12 +63,7 @@ impl Tenants {
 
     /// A stored tenant, or an implicit one; else 404.
     pub async fn get(&self, id: &str) -> Result<Tenant> {
-        let id = parse_id(id)?;
-        self.store()
-            .get(&id)
-            .await?
-            .or_else(|| self.directory.credentials().names(&id).then(|| Tenant::implicit(id)))
-            .ok_or(Error::NotFound("tenant"))
+        self.directory.read_tenant(&parse_id(id)?).await?.ok_or(Error::NotFound("tenant"))
     }
 
     /// Renames, enables or disables, or changes the limits of a tenant. An implicit tenant is
@@ -104,13 +99,13 @@ impl Tenants {
         Ok(tenant)
     }
 
-    /// Removes the tenant, its webhooks and its keys. Its delivery log stays until the log's
-    /// retention removes it. A tenant that is only implicit cannot be deleted here (its keys
+    /// Disables the tenant, then removes its webhooks, then it and its keys. Its delivery log
+    /// stays until the log's retention removes it. A tenant that is only implicit cannot be deleted here (its keys
     /// are in `API_KEYS`): 409.
     #[tracing::instrument(skip_all, fields(tenant = %id))]
     pub async fn delete(&self, id: &str) -> Result<()> {
         let id = parse_id(id)?;
-        if self.store().get(&id).await?.is_none() {
+        let Some(mut tenant) = self.store().get(&id).await? else {
             return Err(match self.directory.credentials().names(&id) {
                 true => Error::Conflict {
                     code: "tenant_static",
@@ -118,12 +113,15 @@ impl Tenants {
                 },
                 false => Error::NotFound("tenant"),
             });
+        };
+        // Disabled first, so its keys are refused and its events too while its webhooks go
+        // (a deletion cut short leaves a disabled tenant to delete again).
+        if tenant.is_active {
+            tenant.is_active = false;
+            tenant.updated_at = Timestamp::now();
+            self.store().update(&tenant).await?;
+            self.directory.forget(&id);
         }
-        // Keys first, so nothing can use the tenant while its webhooks go.
-        for key in self.store().keys(&id).await? {
-            self.store().delete_key(&id, key.id).await?;
-        }
-        self.directory.forget(&id);
         loop {
             let page = PageRequest { limit: DELETE_PAGE, ..PageRequest::default() };
             let webhooks = self.webhooks.list(&id, &page).await?;
@@ -134,6 +132,7 @@ impl Tenants {
                 break;
             }
         }
+        // The tenant with its keys.
         self.store().delete(&id).await?;
         self.directory.forget(&id);
         tracing::info!("tenant deleted");

@@ -211,27 +211,11 @@ impl Node {
             Self::All(nodes) => nodes.iter().all(|n| n.matches(event, payload)),
             Self::Any(nodes) => nodes.iter().any(|n| n.matches(event, payload)),
             Self::Test { path, op } => {
-                let owned;
-                let found: Option<&Value> = match path {
-                    Path::EventType => {
-                        owned = Value::String(event.event_type.as_str().to_owned());
-                        Some(&owned)
-                    }
-                    Path::Source => match &event.source {
-                        Some(source) => {
-                            owned = Value::String(source.clone());
-                            Some(&owned)
-                        }
-                        None => None,
-                    },
-                    Path::Tenant => match &event.tenant {
-                        Some(tenant) => {
-                            owned = Value::String(tenant.as_str().to_owned());
-                            Some(&owned)
-                        }
-                        None => None,
-                    },
-                    Path::Payload(keys) => keys.iter().try_fold(payload, |value, key| value.get(key)),
+                let found = match path {
+                    Path::EventType => Some(Field::Text(event.event_type.as_str())),
+                    Path::Source => event.source.as_deref().map(Field::Text),
+                    Path::Tenant => event.tenant.as_ref().map(|t| Field::Text(t.as_str())),
+                    Path::Payload(keys) => keys.iter().try_fold(payload, |value, key| value.get(key)).map(Field::Json),
                 };
                 op.test(found)
             }
@@ -239,8 +223,15 @@ impl Node {
     }
 }
 
+/// A field of the event as found: one of its own strings, or a value in the payload.
+#[derive(Clone, Copy)]
+enum Field<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+}
+
 impl Op {
-    fn test(&self, found: Option<&Value>) -> bool {
+    fn test(&self, found: Option<Field<'_>>) -> bool {
         match self {
             Self::Eq(expected) => found.is_some_and(|v| same(v, expected)),
             Self::Ne(expected) => !found.is_some_and(|v| same(v, expected)),
@@ -257,18 +248,21 @@ impl Op {
 }
 
 /// JSON equality, numbers by value (`1` equals `1.0`).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        _ => a == b,
+fn same(found: Field<'_>, expected: &Value) -> bool {
+    match (found, expected) {
+        (Field::Text(text), Value::String(s)) => text == s,
+        (Field::Text(_), _) => false,
+        (Field::Json(Value::Number(x)), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Field::Json(value), _) => value == expected,
     }
 }
 
 /// Numbers with numbers, strings with strings; anything else does not compare.
-fn compare(a: &Value, b: &Value) -> Option<Ordering> {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+fn compare(found: Field<'_>, bound: &Value) -> Option<Ordering> {
+    match (found, bound) {
+        (Field::Text(text), Value::String(s)) => Some(text.cmp(s.as_str())),
+        (Field::Json(Value::String(text)), Value::String(s)) => Some(text.cmp(s)),
+        (Field::Json(Value::Number(x)), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
         _ => None,
     }
 }

@@ -96,20 +96,48 @@ pub const TENANT: &str = "bench";
 #[derive(Debug)]
 pub struct Api {
     conn: Conn,
+    /// The tenant API key the webhook calls go with.
+    api_key: String,
 }
 
 impl Api {
+    /// The API as the bench tenant ([`API_KEY`]).
     pub fn new(addr: SocketAddr) -> Self {
-        Self { conn: Conn::new(addr) }
+        Self::with_key(addr, API_KEY)
+    }
+
+    /// The API as the tenant `api_key` belongs to.
+    pub fn with_key(addr: SocketAddr, api_key: &str) -> Self {
+        Self { conn: Conn::new(addr), api_key: api_key.to_owned() }
     }
 
     /// Registers a webhook; returns its id.
     pub async fn create_webhook(&mut self, name: &str, url: &str, event_types: &[&str]) -> Result<String> {
         let body = json!({"name": name, "url": url, "eventTypes": event_types}).to_string();
-        let response =
-            self.conn.send(Method::POST, "/api/webhooks", &[("x-api-key", API_KEY)], Bytes::from(body)).await?;
+        let headers = [("x-api-key", self.api_key.as_str())];
+        let response = self.conn.send(Method::POST, "/api/webhooks", &headers, Bytes::from(body)).await?;
         let data = response.data(StatusCode::CREATED).context("creating a webhook")?;
         data["id"].as_str().map(str::to_owned).context("webhook without id")
+    }
+
+    /// Creates a tenant (`POST /api/tenants`, service token) that may hold up to `max_webhooks`
+    /// webhooks.
+    pub async fn create_tenant(&mut self, id: &str, max_webhooks: u32) -> Result<()> {
+        let body = json!({"id": id, "name": format!("bench {id}"), "maxWebhooks": max_webhooks}).to_string();
+        let headers = [("x-service-token", SERVICE_TOKEN)];
+        let response = self.conn.send(Method::POST, "/api/tenants", &headers, Bytes::from(body)).await?;
+        response.data(StatusCode::CREATED).with_context(|| format!("creating tenant {id}"))?;
+        Ok(())
+    }
+
+    /// Issues an API key to a tenant (service token); returns the key.
+    pub async fn issue_key(&mut self, tenant: &str) -> Result<String> {
+        let body = json!({"name": "relay-bench"}).to_string();
+        let headers = [("x-service-token", SERVICE_TOKEN)];
+        let path = format!("/api/tenants/{tenant}/api-keys");
+        let response = self.conn.send(Method::POST, &path, &headers, Bytes::from(body)).await?;
+        let data = response.data(StatusCode::CREATED).with_context(|| format!("issuing a key to {tenant}"))?;
+        data["key"].as_str().map(str::to_owned).context("issued key missing from the answer")
     }
 
     /// Every delivery of a webhook, with its attempts, following the cursor.
@@ -122,7 +150,8 @@ impl Api {
                 path.push_str("&cursor=");
                 path.push_str(cursor);
             }
-            let response = self.conn.send(Method::GET, &path, &[("x-api-key", API_KEY)], Bytes::new()).await?;
+            let headers = [("x-api-key", self.api_key.as_str())];
+            let response = self.conn.send(Method::GET, &path, &headers, Bytes::new()).await?;
             let page = response.json()?;
             if response.status != StatusCode::OK {
                 bail!("listing deliveries: {}: {page}", response.status);
@@ -137,8 +166,8 @@ impl Api {
 
     /// The tenant's dashboard overview: delivery statistics, webhooks, deliveries waiting.
     pub async fn overview(&mut self) -> Result<Value> {
-        let response =
-            self.conn.send(Method::GET, "/api/dashboard/overview", &[("x-api-key", API_KEY)], Bytes::new()).await?;
+        let headers = [("x-api-key", self.api_key.as_str())];
+        let response = self.conn.send(Method::GET, "/api/dashboard/overview", &headers, Bytes::new()).await?;
         response.data(StatusCode::OK)
     }
 
@@ -164,10 +193,17 @@ impl Api {
 }
 
 /// A `POST /api/events` body of about `size` bytes whose payload carries `seq` and the time it
-/// was sent, so the receiver can tell the event and its latency.
+/// was sent, so the receiver can tell the event and its latency. It names no tenant: a
+/// broadcast, which relay-local delivers to every tenant's subscribers.
 pub fn event_body(event_type: &str, seq: u64, sent_ns: u64, size: usize) -> Bytes {
+    scoped_event_body(None, event_type, seq, sent_ns, size)
+}
+
+/// [`event_body`] scoped to `tenant` when given: only that tenant's webhooks receive it.
+pub fn scoped_event_body(tenant: Option<&str>, event_type: &str, seq: u64, sent_ns: u64, size: usize) -> Bytes {
+    let scope = tenant.map(|tenant| format!(r#""tenant":"{tenant}","#)).unwrap_or_default();
     let head = format!(
-        r#"{{"eventType":"{event_type}","eventName":"bench event {seq}","source":"relay-bench","payload":{{"seq":{seq},"sentNs":{sent_ns},"pad":""#
+        r#"{{{scope}"eventType":"{event_type}","eventName":"bench event {seq}","source":"relay-bench","payload":{{"seq":{seq},"sentNs":{sent_ns},"pad":""#
     );
     let tail = r#""}}"#;
     let pad = size.saturating_sub(head.len() + tail.len());
@@ -190,5 +226,11 @@ mod tests {
         assert_eq!(value["payload"]["seq"], 42);
         assert_eq!(value["payload"]["sentNs"], 123_456);
         assert_eq!(value["eventType"], "job.created");
+        assert!(value.get("tenant").is_none());
+        let scoped = scoped_event_body(Some("tenant-b"), "job.created", 7, 1, 512);
+        assert_eq!(scoped.len(), 512);
+        let value: Value = serde_json::from_slice(&scoped).unwrap();
+        assert_eq!(value["tenant"], "tenant-b");
+        assert_eq!(value["payload"]["seq"], 7);
     }
 }

@@ -11,7 +11,7 @@ use relay_bench::{Backend, Plan, relay, run_scenarios};
 const USAGE: &str = "\
 usage: relay-bench [SCENARIO...] [--backend B[,B...]] [--smoke] [--events N] [--seconds S] [--out FILE]
 
-scenarios (default, and `all`: every one but memory, in this order):
+scenarios (default, and `all`: every one but memory, isolation and fairness, in this order):
   ingest    POST /api/events, 1 KiB payload, concurrency 32 and 64, 10 s each
   e2e       10,000 events to one webhook, as fast as possible, then at a steady 300/s
             (e2e-max, e2e-steady: one of the two)
@@ -26,6 +26,16 @@ scenarios (default, and `all`: every one but memory, in this order):
   memory    1,000,000 events to one webhook from 64 senders with MEMORY_MAX_EVENTS=100000:
             relay RSS once all are delivered must be < 300 MiB. Takes minutes (2 to 3 on
             the embedded backends, more on PostgreSQL; at most 20), so only when named
+  isolation 10 healthy webhooks get 300 events/s for 20 s, three runs: alone, beside 1 webhook
+            whose receiver never answers, beside 1 answering 200 after 4 s; the healthy
+            sent-to-received p50/p99/p99.9/max of each and p99 against the run alone (bar: at
+            most 2x). Only when named
+  fairness  tenant A: 400 webhooks at a receiver that never answers, 1 event; then tenant B:
+            10 events/s for 15 s to 1 healthy webhook, its sent-to-received p50/p99/p99.9/max
+            (bar: p99 < 1 s). Only when named
+            (both: events still refused with 503 5 s after the last was due are left unsent;
+            a healthy delivery not arrived 60 s after the last send counts as arriving then,
+            so the percentiles are lower bounds; the report counts both)
 
   --backend B[,B...]  the backends every scenario runs on, each in turn, in one run; the
                       table compares each later backend with the first (\"25.1% of memory\"):
@@ -39,7 +49,8 @@ scenarios (default, and `all`: every one but memory, in this order):
                      means anything
   --events N         N events in e2e, N/10 in fanout and failure, 20 N in drain, 100 N in
                      memory (default 10,000)
-  --seconds S        S seconds per ingest run (default 10)
+  --seconds S        S seconds per ingest run (default 10), of events per isolation run (20)
+                     and of tenant B's events in fairness (15)
   --out FILE         the JSON report (default bench/results/<backend>[-<backend>...].json)
 
 Senders wait out a 503 with Retry-After (2 s at most) and send the same event again; the

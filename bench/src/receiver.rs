@@ -1,9 +1,11 @@
 //! The webhook receiver the scenarios deliver to: an HTTP/1.1 server on 127.0.0.1 that records
 //! every request by (webhook, `webhook-id`), answers 200 or, when told to, fails a share of
-//! requests with 500, and lets a scenario wait until every event has arrived.
+//! requests with 500 or answers late, and lets a scenario wait until every event has arrived.
+//! And [`Unresponsive`], a receiver that takes connections and never answers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -226,6 +229,54 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
     Ok(answer(status))
 }
 
+/// A receiver that accepts every connection, reads what comes, and never answers: each request
+/// holds its sender until the sender gives up. Webhook `n` is `{url}/hook/{n}`, as on
+/// [`Receiver`]. Its connections close when it is dropped.
+#[derive(Debug)]
+pub struct Unresponsive {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Unresponsive {
+    pub async fn start() -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counted = accepted.clone();
+        let task = tokio::spawn(async move {
+            // Owned here, so that aborting this task closes every connection it holds.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::Relaxed);
+                while connections.try_join_next().is_some() {}
+                connections.spawn(async move {
+                    let mut buffer = vec![0; 16 * 1024];
+                    // Until the sender closes it: read, discard, never write.
+                    while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        Ok(Self { addr, accepted, task })
+    }
+
+    pub fn url(&self, webhook: u32) -> String {
+        format!("http://{}/hook/{webhook}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Unresponsive {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 fn answer(status: StatusCode) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
@@ -245,5 +296,22 @@ mod tests {
         assert!(ids.iter().all(|id| !behaviour.fails(id, 3)));
         assert_eq!(behaviour.fails("x", 1), behaviour.fails("x", 1));
         assert!(!Behaviour::ALWAYS_OK.fails("x", 0));
+    }
+
+    #[tokio::test]
+    async fn an_unresponsive_receiver_takes_the_request_and_never_answers() {
+        use tokio::io::AsyncWriteExt;
+
+        let receiver = Unresponsive::start().await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(receiver.addr).await.unwrap();
+        stream.write_all(b"POST /hook/0 HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}").await.unwrap();
+        let mut byte = [0; 1];
+        let read = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut byte)).await;
+        assert!(read.is_err(), "it answered: {read:?}");
+        assert_eq!(receiver.connections(), 1);
+        drop(receiver);
+        // Dropped: the connection is closed.
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "{read:?}");
     }
 }

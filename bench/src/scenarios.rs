@@ -1,6 +1,7 @@
 //! The scenarios: ingest, end to end (as fast as possible and at a steady rate), fan-out,
-//! failure with retries, a backlog built and drained, memory over a million events, and the
-//! Lambda binaries' start-up. Each runs on every backend of the plan in turn.
+//! failure with retries, a backlog built and drained, memory over a million events, the
+//! Lambda binaries' start-up, and delivery isolation and tenant fairness ([`crate::isolation`]).
+//! Each runs on every backend of the plan in turn.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,7 +15,8 @@ use hyper::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 
 use crate::clock;
-use crate::http::{Api, Conn, SERVICE_TOKEN, event_body};
+use crate::http::{Api, Conn, SERVICE_TOKEN, scoped_event_body};
+use crate::isolation::{self, BadWebhook};
 use crate::lambda;
 use crate::proc::{CpuMark, GroupCpuMark, RssSampler, cpu_seconds, rss_kib};
 use crate::receiver::{Behaviour, Receiver};
@@ -24,9 +26,9 @@ use crate::stats::Summary;
 
 /// An event type nothing subscribes to (ingest), and the one the webhooks subscribe to.
 const UNSUBSCRIBED_TYPE: &str = "job.deleted";
-const SUBSCRIBED_TYPE: &str = "job.created";
+pub(crate) const SUBSCRIBED_TYPE: &str = "job.created";
 /// `POST /api/events` body size.
-const EVENT_BYTES: usize = 1024;
+pub(crate) const EVENT_BYTES: usize = 1024;
 /// Longest a sender waits after a `503` before sending the same event again, whatever the
 /// relay's `Retry-After` says.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -55,10 +57,18 @@ pub enum Scenario {
     /// 100 × `--events` through the relay, its memory at the end (minutes: not in [`Self::ALL`]).
     Memory,
     Startup,
+    /// Healthy webhooks alone, then beside one that never answers, then beside one that
+    /// answers late (not in [`Self::ALL`]).
+    Isolation,
+    /// One tenant's webhooks that never answer, another tenant's healthy one (not in
+    /// [`Self::ALL`]).
+    Fairness,
 }
 
 impl Scenario {
-    /// What `all` and no scenario at all run: everything but `memory`, which takes minutes.
+    /// What `all` and no scenario at all run: everything but `memory`, which takes minutes, and
+    /// `isolation` and `fairness`, which measure the relay's guards against bad webhooks rather
+    /// than its speed.
     pub const ALL: [Self; 6] = [Self::Ingest, Self::EndToEnd, Self::FanOut, Self::Failure, Self::Drain, Self::Startup];
 
     pub fn parse(name: &str) -> Result<Self> {
@@ -72,6 +82,8 @@ impl Scenario {
             "drain" => Self::Drain,
             "memory" => Self::Memory,
             "startup" => Self::Startup,
+            "isolation" => Self::Isolation,
+            "fairness" => Self::Fairness,
             other => bail!("unknown scenario {other:?}"),
         })
     }
@@ -105,6 +117,21 @@ pub struct Sizes {
     /// Longest the drain and the memory scenario may take, sending and delivering.
     pub backlog_timeout: Duration,
     pub memory_timeout: Duration,
+    /// Healthy webhooks in the isolation scenario, the rate of the events they all receive, and
+    /// for how long they are sent.
+    pub isolation_webhooks: u32,
+    pub isolation_rate: f64,
+    pub isolation_seconds: f64,
+    /// How long the late receiver of the isolation scenario takes to answer 200.
+    pub slow_answer: Duration,
+    /// Tenant A's webhooks at the receiver that never answers in the fairness scenario, and
+    /// tenant B's rate of events and for how long it sends them.
+    pub fairness_webhooks: u32,
+    pub fairness_rate: f64,
+    pub fairness_seconds: f64,
+    /// Isolation and fairness: longest wait for the healthy deliveries after the last event is
+    /// sent; one still missing then counts as arrived then.
+    pub isolation_wait: Duration,
 }
 
 impl Sizes {
@@ -127,12 +154,21 @@ impl Sizes {
             backlog_senders: 64,
             backlog_timeout: Duration::from_secs(15 * 60),
             memory_timeout: Duration::from_secs(20 * 60),
+            isolation_webhooks: 10,
+            isolation_rate: 300.0,
+            isolation_seconds: 20.0,
+            slow_answer: Duration::from_secs(4),
+            fairness_webhooks: 400,
+            fairness_rate: 10.0,
+            fairness_seconds: 15.0,
+            isolation_wait: Duration::from_secs(60),
         }
     }
 
     /// With `events` in the end-to-end runs (a tenth in fan-out and failure, 20 times as many
-    /// in drain, 100 times in memory) and `seconds` per ingest run, where given: the full
-    /// backends run on one-process emulators.
+    /// in drain, 100 times in memory) and `seconds` per ingest run, of load per isolation run
+    /// and of tenant B's events in fairness, where given: the full backends run on one-process
+    /// emulators.
     pub fn scaled(mut self, events: Option<u64>, seconds: Option<f64>) -> Self {
         if let Some(events) = events {
             self.e2e_events = events.max(1);
@@ -143,6 +179,8 @@ impl Sizes {
         }
         if let Some(seconds) = seconds {
             self.ingest_seconds = seconds.max(0.1);
+            self.isolation_seconds = seconds.max(0.1);
+            self.fairness_seconds = seconds.max(0.1);
         }
         self
     }
@@ -166,6 +204,14 @@ impl Sizes {
             backlog_senders: 16,
             backlog_timeout: Duration::from_secs(60),
             memory_timeout: Duration::from_secs(120),
+            isolation_webhooks: 3,
+            isolation_rate: 100.0,
+            isolation_seconds: 2.0,
+            slow_answer: Duration::from_secs(1),
+            fairness_webhooks: 20,
+            fairness_rate: 10.0,
+            fairness_seconds: 1.5,
+            isolation_wait: Duration::from_secs(30),
         }
     }
 }
@@ -184,7 +230,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn relay(&self, backend: Backend, name: &str, env: &[(&str, String)]) -> RelayOptions {
+    pub(crate) fn relay(&self, backend: Backend, name: &str, env: &[(&str, String)]) -> RelayOptions {
         RelayOptions {
             bin_dir: self.bin_dir.clone(),
             backend,
@@ -205,6 +251,9 @@ enum Step {
     Failure,
     Drain,
     Memory,
+    /// The healthy webhooks alone, or beside a bad one.
+    Isolation(Option<BadWebhook>),
+    Fairness,
 }
 
 impl Step {
@@ -217,6 +266,8 @@ impl Step {
             Self::Failure => failure(plan, backend).await.context("failure"),
             Self::Drain => drain(plan, backend).await.context("drain"),
             Self::Memory => memory(plan, backend).await.context("memory"),
+            Self::Isolation(bad) => isolation::isolation(plan, backend, bad).await.context("isolation"),
+            Self::Fairness => isolation::fairness(plan, backend).await.context("fairness"),
         }
     }
 }
@@ -245,6 +296,12 @@ pub async fn run_scenarios(plan: &Plan, mut progress: impl FnMut(&ScenarioResult
             Scenario::Failure => vec![Step::Failure],
             Scenario::Drain => vec![Step::Drain],
             Scenario::Memory => vec![Step::Memory],
+            Scenario::Isolation => vec![
+                Step::Isolation(None),
+                Step::Isolation(Some(BadWebhook::Unresponsive)),
+                Step::Isolation(Some(BadWebhook::Slow)),
+            ],
+            Scenario::Fairness => vec![Step::Fairness],
             Scenario::Startup => {
                 let runs = plan.sizes.startup_runs;
                 push(lambda::startup(&plan.bin_dir, &plan.work_dir, runs).await.context("start-up")?, &mut results);
@@ -260,7 +317,8 @@ pub async fn run_scenarios(plan: &Plan, mut progress: impl FnMut(&ScenarioResult
         }
     }
     for &backend in &plan.backends {
-        if let Some(mut summary) = cpu_summary(&results, backend) {
+        let summaries = [cpu_summary(&results, backend), isolation::summary(&results, backend)];
+        for mut summary in summaries.into_iter().flatten() {
             summary.backend = Some(backend);
             push(summary, &mut results);
         }
@@ -268,20 +326,36 @@ pub async fn run_scenarios(plan: &Plan, mut progress: impl FnMut(&ScenarioResult
     Ok(Report { backends: plan.backends.clone(), machine: Machine::this(), started_at, results })
 }
 
+/// What a load run sends: events of one type, scoped to a tenant or to none (a broadcast).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Events {
+    pub(crate) event_type: &'static str,
+    pub(crate) tenant: Option<&'static str>,
+}
+
+impl Events {
+    /// Events of `event_type` for every tenant's subscribers.
+    pub(crate) const fn broadcast(event_type: &'static str) -> Self {
+        Self { event_type, tenant: None }
+    }
+}
+
 /// What a load run saw from the sending side.
 #[derive(Debug, Default)]
-struct Load {
+pub(crate) struct Load {
     /// Latency of each event's last answer, ns (from its scheduled time at a steady rate; the
     /// waits after `503`s included).
     latencies: Vec<u64>,
     /// `seq`s the relay accepted (202).
-    accepted: Vec<u64>,
+    pub(crate) accepted: Vec<u64>,
     /// Other answers by status, and transport errors.
     refused: HashMap<u16, u64>,
     errors: u64,
     /// `503`s with a `Retry-After`, each followed by the same event sent again.
     busy: u64,
-    first_sent_ns: u64,
+    /// When the first event was due (harness ns): at a steady rate, event `seq` is due
+    /// `seq / rate` seconds later.
+    pub(crate) first_sent_ns: u64,
     elapsed: Duration,
 }
 
@@ -291,7 +365,7 @@ impl Load {
         self.latencies.len() as u64 + self.errors + self.busy
     }
 
-    fn failed(&self) -> u64 {
+    pub(crate) fn failed(&self) -> u64 {
         self.errors + self.refused.values().sum::<u64>()
     }
 
@@ -315,19 +389,19 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs_f64(seconds.unwrap_or(1.0)).clamp(Duration::from_millis(10), MAX_RETRY_AFTER))
 }
 
-/// Sends up to `count` events of `event_type` over `concurrency` connections until the
+/// Sends up to `count` events like `events` over `concurrency` connections until the
 /// deadline; at `rate` events per second if given (open loop: latency counts from when each
 /// was due), else as fast as answers come back. An event answered `503` with a `Retry-After`
 /// is sent again after that long (at most [`MAX_RETRY_AFTER`]), up to [`MAX_BUSY_RETRIES`]
 /// times and not past the deadline (then it is left unsent, neither accepted nor refused); any
 /// other answer but 2xx is refused.
-async fn drive(
+pub(crate) async fn drive(
     relay: SocketAddr,
     concurrency: usize,
     count: u64,
     deadline: Option<Instant>,
     rate: Option<f64>,
-    event_type: &'static str,
+    events: Events,
 ) -> Load {
     let next = Arc::new(AtomicU64::new(0));
     // At a rate, the first event is due once every sender is waiting.
@@ -355,7 +429,7 @@ async fn drive(
                     break;
                 }
                 let due_ns = clock::nanos_of(due);
-                let body = event_body(event_type, seq, due_ns, EVENT_BYTES);
+                let body = scoped_event_body(events.tenant, events.event_type, seq, due_ns, EVENT_BYTES);
                 let mut busy = 0;
                 loop {
                     let headers = [("x-service-token", SERVICE_TOKEN)];
@@ -414,7 +488,7 @@ async fn wait_idle(pid: u32, limit: Duration) {
     }
 }
 
-fn add_latency(result: &mut ScenarioResult, prefix: &str, summary: &Summary, percentiles: &[&str]) {
+pub(crate) fn add_latency(result: &mut ScenarioResult, prefix: &str, summary: &Summary, percentiles: &[&str]) {
     for p in percentiles {
         let value = match *p {
             "p50" => summary.p50_ms,
@@ -428,7 +502,7 @@ fn add_latency(result: &mut ScenarioResult, prefix: &str, summary: &Summary, per
 }
 
 /// The `503`s the senders waited out, and the check that every event was accepted in the end.
-fn add_refusals(result: &mut ScenarioResult, load: &Load) {
+pub(crate) fn add_refusals(result: &mut ScenarioResult, load: &Load) {
     result.metric("503 + Retry-After, sent again", load.busy as f64, "");
     let detail = if load.failed() == 0 {
         "none".to_owned()
@@ -447,7 +521,8 @@ async fn ingest(plan: &Plan, backend: Backend, concurrency: usize) -> Result<Sce
     let own_cpu = CpuMark::start(std::process::id())?;
     let rss = RssSampler::start(relay.pid);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let load = drive(relay.addr, concurrency, u64::MAX, Some(deadline), None, UNSUBSCRIBED_TYPE).await;
+    let load =
+        drive(relay.addr, concurrency, u64::MAX, Some(deadline), None, Events::broadcast(UNSUBSCRIBED_TYPE)).await;
     let own_cpu = own_cpu.elapsed()?;
     // The dispatch of each event (finding no subscriber) is part of ingesting it.
     wait_idle(relay.pid, Duration::from_secs(30)).await;
@@ -474,16 +549,16 @@ async fn ingest(plan: &Plan, backend: Backend, concurrency: usize) -> Result<Sce
 }
 
 /// Deliveries as the receiver saw them.
-struct Delivered {
+pub(crate) struct Delivered {
     latency: Summary,
-    duplicates: u64,
-    lost: u64,
-    unexpected: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) lost: u64,
+    pub(crate) unexpected: u64,
     seconds: f64,
 }
 
 /// Checks the receiver's records against what was accepted, for `webhooks` webhooks.
-fn tally(receiver: &Receiver, load: &Load, webhooks: u32) -> Delivered {
+pub(crate) fn tally(receiver: &Receiver, load: &Load, webhooks: u32) -> Delivered {
     let records = receiver.records();
     let mut latencies = Vec::with_capacity(records.len());
     let mut by_seq: HashMap<(u32, u64), u32> = HashMap::new();
@@ -595,7 +670,7 @@ async fn deliver_all(
     let cpu = CpuMark::start(relay.pid)?;
     let services = ServiceCpu::start(backend);
     let rss = RssSampler::start(relay.pid);
-    let load = drive(relay.addr, plan.sizes.senders, count, None, rate, SUBSCRIBED_TYPE).await;
+    let load = drive(relay.addr, plan.sizes.senders, count, None, rate, Events::broadcast(SUBSCRIBED_TYPE)).await;
     let expected = load.accepted.len() as u64 * u64::from(webhooks);
     receiver.wait_for(expected, Instant::now() + plan.sizes.drain_timeout).await;
     receiver.settle(Duration::from_millis(300), Duration::from_secs(5)).await;
@@ -675,7 +750,13 @@ async fn failure(plan: &Plan, backend: Backend) -> Result<ScenarioResult> {
     let relay = RelayProcess::start(&plan.relay(
         backend,
         "failure",
-        &[("WEBHOOK_MAX_RETRIES", RETRIES.to_string()), ("WEBHOOK_RETRY_DELAY", DELAY_MS.to_string())],
+        // The scenario measures retries, not the circuit breaker: across concurrent events a
+        // receiver failing half the time fails five in a row often, which would open it.
+        &[
+            ("WEBHOOK_MAX_RETRIES", RETRIES.to_string()),
+            ("WEBHOOK_RETRY_DELAY", DELAY_MS.to_string()),
+            ("CIRCUIT_BREAKER_THRESHOLD", "1000".to_owned()),
+        ],
     ))
     .await?;
     // The receiver fails at most RETRIES times in a row, so the last attempt the relay is
@@ -784,7 +865,9 @@ async fn flood(
     let cpu = CpuMark::start(relay.pid)?;
     let services = ServiceCpu::start(backend);
     let rss = RssSampler::start(relay.pid);
-    let load = drive(relay.addr, plan.sizes.backlog_senders, count, Some(deadline), None, SUBSCRIBED_TYPE).await;
+    let load =
+        drive(relay.addr, plan.sizes.backlog_senders, count, Some(deadline), None, Events::broadcast(SUBSCRIBED_TYPE))
+            .await;
     let last_send_ns = clock::now_ns();
     let delivered_at_last_send = receiver.totals().delivered;
     receiver.wait_for(load.accepted.len() as u64, deadline).await;
@@ -979,7 +1062,7 @@ mod tests {
     async fn busy_answers_are_waited_out_and_the_same_event_sent_again() {
         let addr = busy_relay(5, "0").await;
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut load = drive(addr, 1, 10, Some(deadline), None, SUBSCRIBED_TYPE).await;
+        let mut load = drive(addr, 1, 10, Some(deadline), None, Events::broadcast(SUBSCRIBED_TYPE)).await;
         // Event 0 waited out five 503s with Retry-After, then got one without it: refused.
         assert_eq!(load.busy, 5);
         assert_eq!(load.refused, HashMap::from([(503, 1)]));
@@ -994,7 +1077,9 @@ mod tests {
     async fn an_event_still_refused_at_the_deadline_is_left_unsent() {
         let addr = busy_relay(u32::MAX, "1").await;
         let started = Instant::now();
-        let load = drive(addr, 2, 10, Some(started + Duration::from_millis(1500)), None, SUBSCRIBED_TYPE).await;
+        let load =
+            drive(addr, 2, 10, Some(started + Duration::from_millis(1500)), None, Events::broadcast(SUBSCRIBED_TYPE))
+                .await;
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         assert!(load.accepted.is_empty() && load.refused.is_empty() && load.errors == 0, "{load:?}");
         // Each sender waited once, then met answers it could not wait out before the deadline.

@@ -1,13 +1,22 @@
 //! CI's short run of the harness: every scenario at tiny sizes, on the debug binaries the test
 //! build produced. It checks what the harness checks (nothing lost, no duplicate, retries as
-//! configured, every Lambda binary answers, memory under its target) and that the report is
-//! written; timings here mean nothing and are never asserted.
+//! configured, every Lambda binary answers, memory under its target, healthy webhooks and
+//! another tenant served within the wait beside webhooks that never answer or answer late) and
+//! that the report is written; timings here mean nothing and are never asserted.
 
 use relay_bench::scenarios::{Scenario, Sizes};
 use relay_bench::{Backend, Plan, relay, run_scenarios, scratch};
 
-const EVERY_RELAY_SCENARIO: [Scenario; 6] =
-    [Scenario::Ingest, Scenario::EndToEnd, Scenario::FanOut, Scenario::Failure, Scenario::Drain, Scenario::Memory];
+const EVERY_RELAY_SCENARIO: [Scenario; 8] = [
+    Scenario::Ingest,
+    Scenario::EndToEnd,
+    Scenario::FanOut,
+    Scenario::Failure,
+    Scenario::Drain,
+    Scenario::Memory,
+    Scenario::Isolation,
+    Scenario::Fairness,
+];
 
 async fn smoke(backends: Vec<Backend>, scenarios: Vec<Scenario>, sizes: Sizes) -> serde_json::Value {
     let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
@@ -32,6 +41,14 @@ async fn smoke(backends: Vec<Backend>, scenarios: Vec<Scenario>, sizes: Sizes) -
             Scenario::Failure => vec!["failure"],
             Scenario::Drain => vec!["drain"],
             Scenario::Memory => vec!["memory"],
+            Scenario::Isolation => vec![
+                "isolation, ",
+                ", alone",
+                "never answering",
+                "answering 200 after",
+                "isolation: healthy p99 beside a bad webhook",
+            ],
+            Scenario::Fairness => vec!["fairness"],
             Scenario::Startup => vec![],
         });
     }

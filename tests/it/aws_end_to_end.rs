@@ -62,6 +62,7 @@ async fn delivers_retries_and_dead_letters_on_the_emulators() {
     let poison = RelayMessage::Deliver {
         event_id: EventId::parse(&created).unwrap(),
         webhook_id: WebhookId::parse(&flaky_id).unwrap(),
+        deferrals: 0,
     };
     app.backends.queue.send(&poison.to_body(), Duration::ZERO).await.unwrap();
     let maintenance = Relay::new(&config, app.backends.clone()).unwrap().maintenance;

@@ -44,6 +44,7 @@ async fn credentials_and_database_url_come_from_secrets_manager() {
         ("WEBHOOKS_TABLE".to_owned(), "webhooks".to_owned()),
         ("TENANTS_TABLE".to_owned(), "tenants".to_owned()),
         ("QUEUE_URL".to_owned(), "http://queue".to_owned()),
+        ("ORDERED_QUEUE_URL".to_owned(), "http://queue-ordered.fifo".to_owned()),
     ]);
     // relay-api reads every kind: credentials, the database, the dashboard's and the sealing key.
     let config = relay_api::Settings::from_vars(&Vars::from_map(complete(&sdk, vars).await.expect("secrets")))

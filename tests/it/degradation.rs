@@ -100,7 +100,7 @@ async fn fifty_copies(relay: &Relay, message: &ReceivedMessage) {
     for _ in 0..50 {
         let handler = relay.handler.clone();
         let messages = vec![message.clone()];
-        tasks.push(tokio::spawn(async move { handler.handle(messages).await }));
+        tasks.push(tokio::spawn(async move { handler.handle(handler.lane(false), messages).await }));
     }
     for task in tasks {
         task.await.unwrap();

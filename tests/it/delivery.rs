@@ -373,6 +373,7 @@ async fn a_duplicate_message_for_a_succeeded_delivery_sends_nothing() {
     let duplicate = RelayMessage::Deliver {
         event_id: EventId::parse(&event_id).unwrap(),
         webhook_id: WebhookId::parse(&webhook_id).unwrap(),
+        deferrals: 0,
     };
     app.backends.queue.send(&duplicate.to_body(), Duration::ZERO).await.unwrap();
     let dispatch_again = RelayMessage::Dispatch { event_id: EventId::parse(&event_id).unwrap() };

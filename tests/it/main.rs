@@ -20,6 +20,7 @@ mod dashboard;
 mod degradation;
 mod delivery;
 mod dependency_faults;
+mod flow_controls;
 mod helpers;
 mod hostile;
 mod hygiene;

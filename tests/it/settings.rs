@@ -10,13 +10,15 @@ const TOKENS: (&str, &str) = ("SERVICE_TOKENS", "a-service-token-0001");
 const KEYS: (&str, &str) = ("API_KEYS", "acme:an-api-key-000001");
 const SEALING: (&str, &str) = ("SECRETS_ENCRYPTION_KEYS", "k1:0123456789abcdef0123456789abcdef");
 const DATABASE: (&str, &str) = ("DATABASE_URL", "postgres://relay@db/relay");
-const TABLES: [(&str, &str); 6] = [
+const TABLES: [(&str, &str); 8] = [
     ("EVENTS_TABLE", "events"),
     ("IDEMPOTENCY_TABLE", "idempotency"),
     ("WEBHOOKS_TABLE", "webhooks"),
     ("TENANTS_TABLE", "tenants"),
     ("QUEUE_URL", "http://queue"),
+    ("ORDERED_QUEUE_URL", "http://queue-ordered.fifo"),
     ("DLQ_URL", "http://dlq"),
+    ("ORDERED_DLQ_URL", "http://queue-ordered-dlq.fifo"),
 ];
 
 /// Everything any function needs, plus `extra`.
@@ -117,6 +119,7 @@ fn each_function_requires_what_it_runs() {
                 "WEBHOOKS_TABLE",
                 "TENANTS_TABLE",
                 "QUEUE_URL",
+                "ORDERED_QUEUE_URL",
                 "DATABASE_URL",
                 "SECRETS_ENCRYPTION_KEYS",
             ][..],
@@ -128,11 +131,15 @@ fn each_function_requires_what_it_runs() {
                 "WEBHOOKS_TABLE",
                 "TENANTS_TABLE",
                 "QUEUE_URL",
+                "ORDERED_QUEUE_URL",
                 "DATABASE_URL",
                 "SECRETS_ENCRYPTION_KEYS",
             ][..],
         ),
-        ("relay-maintenance", &["EVENTS_TABLE", "WEBHOOKS_TABLE", "QUEUE_URL", "DLQ_URL", "DATABASE_URL"][..]),
+        (
+            "relay-maintenance",
+            &["EVENTS_TABLE", "WEBHOOKS_TABLE", "QUEUE_URL", "DLQ_URL", "ORDERED_DLQ_URL", "DATABASE_URL"][..],
+        ),
     ] {
         assert_eq!(missing(function, all(&[])), "", "{function} with everything");
         for need in needs {
@@ -150,7 +157,14 @@ fn each_function_requires_what_it_runs() {
     let without_keys: Vec<(&str, &str)> =
         [&[TOKENS, SEALING, DATABASE][..], &TABLES[..]].concat().into_iter().collect();
     assert!(relay_api::Settings::from_vars(&Vars::from_pairs(&without_keys)).is_ok());
-    vars = vec![("EVENTS_TABLE", "e"), ("WEBHOOKS_TABLE", "w"), ("QUEUE_URL", "q"), ("DLQ_URL", "d"), DATABASE];
+    vars = vec![
+        ("EVENTS_TABLE", "e"),
+        ("WEBHOOKS_TABLE", "w"),
+        ("QUEUE_URL", "q"),
+        ("DLQ_URL", "d"),
+        ("ORDERED_DLQ_URL", "o"),
+        DATABASE,
+    ];
     assert!(relay_maintenance::Settings::from_vars(&Vars::from_pairs(&vars)).is_ok());
 }
 

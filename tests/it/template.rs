@@ -2,7 +2,7 @@
 //! `QueueSpec::deployed`) and queries.
 
 use relay_aws::dynamodb::{TABLES, TTL_ATTRIBUTE, TableDef};
-use relay_aws::sqs::QueueSpec;
+use relay_aws::sqs::{ORDERED_MAX_RECEIVE_COUNT, QueueSpec};
 use serde_norway::Value;
 
 fn template() -> Value {
@@ -138,6 +138,76 @@ fn the_queue_outlives_the_delivery_function() {
     }
     let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
     assert!(!globals["DELIVERY_QUEUE_URL"].is_null(), "every function knows the delivery lane");
+}
+
+/// `!Tag value`, as a string.
+fn tagged<'a>(value: &'a Value, tag: &str) -> &'a str {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == tag => tagged.value.as_str().unwrap_or_default(),
+        _ => panic!("{value:?} is not {tag}"),
+    }
+}
+
+/// The ordered lane: a FIFO queue with a FIFO dead-letter queue of its own (SQS requires it),
+/// as `sqs::create_queues` makes them, consumed by relay-delivery, known to every function.
+#[test]
+fn the_ordered_lane_is_fifo_with_a_fifo_dead_letter_queue() {
+    let template = template();
+    let spec = QueueSpec::deployed("x");
+    let queue = resource(&template, "OrderedQueue");
+    assert_eq!(queue["FifoQueue"], true);
+    assert_eq!(queue["ContentBasedDeduplication"], false, "the relay sends a deduplication id per message");
+    assert_eq!(queue["VisibilityTimeout"].as_u64(), Some(spec.visibility_timeout.as_secs()));
+    assert_eq!(queue["MessageRetentionPeriod"].as_u64(), Some(spec.retention.as_secs()));
+    assert_eq!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64(), Some(u64::from(ORDERED_MAX_RECEIVE_COUNT)));
+    assert_eq!(tagged(&queue["RedrivePolicy"]["deadLetterTargetArn"], "!GetAtt"), "OrderedDeadLetterQueue.Arn");
+    // Named as the bootstrap names them: the relay queue's name, then -ordered.fifo.
+    let relay_queue = tagged(&resource(&template, "RelayQueue")["QueueName"], "!Sub");
+    assert_eq!(tagged(&queue["QueueName"], "!Sub"), format!("{relay_queue}-ordered.fifo"));
+
+    let dlq = resource(&template, "OrderedDeadLetterQueue");
+    assert_eq!(dlq["FifoQueue"], true, "a FIFO queue's dead-letter queue is FIFO");
+    assert_eq!(tagged(&dlq["QueueName"], "!Sub"), format!("{relay_queue}-ordered-dlq.fifo"));
+    assert_eq!(dlq["RedriveAllowPolicy"]["redrivePermission"], "byQueue");
+    let sources = dlq["RedriveAllowPolicy"]["sourceQueueArns"].as_sequence().expect("sourceQueueArns");
+    assert_eq!(sources.len(), 1);
+    assert!(tagged(&sources[0], "!Sub").ends_with(&format!(":{relay_queue}-ordered.fifo")), "{sources:?}");
+
+    // relay-delivery consumes it; Lambda allows at most 10 a batch and no batching window on FIFO.
+    let delivery = &function(&template, "DeliveryFunction")["Properties"];
+    let mapping = &delivery["Events"]["OrderedQueue"]["Properties"];
+    assert_eq!(delivery["Events"]["OrderedQueue"]["Type"], "SQS");
+    assert_eq!(tagged(&mapping["Queue"], "!GetAtt"), "OrderedQueue.Arn");
+    assert_eq!(number(&mapping["BatchSize"]), 10);
+    assert!(mapping["MaximumBatchingWindowInSeconds"].is_null(), "no batching window on a FIFO source");
+    assert_eq!(mapping["FunctionResponseTypes"][0], "ReportBatchItemFailures");
+    assert!(!mapping["ScalingConfig"]["MaximumConcurrency"].is_null());
+
+    let globals = &template["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(tagged(&globals["ORDERED_QUEUE_URL"], "!Ref"), "OrderedQueue");
+    assert_eq!(tagged(&globals["ORDERED_DLQ_URL"], "!Ref"), "OrderedDeadLetterQueue");
+
+    // Who may do what: relay-api and relay-delivery send deliver messages to it, relay-delivery
+    // polls it, relay-maintenance drains its dead-letter queue.
+    let allowed = |function_id: &str, policy: &str, queue: &str| {
+        function(&template, function_id)["Properties"]["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| matches!(&p[policy]["QueueName"], Value::Tagged(t) if t.value == format!("{queue}.QueueName")))
+    };
+    for (function_id, policy, queue) in [
+        ("ApiFunction", "SQSSendMessagePolicy", "OrderedQueue"),
+        ("DeliveryFunction", "SQSSendMessagePolicy", "OrderedQueue"),
+        ("DeliveryFunction", "SQSPollerPolicy", "OrderedQueue"),
+        ("MaintenanceFunction", "SQSPollerPolicy", "OrderedDeadLetterQueue"),
+    ] {
+        assert!(allowed(function_id, policy, queue), "{function_id} lacks {policy} on {queue}");
+    }
+
+    let alarm = resource(&template, "OrderedDeadLetterAlarm");
+    assert_eq!(tagged(&alarm["Dimensions"][0]["Value"], "!GetAtt"), "OrderedDeadLetterQueue.QueueName");
+    assert!(!template["Outputs"]["OrderedQueueUrl"].is_null());
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The AWS adapters: the event, webhook and tenant stores on DynamoDB, the relay queue and its
-//! dead-letter queue on SQS, and settings completed from Secrets Manager at cold start. All
+//! The AWS adapters: the event, webhook and tenant stores on DynamoDB, the relay's queues (the
+//! lanes and their dead-letter queues) on SQS, and settings completed from Secrets Manager at cold start. All
 //! are reached through the SDK's standard endpoint settings only, so LocalStack, moto and AWS
 //! are the same code.
 
@@ -76,16 +76,24 @@ pub enum Name {
     /// `TENANTS_TABLE`.
     TenantsTable,
     QueueUrl,
+    /// `ORDERED_QUEUE_URL`.
+    OrderedQueueUrl,
     DeadLetterQueueUrl,
+    /// `ORDERED_DLQ_URL`.
+    OrderedDeadLetterQueueUrl,
 }
 
 /// `EVENTS_TABLE`, `IDEMPOTENCY_TABLE`, `WEBHOOKS_TABLE`, `TENANTS_TABLE`, `QUEUE_URL`,
-/// `DELIVERY_QUEUE_URL`, `DLQ_URL`: where the AWS backends are, as relay-local reads them (any may be unset; the
-/// Lambda functions require the ones they use, each on its own).
+/// `DELIVERY_QUEUE_URL`, `ORDERED_QUEUE_URL`, `DLQ_URL`, `ORDERED_DLQ_URL`: where the AWS
+/// backends are, as relay-local reads them (any may be unset; the Lambda functions require the
+/// ones they use, each on its own).
 ///
 /// `QUEUE_URL` is the dispatch lane (ingest's `dispatch` messages), `DELIVERY_QUEUE_URL` the
 /// delivery lane (`deliver` messages), so deliveries never wait behind a backlog of dispatches.
 /// Without `DELIVERY_QUEUE_URL` both kinds share `QUEUE_URL`, as before the lanes were split.
+/// `ORDERED_QUEUE_URL` is the ordered lane, a FIFO queue (the `deliver` messages of ordered
+/// webhooks, a message group per webhook), with its own FIFO dead-letter queue,
+/// `ORDERED_DLQ_URL`: SQS redrives a FIFO queue only to a FIFO queue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsSettings {
     pub events_table: Option<String>,
@@ -94,7 +102,9 @@ pub struct AwsSettings {
     pub tenants_table: Option<String>,
     pub queue_url: Option<String>,
     pub delivery_queue_url: Option<String>,
+    pub ordered_queue_url: Option<String>,
     pub dead_letter_queue_url: Option<String>,
+    pub ordered_dead_letter_queue_url: Option<String>,
 }
 
 impl AwsSettings {
@@ -106,7 +116,9 @@ impl AwsSettings {
             tenants_table: vars.get("TENANTS_TABLE"),
             queue_url: vars.get("QUEUE_URL"),
             delivery_queue_url: vars.get("DELIVERY_QUEUE_URL"),
+            ordered_queue_url: vars.get("ORDERED_QUEUE_URL"),
             dead_letter_queue_url: vars.get("DLQ_URL"),
+            ordered_dead_letter_queue_url: vars.get("ORDERED_DLQ_URL"),
         }
     }
 
@@ -129,7 +141,15 @@ impl AwsSettings {
                 Name::WebhooksTable => ("WEBHOOKS_TABLE", &settings.webhooks_table, "the webhooks table's name"),
                 Name::TenantsTable => ("TENANTS_TABLE", &settings.tenants_table, "the tenants table's name"),
                 Name::QueueUrl => ("QUEUE_URL", &settings.queue_url, "the relay queue's URL"),
+                Name::OrderedQueueUrl => {
+                    ("ORDERED_QUEUE_URL", &settings.ordered_queue_url, "the ordered lane's URL (a FIFO queue)")
+                }
                 Name::DeadLetterQueueUrl => ("DLQ_URL", &settings.dead_letter_queue_url, "the dead-letter queue's URL"),
+                Name::OrderedDeadLetterQueueUrl => (
+                    "ORDERED_DLQ_URL",
+                    &settings.ordered_dead_letter_queue_url,
+                    "the ordered lane's dead-letter queue's URL (a FIFO queue)",
+                ),
             };
             if value.is_none() {
                 return Err(ConfigError::new(var, format!("is required ({what})")));
@@ -158,9 +178,20 @@ impl AwsSettings {
         self.delivery_queue_url.as_deref().unwrap_or_else(|| self.queue_url())
     }
 
+    /// The ordered lane's URL (`ORDERED_QUEUE_URL`, a FIFO queue; empty when not set).
+    pub fn ordered_queue_url(&self) -> &str {
+        self.ordered_queue_url.as_deref().unwrap_or_default()
+    }
+
     /// The dead-letter queue's URL (empty when not set).
     pub fn dead_letter_queue_url(&self) -> &str {
         self.dead_letter_queue_url.as_deref().unwrap_or_default()
+    }
+
+    /// The ordered lane's dead-letter queue's URL (`ORDERED_DLQ_URL`, a FIFO queue; empty when
+    /// not set).
+    pub fn ordered_dead_letter_queue_url(&self) -> &str {
+        self.ordered_dead_letter_queue_url.as_deref().unwrap_or_default()
     }
 
     /// Whether any name is set.
@@ -169,21 +200,23 @@ impl AwsSettings {
     }
 }
 
-/// Creates the tables `template.yaml` declares and the queues as `queue` says (two lanes and
-/// their dead-letter queue), named For LocalStack and
-/// moto (`relay-local bootstrap`, with [`QueueSpec::deployed`]) and tests.
+/// Creates the tables `template.yaml` declares and the queues as `queue` says (the three lanes
+/// and their dead-letter queues, [`sqs::create_queues`], named `{prefix}-queue...`), for
+/// LocalStack and moto (`relay-local bootstrap`, with [`QueueSpec::deployed`]) and tests.
 pub async fn bootstrap(sdk: &SdkConfig, prefix: &str, queue: &QueueSpec) -> Result<AwsSettings> {
     let tables = TableNames::with_prefix(prefix);
     dynamodb::create_tables(&aws_sdk_dynamodb::Client::new(sdk), &tables).await?;
     let spec = QueueSpec { name: format!("{prefix}-queue"), ..queue.clone() };
-    let (queue_url, delivery_queue_url, dlq_url) = sqs::create_queues(&aws_sdk_sqs::Client::new(sdk), &spec).await?;
+    let queues = sqs::create_queues(&aws_sdk_sqs::Client::new(sdk), &spec).await?;
     Ok(AwsSettings {
         events_table: Some(tables.events),
         idempotency_table: Some(tables.idempotency),
         webhooks_table: Some(tables.webhooks),
         tenants_table: Some(tables.tenants),
-        queue_url: Some(queue_url),
-        delivery_queue_url: Some(delivery_queue_url),
-        dead_letter_queue_url: Some(dlq_url),
+        queue_url: Some(queues.queue),
+        delivery_queue_url: Some(queues.delivery),
+        ordered_queue_url: Some(queues.ordered),
+        dead_letter_queue_url: Some(queues.dead_letter),
+        ordered_dead_letter_queue_url: Some(queues.ordered_dead_letter),
     })
 }

@@ -12,14 +12,14 @@ use relay_aws::{AwsClients, AwsSettings, DynamoEventStore, DynamoTenantStore, Dy
 use relay_core::app::{Dashboard, Deliverer, DelivererPorts, Maintenance, QueuePorts};
 use relay_core::auth::Directory;
 use relay_core::ports::{
-    Cache, DeliveryLog, EventStore, Locks, Probe, Queue, RateLimiter, TenantStore, WebhookSender, WebhookStore,
+    Cache, DeliveryLog, EventStore, Gates, Locks, Probe, Queue, RateLimiter, TenantStore, WebhookSender, WebhookStore,
 };
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{DeliverySettings, Redacted};
 use relay_core::{Result, Timestamp};
 use relay_memory::{
-    Backlog, MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryLocks, MemoryQueue, MemoryRateLimiter,
-    MemoryTenantStore, MemoryWebhookStore,
+    Backlog, MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryGates, MemoryLocks, MemoryQueue,
+    MemoryRateLimiter, MemoryTenantStore, MemoryWebhookStore,
 };
 use relay_postgres::{Database, PostgresDeliveryLog};
 use relay_redis::{CachedWebhookStore, RedisStore, WEBHOOK_CACHE_TTL};
@@ -37,9 +37,17 @@ pub struct Backends {
     /// The delivery lane: one `deliver` message per (event, webhook), apart from the dispatch
     /// lane so that deliveries never wait behind a backlog of dispatches.
     pub delivery_queue: Arc<dyn Queue>,
-    /// Where both lanes move poison messages.
+    /// The ordered lane (FIFO, a message group per webhook): the `deliver` messages of webhooks
+    /// whose `ordering` is `"ordered"`.
+    pub ordered_queue: Arc<dyn Queue>,
+    /// Where the lanes move poison messages.
     pub dead_letter: Arc<dyn Queue>,
+    /// Where the ordered lane moves them, when not to `dead_letter` (SQS: a FIFO queue's
+    /// dead-letter queue must be FIFO too). In memory every lane shares `dead_letter`.
+    pub ordered_dead_letter: Option<Arc<dyn Queue>>,
     pub locks: Arc<dyn Locks>,
+    /// Admission of deliveries: breakers, caps in flight, rate limits.
+    pub gates: Arc<dyn Gates>,
     pub limiter: Arc<dyn RateLimiter>,
     /// Shared short-lived state: the dashboard's ended sessions.
     pub cache: Arc<dyn Cache>,
@@ -108,8 +116,11 @@ impl Backends {
             deliveries,
             queue: Arc::new(lane()),
             delivery_queue: Arc::new(lane()),
+            ordered_queue: Arc::new(lane().ordered()),
             dead_letter,
+            ordered_dead_letter: None,
             locks: Arc::new(MemoryLocks::new()),
+            gates: Arc::new(MemoryGates::new()),
             limiter: Arc::new(MemoryRateLimiter::new()),
             cache: Arc::new(MemoryCache::new()),
             probes: Vec::new(),
@@ -128,9 +139,15 @@ impl Backends {
             tenants: Arc::new(DynamoTenantStore::new(clients.dynamodb.clone(), &tables)),
             queue: Arc::new(clients.queue(aws.queue_url())),
             delivery_queue: Arc::new(clients.queue(aws.delivery_queue_url())),
+            ordered_queue: Arc::new(clients.queue(aws.ordered_queue_url())),
             dead_letter: Arc::new(clients.queue(aws.dead_letter_queue_url())),
+            ordered_dead_letter: aws
+                .ordered_dead_letter_queue_url
+                .as_deref()
+                .map(|url| Arc::new(clients.queue(url)) as Arc<dyn Queue>),
             deliveries: Arc::new(MemoryDeliveryLog::new()),
             locks: Arc::new(MemoryLocks::new()),
+            gates: Arc::new(MemoryGates::new()),
             limiter: Arc::new(MemoryRateLimiter::new()),
             cache: Arc::new(MemoryCache::new()),
             probes: Vec::new(),
@@ -157,6 +174,7 @@ impl Backends {
         if let Some(url) = url {
             let redis = Arc::new(RedisStore::new(&url.0, "relay")?);
             self.locks = redis.clone();
+            self.gates = redis.clone();
             self.limiter = redis.clone();
             self.cache = redis.clone();
             self.webhooks = Arc::new(CachedWebhookStore::new(self.webhooks.clone(), redis.clone(), WEBHOOK_CACHE_TTL));
@@ -192,20 +210,24 @@ impl Backends {
             webhooks: self.webhooks.clone(),
             deliveries: self.deliveries.clone(),
             queue: self.delivery_queue.clone(),
+            ordered_queue: self.ordered_queue.clone(),
             sender,
             locks: self.locks.clone(),
+            gates: self.gates.clone(),
             tenants: directory,
         };
         Deliverer::new(ports, settings, keys)
     }
 
     pub fn maintenance(&self) -> Maintenance {
+        let mut dead_letters = vec![self.dead_letter.clone()];
+        dead_letters.extend(self.ordered_dead_letter.clone());
         Maintenance::new(
             self.events.clone(),
             self.webhooks.clone(),
             self.deliveries.clone(),
             self.queue.clone(),
-            self.dead_letter.clone(),
+            dead_letters,
         )
     }
 

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 
 use crate::backoff::{MAX_DELAY, RetryPolicy};
 use crate::domain::EventTypeRegistry;
+use crate::ports::GatePolicy;
 use crate::sealing::SecretKeys;
 
 /// Where the settings are used: some defaults differ.
@@ -177,6 +178,12 @@ pub struct DeliverySettings {
     /// `WEBHOOK_DISABLE_AFTER` (s, 432000 = 5 days): a webhook whose deliveries all failed for
     /// this long is disabled.
     pub disable_after: Duration,
+    /// `WEBHOOK_MAX_IN_FLIGHT` (10): a webhook's deliveries in flight at once, unless its own
+    /// `maxInFlight` says otherwise.
+    pub max_in_flight: u32,
+    /// `TENANT_MAX_IN_FLIGHT` (20), `CIRCUIT_BREAKER_THRESHOLD` (5 failures in a row) and
+    /// `CIRCUIT_BREAKER_COOLDOWN` (ms, 30000): what admission applies to every delivery.
+    pub gates: GatePolicy,
 }
 
 impl DeliverySettings {
@@ -185,10 +192,19 @@ impl DeliverySettings {
         let base_delay = vars.millis("WEBHOOK_RETRY_DELAY", 60_000, 1..=MAX_DELAY.as_millis() as u64)?;
         let max_retries = vars.num::<u32>("WEBHOOK_MAX_RETRIES", 3, 0..=50)?;
         let disable_after = vars.secs("WEBHOOK_DISABLE_AFTER", 5 * 86_400, 1..=365 * 86_400)?;
+        let gates = GatePolicy {
+            tenant_max_in_flight: vars.num::<u32>("TENANT_MAX_IN_FLIGHT", 20, 1..=100_000)?,
+            failure_threshold: vars.num::<u32>("CIRCUIT_BREAKER_THRESHOLD", 5, 1..=1000)?,
+            cooldown: vars.millis("CIRCUIT_BREAKER_COOLDOWN", 30_000, 100..=900_000)?,
+            // A slot outlives the attempt (and its pace wait) it was taken for.
+            lease: webhook_timeout * 2 + Duration::from_secs(5),
+        };
         Ok(Self {
             webhook_timeout,
             retry: RetryPolicy { base_delay, max_retries, ..RetryPolicy::default() },
             disable_after,
+            max_in_flight: vars.num::<u32>("WEBHOOK_MAX_IN_FLIGHT", 10, 1..=crate::domain::MAX_IN_FLIGHT)?,
+            gates,
         })
     }
 }

@@ -11,9 +11,9 @@ use maud::{Markup, html};
 
 use super::layout::{Frame, Head, Section, attempts, notice, page, percent, stats_cards, status, when};
 use super::{Operator, Posted, Query, WebPath, WebState, failure, html};
-use relay_core::app::DeliveryWithAttempts;
+use relay_core::app::{DeliveryWithAttempts, WebhookState};
 use relay_core::domain::{DeliveryStatus, Page, PageRequest, Webhook, WebhookInput};
-use relay_core::ports::DeliveryStats;
+use relay_core::ports::{Circuit, CircuitState, DeliveryStats};
 use relay_core::{Error, Timestamp};
 
 const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
@@ -134,6 +134,10 @@ struct Draft {
     timeout_ms: String,
     max_retries: String,
     retry_delay_ms: String,
+    max_in_flight: String,
+    rate_limit: String,
+    /// Checked: `"ordered"`.
+    ordered: bool,
 }
 
 impl Draft {
@@ -148,7 +152,24 @@ impl Draft {
             timeout_ms: posted.field("timeoutMs").unwrap_or_default().trim().to_owned(),
             max_retries: posted.field("maxRetries").unwrap_or_default().trim().to_owned(),
             retry_delay_ms: posted.field("retryDelayMs").unwrap_or_default().trim().to_owned(),
+            max_in_flight: posted.field("maxInFlight").unwrap_or_default().trim().to_owned(),
+            rate_limit: posted.field("rateLimit").unwrap_or_default().trim().to_owned(),
+            ordered: posted.field("ordering") == Some("ordered"),
         }
+    }
+
+    /// Whether anything under the form's disclosure was filled in (it then opens).
+    fn has_advanced(&self) -> bool {
+        let typed = [
+            &self.filter,
+            &self.headers,
+            &self.timeout_ms,
+            &self.max_retries,
+            &self.retry_delay_ms,
+            &self.max_in_flight,
+            &self.rate_limit,
+        ];
+        self.ordered || typed.iter().any(|text| !text.is_empty())
     }
 
     /// The API's input, or what in the text fields cannot become one (the rest the API checks).
@@ -174,6 +195,9 @@ impl Draft {
         let timeout_ms = number("timeoutMs", &self.timeout_ms);
         let max_retries = number("maxRetries", &self.max_retries).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         let retry_delay_ms = number("retryDelayMs", &self.retry_delay_ms);
+        let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let max_in_flight = number("maxInFlight", &self.max_in_flight).map(small);
+        let rate_limit = number("rateLimit", &self.rate_limit).map(small);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -187,6 +211,9 @@ impl Draft {
             timeout_ms: timeout_ms.map(Some),
             max_retries: max_retries.map(Some),
             retry_delay_ms: retry_delay_ms.map(Some),
+            max_in_flight: max_in_flight.map(Some),
+            rate_limit: rate_limit.map(Some),
+            ordering: Some(if self.ordered { "ordered" } else { "unordered" }.to_owned()),
             ..WebhookInput::default()
         })
     }
@@ -249,8 +276,8 @@ fn render_form(state: &WebState, frame: &Frame<'_>, draft: &Draft, problems: &[S
                         }
                     }
                 }
-                details.advanced open[!draft.filter.is_empty() || !draft.headers.is_empty() || !draft.timeout_ms.is_empty() || !draft.max_retries.is_empty() || !draft.retry_delay_ms.is_empty()] {
-                    summary { "Filter, headers and schedule (optional)" }
+                details.advanced open[draft.has_advanced()] {
+                    summary { "Filter, headers, schedule and flow (optional)" }
                     label for="filter" { "Filter (JSON)" }
                     textarea #filter name="filter" rows="3" placeholder=r#"{"payload.status": "hired"}"# aria-describedby="filter-help" { (draft.filter) }
                     p.muted #filter-help { "Only events passing it are delivered: keys eventType, source, tenant or payload.<path>; operators $eq $ne $in $nin $exists $gt $gte $lt $lte, $and $or." }
@@ -262,6 +289,14 @@ fn render_form(state: &WebState, frame: &Frame<'_>, draft: &Draft, problems: &[S
                     input #maxRetries type="number" name="maxRetries" min="0" value=(draft.max_retries) placeholder="the relay's";
                     label for="retryDelayMs" { "First retry after (ms)" }
                     input #retryDelayMs type="number" name="retryDelayMs" min="1" value=(draft.retry_delay_ms) placeholder="the relay's";
+                    label for="maxInFlight" { "Deliveries in flight at most" }
+                    input #maxInFlight type="number" name="maxInFlight" min="1" max="1000" value=(draft.max_in_flight) placeholder="the relay's";
+                    label for="rateLimit" { "Rate limit (deliveries per second)" }
+                    input #rateLimit type="number" name="rateLimit" min="1" max="10000" value=(draft.rate_limit) placeholder="none";
+                    label.check for="ordering" {
+                        input #ordering type="checkbox" name="ordering" value="ordered" checked[draft.ordered];
+                        " Ordered: one at a time, in the order events were accepted; a failing delivery holds back the later ones"
+                    }
                 }
                 p { button type="submit" { "Create webhook" } " " a href="/dashboard/webhooks" { "Cancel" } }
             }
@@ -294,6 +329,7 @@ pub async fn detail(
     };
     let frame = operator.frame();
     let view = Detail {
+        state: admin.state(&webhook).await,
         webhook: &webhook,
         day: &day,
         all: &all,
@@ -306,11 +342,27 @@ pub async fn detail(
 
 struct Detail<'a> {
     webhook: &'a Webhook,
+    state: WebhookState,
     day: &'a DeliveryStats,
     all: &'a DeliveryStats,
     deliveries: &'a Page<DeliveryWithAttempts>,
     filter: Option<DeliveryStatus>,
     notice: Option<String>,
+}
+
+/// A webhook's breaker: closed, or open until when, or half-open (probing), with its run of
+/// failures.
+fn circuit_badge(circuit: &Circuit) -> Markup {
+    let class = match circuit.state {
+        CircuitState::Closed => "status ok",
+        CircuitState::Open => "status bad",
+        CircuitState::HalfOpen => "status warn",
+    };
+    html! {
+        span class=(class) { (circuit.state.as_str()) }
+        @if let Some(until) = circuit.open_until { " until " (when(until)) }
+        @if circuit.failures > 0 { " · " (circuit.failures) " failed in a row" }
+    }
 }
 
 /// A form of one button that posts to `action` with the CSRF token.
@@ -352,13 +404,20 @@ fn render_detail(frame: &Frame<'_>, view: &Detail<'_>) -> Markup {
                 @if let Some(filter) = &webhook.filter {
                     dt { "Filter" } dd.break { code { (filter.as_json().to_string()) } }
                 }
-                @if !webhook.schedule.is_default() {
+                @let schedule = &webhook.schedule;
+                @if schedule.timeout_ms.is_some() || schedule.max_retries.is_some() || schedule.retry_delay_ms.is_some() {
                     dt { "Schedule" } dd {
-                        @if let Some(ms) = webhook.schedule.timeout_ms { "timeout " (ms) " ms" br; }
-                        @if let Some(n) = webhook.schedule.max_retries { (n) " retries" br; }
-                        @if let Some(ms) = webhook.schedule.retry_delay_ms { "first retry after " (ms) " ms, doubling" }
+                        @if let Some(ms) = schedule.timeout_ms { "timeout " (ms) " ms" br; }
+                        @if let Some(n) = schedule.max_retries { (n) " retries" br; }
+                        @if let Some(ms) = schedule.retry_delay_ms { "first retry after " (ms) " ms, doubling" }
                     }
                 }
+                dt { "Flow" } dd {
+                    (view.state.max_in_flight) " in flight at most"
+                    @if let Some(rate) = schedule.rate_limit { br; (rate) " per second at most" }
+                    br; (schedule.ordering.as_str())
+                }
+                dt { "Circuit" } dd { (circuit_badge(&view.state.circuit)) }
                 @if !webhook.headers.is_empty() {
                     dt { "Headers" } dd.break {
                         @for (name, value) in webhook.headers.masked() {

@@ -4,10 +4,11 @@
 use serde::Serialize;
 
 use relay_core::Timestamp;
-use relay_core::app::DeliveryWithAttempts;
+use relay_core::app::{DeliveryWithAttempts, WebhookState};
 use relay_core::domain::{
     ApiKey, Attempt, Channel, DeliveryStatus, EventId, EventType, Webhook, WebhookId, WebhookSecret,
 };
+use relay_core::ports::Circuit;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -25,6 +26,15 @@ pub struct WebhookView<'a> {
     pub timeout_ms: Option<u64>,
     pub max_retries: Option<u32>,
     pub retry_delay_ms: Option<u64>,
+    /// Its deliveries in flight at most (its own, else `WEBHOOK_MAX_IN_FLIGHT`).
+    pub max_in_flight: u32,
+    /// Deliveries per second at most; `null`: no limit.
+    pub rate_limit: Option<u32>,
+    /// `"ordered"` or `"unordered"`.
+    pub ordering: &'static str,
+    /// Its circuit breaker: `state` (`closed`, `open`, `half-open`), `failures` in a row,
+    /// `openUntil` while open.
+    pub circuit: Circuit,
     pub is_active: bool,
     pub disabled_reason: Option<&'a str>,
     /// Since when every delivery has failed; `null` while deliveries succeed.
@@ -36,7 +46,7 @@ pub struct WebhookView<'a> {
 }
 
 impl<'a> WebhookView<'a> {
-    pub fn new(webhook: &'a Webhook) -> Self {
+    pub fn new(webhook: &'a Webhook, state: WebhookState) -> Self {
         Self {
             id: webhook.id,
             name: &webhook.name,
@@ -48,6 +58,10 @@ impl<'a> WebhookView<'a> {
             timeout_ms: webhook.schedule.timeout_ms,
             max_retries: webhook.schedule.max_retries,
             retry_delay_ms: webhook.schedule.retry_delay_ms,
+            max_in_flight: state.max_in_flight,
+            rate_limit: webhook.schedule.rate_limit,
+            ordering: webhook.schedule.ordering.as_str(),
+            circuit: state.circuit,
             is_active: webhook.is_active,
             disabled_reason: webhook.disabled_reason.as_deref(),
             failing_since: webhook.failing_since,
@@ -57,8 +71,8 @@ impl<'a> WebhookView<'a> {
         }
     }
 
-    pub fn with_secret(webhook: &'a Webhook, secret: &'a WebhookSecret) -> Self {
-        Self { secret: Some(secret.expose()), ..Self::new(webhook) }
+    pub fn with_secret(webhook: &'a Webhook, state: WebhookState, secret: &'a WebhookSecret) -> Self {
+        Self { secret: Some(secret.expose()), ..Self::new(webhook, state) }
     }
 }
 

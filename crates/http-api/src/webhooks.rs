@@ -178,7 +178,8 @@ async fn create_webhook(
 ) -> Result<Response, ApiError> {
     let webhook = state.admin.create(&tenant, input).await?;
     let secret = state.admin.secret(&webhook)?;
-    Ok(ok(StatusCode::CREATED, WebhookView::with_secret(&webhook, &secret)))
+    let held = state.admin.state(&webhook).await;
+    Ok(ok(StatusCode::CREATED, WebhookView::with_secret(&webhook, held, &secret)))
 }
 
 #[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", security(("apiKey" = [])), params(("limit" = Option<u32>, Query, description = "1-500, default 50"), ("offset" = Option<u32>, Query, description = "0-100000"), ("cursor" = Option<String>, Query, description = "the nextCursor of the previous page")), responses((status = 200, description = "the tenant's webhooks, newest first"), (status = 422, description = "bad paging"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
@@ -189,7 +190,9 @@ async fn list_webhooks(
 ) -> Result<Response, ApiError> {
     let page = params.page(PageRequest::MAX_LIMIT)?;
     let webhooks = state.admin.list(&tenant, &page).await?;
-    let views: Vec<WebhookView<'_>> = webhooks.items.iter().map(WebhookView::new).collect();
+    let states = state.admin.states(&webhooks.items).await;
+    let views: Vec<WebhookView<'_>> =
+        webhooks.items.iter().zip(states).map(|(webhook, held)| WebhookView::new(webhook, held)).collect();
     Ok(list(relay_core::domain::Page { items: views, next_cursor: webhooks.next_cursor.clone() }, &page))
 }
 
@@ -200,7 +203,8 @@ async fn get_webhook(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let webhook = state.admin.get(&tenant, &id).await?;
-    Ok(ok(StatusCode::OK, WebhookView::new(&webhook)))
+    let held = state.admin.state(&webhook).await;
+    Ok(ok(StatusCode::OK, WebhookView::new(&webhook, held)))
 }
 
 #[utoipa::path(put, path = "/api/webhooks/{id}", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id")), request_body = relay_core::domain::WebhookInput, responses((status = 200, description = "updated (partial: omitted fields stay)"), (status = 404, description = "no such webhook"), (status = 422, description = "invalid change"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]
@@ -211,7 +215,8 @@ async fn update_webhook(
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> Result<Response, ApiError> {
     let webhook = state.admin.update(&tenant, &id, input).await?;
-    Ok(ok(StatusCode::OK, WebhookView::new(&webhook)))
+    let held = state.admin.state(&webhook).await;
+    Ok(ok(StatusCode::OK, WebhookView::new(&webhook, held)))
 }
 
 #[utoipa::path(delete, path = "/api/webhooks/{id}", tag = "webhooks", security(("apiKey" = [])), params(("id" = String, Path, description = "the webhook id")), responses((status = 200, description = "deleted"), (status = 404, description = "no such webhook"), (status = 401, description = "missing or unknown credential"), (status = 403, description = "credential of the wrong kind"), (status = 429, description = "rate limited")))]

@@ -21,6 +21,29 @@ pub struct MemoryDeliveryLog {
 struct State {
     deliveries: BTreeMap<DeliveryKey, Delivery>,
     attempts: HashMap<DeliveryKey, Vec<Attempt>>,
+    /// Each webhook's events whose delivery is not final: what an ordered webhook asks.
+    unfinished: HashMap<WebhookId, BTreeSet<EventId>>,
+}
+
+impl State {
+    /// Stores the delivery's state, keeping `unfinished` in step.
+    fn put(&mut self, delivery: Delivery) {
+        self.index(&delivery);
+        self.deliveries.insert(delivery.key(), delivery);
+    }
+
+    fn index(&mut self, delivery: &Delivery) {
+        if delivery.status.is_final() {
+            if let Some(events) = self.unfinished.get_mut(&delivery.webhook_id) {
+                events.remove(&delivery.event_id);
+                if events.is_empty() {
+                    self.unfinished.remove(&delivery.webhook_id);
+                }
+            }
+        } else {
+            self.unfinished.entry(delivery.webhook_id).or_default().insert(delivery.event_id);
+        }
+    }
 }
 
 impl MemoryDeliveryLog {
@@ -32,7 +55,10 @@ impl MemoryDeliveryLog {
     pub fn forget(&self, keys: &[DeliveryKey]) {
         let mut state = lock(&self.state);
         for key in keys {
-            state.deliveries.remove(key);
+            if let Some(mut gone) = state.deliveries.remove(key) {
+                gone.status = DeliveryStatus::Failed;
+                state.index(&gone);
+            }
             state.attempts.remove(key);
         }
         crate::shrink_if_sparse(&mut state.attempts);
@@ -52,7 +78,16 @@ impl MemoryDeliveryLog {
 impl DeliveryLog for MemoryDeliveryLog {
     async fn ensure(&self, deliveries: &[Delivery]) -> Result<Vec<Delivery>> {
         let mut state = lock(&self.state);
-        Ok(deliveries.iter().map(|d| state.deliveries.entry(d.key()).or_insert_with(|| d.clone()).clone()).collect())
+        Ok(deliveries
+            .iter()
+            .map(|d| match state.deliveries.get(&d.key()) {
+                Some(stored) => stored.clone(),
+                None => {
+                    state.put(d.clone());
+                    d.clone()
+                }
+            })
+            .collect())
     }
 
     async fn get(&self, key: DeliveryKey) -> Result<Option<Delivery>> {
@@ -73,6 +108,7 @@ impl DeliveryLog for MemoryDeliveryLog {
             delivery.updated_at = now;
             closed += 1;
         }
+        state.unfinished.clear();
         Ok(closed)
     }
 
@@ -84,13 +120,18 @@ impl DeliveryLog for MemoryDeliveryLog {
     async fn record_many(&self, records: &[Record<'_>]) -> Result<()> {
         let mut state = lock(&self.state);
         for Record { delivery, attempt } in records {
-            state.deliveries.insert(delivery.key(), (*delivery).clone());
+            state.put((*delivery).clone());
             if let Some(attempt) = attempt {
                 // Most deliveries take one attempt: no room for four until a second comes.
                 state.attempts.entry(delivery.key()).or_insert_with(|| Vec::with_capacity(1)).push((*attempt).clone());
             }
         }
         Ok(())
+    }
+
+    async fn unfinished_before(&self, webhook: WebhookId, before: EventId) -> Result<Option<EventId>> {
+        let state = lock(&self.state);
+        Ok(state.unfinished.get(&webhook).and_then(|events| events.first()).filter(|first| **first < before).copied())
     }
 
     async fn list(

@@ -5,6 +5,7 @@
 mod coordination;
 mod deliveries;
 mod events;
+mod gates;
 mod queue;
 mod tenants;
 mod webhooks;
@@ -12,6 +13,7 @@ mod webhooks;
 pub use coordination::{MemoryCache, MemoryLocks, MemoryRateLimiter};
 pub use deliveries::MemoryDeliveryLog;
 pub use events::MemoryEventStore;
+pub use gates::MemoryGates;
 pub use queue::{Backlog, MemoryQueue};
 pub use tenants::MemoryTenantStore;
 pub use webhooks::MemoryWebhookStore;

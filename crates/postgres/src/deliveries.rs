@@ -186,6 +186,20 @@ impl DeliveryLog for PostgresDeliveryLog {
         Ok(())
     }
 
+    async fn unfinished_before(&self, webhook: WebhookId, before: EventId) -> Result<Option<EventId>> {
+        // deliveries_webhook_status_idx: one short index range per unfinished status.
+        let first: Option<Uuid> = sqlx::query_scalar(
+            "SELECT event_id FROM deliveries WHERE webhook_id = $1 AND status IN ('pending', 'retrying') \
+             AND event_id < $2 ORDER BY event_id LIMIT 1",
+        )
+        .bind(webhook.as_uuid())
+        .bind(before.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(database)?;
+        Ok(first.map(EventId::from))
+    }
+
     async fn list(
         &self,
         webhook: WebhookId,

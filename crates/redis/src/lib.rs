@@ -1,12 +1,14 @@
-//! Redis (ElastiCache in AWS): delivery locks, rate-limit counters, ended dashboard sessions
-//! and the webhook cache ([`CachedWebhookStore`], over any [`Cache`]).
-//! Everything here may be lost: a flushed or unreachable Redis costs duplicates avoided and
-//! cache hits, never an event.
+//! Redis (ElastiCache in AWS): delivery locks, rate-limit counters, the delivery gates
+//! (breakers, caps in flight, rate-limit pace: `gates`), ended dashboard sessions and the
+//! webhook cache ([`CachedWebhookStore`], over any [`Cache`]).
+//! Everything here may be lost: a flushed or unreachable Redis costs duplicates avoided,
+//! admission and cache hits, never an event.
 //!
 //! One lazily connecting, self-reconnecting `ConnectionManager` per process, with short
 //! timeouts so an unreachable Redis fails fast instead of stalling deliveries.
 
 mod cached;
+mod gates;
 
 pub use cached::CachedWebhookStore;
 

@@ -28,8 +28,8 @@ pub struct Settings {
     /// `SERVICE_TOKENS` (the tenants API) and `API_KEYS` (static keys; tenants' other keys
     /// are issued through the API).
     pub credentials: Credentials,
-    /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL` (required), `DLQ_URL` (its depth, for
-    /// operators).
+    /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `TENANTS_TABLE`, `QUEUE_URL`, `ORDERED_QUEUE_URL` (manual
+    /// recoveries of an ordered webhook go there) (required), `DLQ_URL` (its depth, for operators).
     pub aws: AwsSettings,
     /// `DATABASE_URL` (required) and `DATABASE_POOL_SIZE`: the delivery log.
     pub database: Database,
@@ -58,7 +58,7 @@ impl Settings {
             credentials,
             aws: AwsSettings::require(
                 vars,
-                &[Name::EventsTable, Name::WebhooksTable, Name::TenantsTable, Name::QueueUrl],
+                &[Name::EventsTable, Name::WebhooksTable, Name::TenantsTable, Name::QueueUrl, Name::OrderedQueueUrl],
             )?,
             database: Database::from_vars(vars, LAMBDA_POOL_SIZE)?,
             secret_keys: settings::required_secret_keys(vars)?,

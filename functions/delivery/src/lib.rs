@@ -44,7 +44,7 @@ impl Settings {
         Ok(Self {
             aws: AwsSettings::require(
                 vars,
-                &[Name::EventsTable, Name::WebhooksTable, Name::TenantsTable, Name::QueueUrl],
+                &[Name::EventsTable, Name::WebhooksTable, Name::TenantsTable, Name::QueueUrl, Name::OrderedQueueUrl],
             )?,
             database: Database::from_vars(vars, LAMBDA_POOL_SIZE)?,
             secret_keys: settings::required_secret_keys(vars)?,
@@ -66,12 +66,16 @@ pub async fn handler(settings: Settings, clients: &AwsClients) -> Result<BatchHa
     // No credentials: only stored tenants can be disabled (those API_KEYS names never are).
     let directory = Arc::new(Directory::new(Credentials::new(Vec::new(), Vec::new()), backends.tenants.clone()));
     let deliverer = backends.deliverer(Arc::new(sender), &settings.delivery, settings.secret_keys, directory);
-    Ok(BatchHandler::new(deliverer, backends.delivery_queue))
+    Ok(BatchHandler::new(deliverer))
 }
 
-/// One batch from Lambda's event source mapping.
+/// One batch from Lambda's event source mapping. Its records all come from one queue: the
+/// ordered lane's when its ARN names a FIFO queue, else the dispatch or delivery lane's (whose
+/// `deliver` messages are the delivery lane's).
 pub async fn handle(handler: &BatchHandler, event: SqsEvent) -> SqsBatchResponse {
-    let outcome = handler.handle(event.records.into_iter().map(received).collect()).await;
+    let ordered =
+        event.records.first().and_then(|r| r.event_source_arn.as_deref()).is_some_and(|arn| arn.ends_with(".fifo"));
+    let outcome = handler.handle(handler.lane(ordered), event.records.into_iter().map(received).collect()).await;
     let mut response = SqsBatchResponse::default();
     match outcome {
         BatchOutcome::Retry(ids) => ids.into_iter().for_each(|id| response.add_failure(id)),

@@ -116,7 +116,9 @@ async fn bootstrap(prefix: &str, visibility_timeout: Option<u64>) -> anyhow::Res
     println!("export TENANTS_TABLE={}", show(created.tenants_table));
     println!("export QUEUE_URL={}", show(created.queue_url));
     println!("export DELIVERY_QUEUE_URL={}", show(created.delivery_queue_url));
+    println!("export ORDERED_QUEUE_URL={}", show(created.ordered_queue_url));
     println!("export DLQ_URL={}", show(created.dead_letter_queue_url));
+    println!("export ORDERED_DLQ_URL={}", show(created.ordered_dead_letter_queue_url));
     // Webhook secrets are stored sealed: keep the key already set, else make one (keep it:
     // without it the webhooks stored with it cannot sign).
     let keys = std::env::var("SECRETS_ENCRYPTION_KEYS").ok().filter(|k| !k.trim().is_empty());

@@ -30,7 +30,7 @@ pub async fn backends(config: &Config) -> Result<Backends, StartupError> {
     Ok(backends)
 }
 
-/// DynamoDB and SQS as `config.aws` names them (all six names required), the rest in memory.
+/// DynamoDB and SQS as `config.aws` names them (all eight names required), the rest in memory.
 pub fn aws_backends(config: &Config, sdk: &SdkConfig) -> Result<Backends, ConfigError> {
     let names = [
         Name::EventsTable,
@@ -38,7 +38,9 @@ pub fn aws_backends(config: &Config, sdk: &SdkConfig) -> Result<Backends, Config
         Name::WebhooksTable,
         Name::TenantsTable,
         Name::QueueUrl,
+        Name::OrderedQueueUrl,
         Name::DeadLetterQueueUrl,
+        Name::OrderedDeadLetterQueueUrl,
     ];
     config.aws.check(&names)?;
     Ok(Backends::aws(&config.aws, config.event_retention, &AwsClients::new(sdk)))
@@ -86,7 +88,7 @@ impl Relay {
                 directory.clone(),
             ),
             tenants: Tenants::new(directory.clone(), b.webhooks.clone()),
-            handler: BatchHandler::new(deliverer, b.delivery_queue.clone()),
+            handler: BatchHandler::new(deliverer),
             maintenance: b.maintenance(),
             dashboard: b.dashboard(),
             access: Access::new(directory, b.limiter.clone(), &config.api),
@@ -96,13 +98,14 @@ impl Relay {
         })
     }
 
-    /// One poller per lane (dispatch, delivery): what Lambda's two event source mappings do in
-    /// AWS. relay-local runs `WORKER_CONCURRENCY` of each.
-    pub fn pollers(&self) -> [Poller; 2] {
+    /// One poller per lane (dispatch, delivery, ordered): what Lambda's three event source
+    /// mappings do in AWS. relay-local runs `WORKER_CONCURRENCY` of each.
+    pub fn pollers(&self) -> [Poller; 3] {
         let b = &self.backends;
         [
             Poller::new(b.queue.clone(), self.handler.clone()),
             Poller::new(b.delivery_queue.clone(), self.handler.clone()),
+            Poller::new(b.ordered_queue.clone(), self.handler.clone()),
         ]
     }
 

@@ -16,7 +16,8 @@ use relay_postgres::{Database, LAMBDA_POOL_SIZE};
 /// Everything relay-maintenance reads.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL`, `DLQ_URL` (required).
+    /// `EVENTS_TABLE`, `WEBHOOKS_TABLE`, `QUEUE_URL`, `DLQ_URL`, `ORDERED_DLQ_URL` (required): it
+    /// drains both dead-letter queues.
     pub aws: AwsSettings,
     /// `DATABASE_URL` (required) and `DATABASE_POOL_SIZE`: the delivery log.
     pub database: Database,
@@ -27,7 +28,13 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let names = [Name::EventsTable, Name::WebhooksTable, Name::QueueUrl, Name::DeadLetterQueueUrl];
+        let names = [
+            Name::EventsTable,
+            Name::WebhooksTable,
+            Name::QueueUrl,
+            Name::DeadLetterQueueUrl,
+            Name::OrderedDeadLetterQueueUrl,
+        ];
         Ok(Self {
             aws: AwsSettings::require(vars, &names)?,
             database: Database::from_vars(vars, LAMBDA_POOL_SIZE)?,

@@ -38,6 +38,34 @@ pub async fn ensure_keeps_what_exists(log: Arc<dyn DeliveryLog>) {
     assert!(log.ensure(&[]).await.unwrap().is_empty());
 }
 
+/// An ordered webhook asks which earlier event it still owes: the oldest not final, by event
+/// id (time-ordered), and only before the event asking; other webhooks' deliveries do not count.
+pub async fn unfinished_before_finds_the_oldest_event_still_owed(log: Arc<dyn DeliveryLog>) {
+    let hook = webhook("acme", &["job.created"], true);
+    let other = webhook("acme", &["job.created"], true);
+    let events: Vec<_> = (0..4).map(|_| event("job.created", None)).collect();
+    let mut wanted: Vec<_> = events.iter().map(|e| delivery(e, &hook)).collect();
+    wanted.push(delivery(&events[0], &other));
+    log.ensure(&wanted).await.unwrap();
+    assert_eq!(log.unfinished_before(hook.id, events[0].id).await.unwrap(), None, "nothing before the first");
+    assert_eq!(log.unfinished_before(hook.id, events[3].id).await.unwrap(), Some(events[0].id));
+
+    let mut done = wanted[0].clone();
+    done.status = DeliveryStatus::Succeeded;
+    let mut retrying = wanted[1].clone();
+    retrying.status = DeliveryStatus::Retrying;
+    log.record_many(&[Record { delivery: &done, attempt: None }, Record { delivery: &retrying, attempt: None }])
+        .await
+        .unwrap();
+    assert_eq!(log.unfinished_before(hook.id, events[3].id).await.unwrap(), Some(events[1].id), "retrying is owed");
+    let mut failed = retrying.clone();
+    failed.status = DeliveryStatus::Failed;
+    log.record(&failed, None).await.unwrap();
+    assert_eq!(log.unfinished_before(hook.id, events[3].id).await.unwrap(), Some(events[2].id), "failed is final");
+    assert_eq!(log.unfinished_before(hook.id, events[2].id).await.unwrap(), None);
+    assert_eq!(log.unfinished_before(other.id, events[3].id).await.unwrap(), Some(events[0].id));
+}
+
 /// Closing what a lost queue left: `pending` and `retrying` become `failed` with the reason and
 /// no next attempt; final deliveries and their attempts are left as they were.
 pub async fn close_unfinished_fails_what_was_waiting(log: Arc<dyn DeliveryLog>) {

@@ -57,6 +57,7 @@ suite! {
     deliveries::stats_count_and_time_what_is_in_scope => Arc::new(MemoryDeliveryLog::new());
     deliveries::timeline_and_events_are_the_tenants_own => Arc::new(MemoryDeliveryLog::new());
     deliveries::close_unfinished_fails_what_was_waiting => Arc::new(MemoryDeliveryLog::new());
+    deliveries::unfinished_before_finds_the_oldest_event_still_owed => Arc::new(MemoryDeliveryLog::new());
     coordination::a_lock_has_one_holder_until_released => Arc::new(MemoryLocks::new());
     coordination::a_lock_expires => Arc::new(MemoryLocks::new());
     coordination::concurrent_lockers_get_one_lock => Arc::new(MemoryLocks::new());
@@ -69,6 +70,15 @@ suite! {
     queue::delay_hides_a_message => |v, m| async move { queues(v, m) };
     queue::redrive_after_max_receive_count => |v, m| async move { queues(v, m) };
     queue::stale_receipt_handles_are_refused => |v, m| async move { queues(v, m) };
+    queue::fifo_keeps_each_groups_order => |v| async move { ordered(v) };
+    queue::fifo_holds_a_group_while_its_head_is_in_flight => |v| async move { ordered(v) };
+    queue::fifo_holds_a_group_while_its_head_waits_out_a_visibility_change => |v| async move { ordered(v) };
+    queue::fifo_takes_plain_sends_without_their_delay => |v| async move { ordered(v) };
+}
+
+/// The embedded queue made FIFO (the ordered lane).
+fn ordered(visibility: Duration) -> Arc<dyn Queue> {
+    Arc::new(MemoryQueue::new(visibility).ordered())
 }
 
 /// The embedded event store past `MEMORY_MAX_EVENTS`: the oldest events whose deliveries are all
@@ -157,4 +167,32 @@ async fn a_shared_backlog_says_when_the_lanes_are_full() {
     }
     assert_eq!(backlog.held(), 2);
     assert_eq!(delivery.full(), None);
+}
+
+/// The gates' contract (`contract::memory::gates::*`), a fresh store per case.
+mod gates {
+    use std::sync::Arc;
+
+    use relay_memory::MemoryGates;
+
+    macro_rules! gates_suite {
+        ($($case:ident),* $(,)?) => {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    crate::contract::gates::$case(Arc::new(MemoryGates::new())).await;
+                }
+            )*
+        };
+    }
+
+    gates_suite!(
+        the_in_flight_cap_holds_per_webhook,
+        the_in_flight_cap_holds_per_tenant,
+        a_refused_ask_takes_nothing,
+        leases_expire,
+        the_breaker_opens_probes_and_closes,
+        the_pace_spaces_turns,
+        an_unknown_webhook_is_closed,
+    );
 }

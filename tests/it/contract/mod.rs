@@ -5,6 +5,7 @@
 pub mod coordination;
 pub mod deliveries;
 pub mod events;
+pub mod gates;
 pub mod queue;
 pub mod tenants;
 pub mod webhooks;

@@ -33,6 +33,7 @@ pg_suite!(
     stats_count_and_time_what_is_in_scope,
     timeline_and_events_are_the_tenants_own,
     close_unfinished_fails_what_was_waiting,
+    unfinished_before_finds_the_oldest_event_still_owed,
 );
 
 const CALLERS: u32 = 50;

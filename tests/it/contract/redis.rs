@@ -74,3 +74,30 @@ cached_suite!(
     lists_page_through,
     stale_writes_are_refused_and_concurrent_changes_all_land,
 );
+
+/// The gates' contract against Redis (`contract::redis::gates::*`).
+mod gates {
+    use super::*;
+
+    macro_rules! gates_suite {
+        ($($case:ident),* $(,)?) => {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(store) = redis_server::store().await else { return };
+                    crate::contract::gates::$case(Arc::new(store)).await;
+                }
+            )*
+        };
+    }
+
+    gates_suite!(
+        the_in_flight_cap_holds_per_webhook,
+        the_in_flight_cap_holds_per_tenant,
+        a_refused_ask_takes_nothing,
+        leases_expire,
+        the_breaker_opens_probes_and_closes,
+        the_pace_spaces_turns,
+        an_unknown_webhook_is_closed,
+    );
+}

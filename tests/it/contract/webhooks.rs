@@ -191,8 +191,14 @@ pub async fn filter_headers_and_schedule_round_trip(store: Arc<dyn WebhookStore>
     let filter = Filter::parse(&written, "filter").unwrap();
     let headers = serde_json::json!({"Authorization": "Bearer s3cr3t", "X-Team": "core"});
     let headers = CustomHeaders::parse(headers.as_object().unwrap()).unwrap();
-    let schedule =
-        relay_core::domain::Schedule { timeout_ms: Some(1500), max_retries: Some(0), retry_delay_ms: Some(250) };
+    let schedule = relay_core::domain::Schedule {
+        timeout_ms: Some(1500),
+        max_retries: Some(0),
+        retry_delay_ms: Some(250),
+        max_in_flight: Some(3),
+        rate_limit: Some(7),
+        ordering: relay_core::domain::Ordering::Ordered,
+    };
     let mut hook = webhook("acme", &["job.created"], true);
     hook.filter = Some(filter.clone());
     hook.headers = headers.clone();

@@ -45,7 +45,9 @@ async fn aws_relay_behind_proxies() -> Option<AwsRelay> {
     let backends = Backends {
         queue: via_sqs.queue,
         delivery_queue: via_sqs.delivery_queue,
+        ordered_queue: via_sqs.ordered_queue,
         dead_letter: via_sqs.dead_letter,
+        ordered_dead_letter: via_sqs.ordered_dead_letter,
         ..via_dynamodb
     };
     let app = TestApp::start(&config, backends).await;

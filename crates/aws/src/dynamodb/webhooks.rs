@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use super::query::{self, Item, NewestFirst};
 use super::schema::{TableNames, index};
 use super::{corrupt, to_item, unavailable};
-use relay_core::domain::{Channel, EventType, Page, PageRequest, Schedule, TenantId, Webhook, WebhookId, WebhookUrl};
+use relay_core::domain::{
+    Channel, EventType, Ordering, Page, PageRequest, Schedule, TenantId, Webhook, WebhookId, WebhookUrl,
+};
 use relay_core::ports::WebhookStore;
 use relay_core::sealing::SealedSecret;
 use relay_core::{Error, Result, Timestamp};
@@ -211,6 +213,13 @@ struct WebhookItem {
     max_retries: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     retry_delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_in_flight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<u32>,
+    /// `ordered`; absent: unordered.
+    #[serde(default, skip_serializing_if = "Ordering::is_unordered")]
+    ordering: Ordering,
     is_active: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     disabled_reason: Option<String>,
@@ -245,6 +254,9 @@ impl WebhookItem {
             timeout_ms: w.schedule.timeout_ms,
             max_retries: w.schedule.max_retries,
             retry_delay_ms: w.schedule.retry_delay_ms,
+            max_in_flight: w.schedule.max_in_flight,
+            rate_limit: w.schedule.rate_limit,
+            ordering: w.schedule.ordering,
             is_active: w.is_active,
             disabled_reason: w.disabled_reason.clone(),
             secret: w.secret.as_str().into(),
@@ -283,6 +295,9 @@ impl WebhookItem {
                 timeout_ms: self.timeout_ms,
                 max_retries: self.max_retries,
                 retry_delay_ms: self.retry_delay_ms,
+                max_in_flight: self.max_in_flight,
+                rate_limit: self.rate_limit,
+                ordering: self.ordering,
             },
             is_active: self.is_active,
             disabled_reason: self.disabled_reason,

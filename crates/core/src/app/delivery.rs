@@ -2,16 +2,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::mpsc;
 
-use super::{RelayMessage, modify_webhook};
+use super::{deliver_message, modify_webhook};
 use crate::auth::Directory;
 use crate::backoff::{RetryPolicy, parse_retry_after};
 use crate::domain::{
-    Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, TenantId, Trigger,
-    Webhook, WebhookId, WebhookSecret,
+    Attempt, AttemptResult, Delivery, DeliveryKey, DeliveryStatus, Event, EventId, EventType, Ordering, TenantId,
+    Trigger, Webhook, WebhookId, WebhookSecret,
 };
-use crate::ports::{DeliveryLog, EventStore, Locks, OutboundRequest, Queue, Record, WebhookSender, WebhookStore};
+use crate::ports::{
+    Admission, Ask, Circuit, Deferral, DeliveryLog, EventStore, GatePolicy, Gates, Lease, Locks, OutboundRequest,
+    Queue, Record, WebhookSender, WebhookStore,
+};
 use crate::sealing::SecretKeys;
 use crate::settings::DeliverySettings;
 use crate::signing::SignatureHeaders;
@@ -28,6 +34,27 @@ pub enum Next {
     Done,
     /// Keep it, invisible for this long, then handle it again.
     RetryIn(Duration),
+    /// No attempt was made: admission held it back. It comes back after `after` (a fresh copy
+    /// on a standard lane, so waiting never counts toward the dead-letter queue's receives;
+    /// the same message on the ordered lane, which keeps its place).
+    Defer { after: Duration, reason: Deferral },
+}
+
+/// How long the attempts of a batch that finish close together wait for each other, so that
+/// they are recorded in one write; an attempt still running then is recorded when it ends,
+/// and the batch's other messages are released without waiting for it.
+const FLUSH_WINDOW: Duration = Duration::from_millis(25);
+
+/// Where [`Deliverer::deliver_each`] sends each key's answer: its index in the batch, and what
+/// to do with its message (`Err`: it must come back).
+pub type Answers = mpsc::UnboundedSender<(usize, Result<Next>)>;
+
+/// A delivery of a batch that is over: attempted, or failed without an attempt.
+struct Finished {
+    index: usize,
+    outcome: Result<Outcome>,
+    /// Its slot, when admission gave one.
+    lease: Option<Lease>,
 }
 
 /// One attempt made, not yet recorded.
@@ -75,11 +102,17 @@ pub struct Deliverer {
     webhooks: Arc<dyn WebhookStore>,
     deliveries: Arc<dyn DeliveryLog>,
     queue: Arc<dyn Queue>,
+    /// The ordered lane: `deliver` messages of webhooks whose `ordering` is `"ordered"`.
+    ordered_queue: Arc<dyn Queue>,
     sender: Arc<dyn WebhookSender>,
     locks: Arc<dyn Locks>,
+    gates: Arc<dyn Gates>,
     /// The tenants (through the process's short cache): a disabled tenant's webhooks get nothing.
     tenants: Arc<Directory>,
     policy: RetryPolicy,
+    /// `WEBHOOK_MAX_IN_FLIGHT`, for webhooks without their own `maxInFlight`.
+    max_in_flight: u32,
+    admission: GatePolicy,
     /// How long a delivery lock is held at most: longer than an attempt and its logging.
     lock_ttl: Duration,
     /// A webhook failing without a success for this long is disabled.
@@ -95,8 +128,10 @@ pub struct DelivererPorts {
     pub webhooks: Arc<dyn WebhookStore>,
     pub deliveries: Arc<dyn DeliveryLog>,
     pub queue: Arc<dyn Queue>,
+    pub ordered_queue: Arc<dyn Queue>,
     pub sender: Arc<dyn WebhookSender>,
     pub locks: Arc<dyn Locks>,
+    pub gates: Arc<dyn Gates>,
     /// The process's directory, shared with its API so that a change made here holds at once.
     pub tenants: Arc<Directory>,
 }
@@ -104,10 +139,76 @@ pub struct DelivererPorts {
 impl Deliverer {
     /// `settings.webhook_timeout` bounds one attempt; the delivery lock outlives it.
     pub fn new(ports: DelivererPorts, settings: &DeliverySettings, keys: SecretKeys) -> Self {
-        let DelivererPorts { events, webhooks, deliveries, queue, sender, locks, tenants } = ports;
+        let DelivererPorts { events, webhooks, deliveries, queue, ordered_queue, sender, locks, gates, tenants } =
+            ports;
         let lock_ttl = settings.webhook_timeout * 2 + Duration::from_secs(5);
         let (policy, disable_after) = (settings.retry, settings.disable_after);
-        Self { events, webhooks, deliveries, queue, sender, locks, tenants, policy, lock_ttl, disable_after, keys }
+        Self {
+            events,
+            webhooks,
+            deliveries,
+            queue,
+            ordered_queue,
+            sender,
+            locks,
+            gates,
+            tenants,
+            policy,
+            max_in_flight: settings.max_in_flight,
+            admission: settings.gates,
+            lock_ttl,
+            disable_after,
+            keys,
+        }
+    }
+
+    /// `WEBHOOK_MAX_IN_FLIGHT`: the cap of a webhook without its own `maxInFlight`.
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight
+    }
+
+    /// The delivery lane and the ordered lane.
+    pub fn lanes(&self) -> (&Arc<dyn Queue>, &Arc<dyn Queue>) {
+        (&self.queue, &self.ordered_queue)
+    }
+
+    /// The lane a webhook's deliveries travel: the ordered one for `"ordered"` webhooks.
+    pub fn queue_for(&self, webhook: &Webhook) -> &Arc<dyn Queue> {
+        match webhook.schedule.ordering {
+            Ordering::Ordered => &self.ordered_queue,
+            Ordering::Unordered => &self.queue,
+        }
+    }
+
+    /// Each webhook's circuit breaker, in order (closed when the gates cannot be asked).
+    pub async fn circuits(&self, webhooks: &[WebhookId]) -> Vec<Circuit> {
+        self.gates.circuits(webhooks).await.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "could not read the circuit breakers");
+            vec![Circuit::CLOSED; webhooks.len()]
+        })
+    }
+
+    /// Sends `deliver` messages for `deliveries` (of `webhooks`), each on its webhook's lane;
+    /// an ordered webhook's in the order its events were accepted (their ids are time-ordered).
+    async fn enqueue(&self, deliveries: &[&Delivery], webhooks: &HashMap<WebhookId, &Webhook>) -> Result<()> {
+        let mut unordered = Vec::new();
+        let mut ordered: Vec<(EventId, WebhookId)> = Vec::new();
+        for d in deliveries {
+            match webhooks.get(&d.webhook_id).map(|w| w.schedule.ordering) {
+                Some(Ordering::Ordered) => ordered.push((d.event_id, d.webhook_id)),
+                _ => unordered.push(deliver_message(d.event_id, d.webhook_id)),
+            }
+        }
+        ordered.sort();
+        let grouped: Vec<(String, String)> = ordered
+            .into_iter()
+            .map(|(event_id, webhook_id)| (webhook_id.to_string(), deliver_message(event_id, webhook_id)))
+            .collect();
+        let (sent, sent_ordered) = tokio::join!(
+            async { if unordered.is_empty() { Ok(()) } else { self.queue.send_batch(&unordered).await } },
+            async { if grouped.is_empty() { Ok(()) } else { self.ordered_queue.send_grouped(&grouped).await } },
+        );
+        sent.and(sent_ordered)
     }
 
     /// Records a pending delivery for every active webhook subscribed to the event's type and
@@ -158,12 +259,10 @@ impl Deliverer {
             })
             .collect();
         let stored = self.deliveries.ensure(&wanted).await?;
-        let messages: Vec<String> = stored
-            .iter()
-            .filter(|d| !d.status.is_final())
-            .map(|d| RelayMessage::Deliver { event_id: d.event_id, webhook_id: d.webhook_id }.to_body())
-            .collect();
-        self.queue.send_batch(&messages).await?;
+        let unfinished: Vec<&Delivery> = stored.iter().filter(|d| !d.status.is_final()).collect();
+        let by_id: HashMap<WebhookId, &Webhook> =
+            fanned.iter().flat_map(|(_, subscribed)| subscribed.iter().map(|w| (w.id, *w))).collect();
+        self.enqueue(&unfinished, &by_id).await?;
         let dispatched: Vec<(EventId, Vec<WebhookId>)> =
             fanned.iter().map(|(event, subscribed)| (event.id, subscribed.iter().map(|w| w.id).collect())).collect();
         self.events.mark_dispatched(&dispatched).await?;
@@ -195,17 +294,39 @@ impl Deliverer {
         results.pop().unwrap_or_else(|| Err(Error::Internal("no result for the delivery".into())))
     }
 
+    /// [`Deliverer::deliver_each`], its answers collected in the order of `keys`.
+    pub async fn deliver_many(&self, keys: &[DeliveryKey]) -> Result<Vec<Result<Next>>> {
+        let (done, mut answers) = mpsc::unbounded_channel();
+        let delivered = self.deliver_each(keys, &done).await;
+        drop(done);
+        let mut results: Vec<Option<Result<Next>>> = keys.iter().map(|_| None).collect();
+        while let Some((index, result)) = answers.recv().await {
+            if let Some(slot) = results.get_mut(index) {
+                *slot = Some(result);
+            }
+        }
+        delivered?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("delivery not handled".into()))))
+            .collect())
+    }
+
     /// Makes the scheduled attempt of each delivery of a worker's batch, unless it is final
-    /// already (a duplicate message) or not yet due (an early copy), and says, per key in
-    /// order, what to do with its message. The whole batch costs one round trip to the lock
-    /// service to lock, one read of the log, the attempts (concurrently), one write of the log
-    /// and one round trip to unlock; each distinct webhook and event is read once.
+    /// already (a duplicate message), not yet due (an early copy) or held back by admission
+    /// (its webhook's breaker, its webhook's or tenant's cap in flight, its rate limit), and
+    /// sends `done` what to do with each key's message (by index in `keys`) as soon as that is
+    /// known: a slow attempt holds back only its own message. The batch costs one round trip to
+    /// the lock service to lock, one read of the log, one admission, the attempts
+    /// (concurrently), and per group of attempts finishing together one write of the log, one
+    /// release of their slots and one unlock; each distinct webhook and event is read once.
     ///
     /// Copies of one message arriving together are serialised by a lock on (event, webhook),
     /// taken before the delivery is read: one delivers, the others come back later and see its
-    /// result. Without the lock service (Redis down) it delivers anyway: at least once.
-    /// `Err` means nothing of the batch was recorded: every message must come back.
-    pub async fn deliver_many(&self, keys: &[DeliveryKey]) -> Result<Vec<Result<Next>>> {
+    /// result. Without the lock service (Redis down) it delivers anyway: at least once; without
+    /// the gates, with no admission. `Err` means the keys not yet answered were not recorded:
+    /// their messages must come back.
+    pub async fn deliver_each(&self, keys: &[DeliveryKey], done: &Answers) -> Result<()> {
         let lock_keys: Vec<String> = keys.iter().map(|k| format!("delivery:{}:{}", k.event_id, k.webhook_id)).collect();
         // Per key: `None` when another holder has it, else the token to release (none when
         // the lock service is down and the batch goes ahead without locks).
@@ -216,82 +337,221 @@ impl Deliverer {
                 vec![Some(None); keys.len()]
             }
         };
+        let mut held: Vec<Option<(String, String)>> =
+            lock_keys.into_iter().zip(&tokens).map(|(key, token)| Some((key, token.clone()??))).collect();
         let locked: Vec<Option<DeliveryKey>> =
             keys.iter().zip(&tokens).map(|(key, token)| token.is_some().then_some(*key)).collect();
-        let result = self.deliver_locked(&locked).await;
-        let held: Vec<(String, String)> =
-            lock_keys.into_iter().zip(tokens).filter_map(|(key, token)| Some((key, token.flatten()?))).collect();
-        if let Err(err) = self.locks.unlock_many(&held).await {
-            tracing::debug!(error = %err, "could not release the delivery locks; they expire");
-        }
+        let result = self.deliver_locked(&locked, &mut held, done).await;
+        // What is still held: the locks of keys answered before any attempt, or of a batch that failed.
+        let rest: Vec<(String, String)> = held.into_iter().flatten().collect();
+        self.unlock(&rest).await;
         result
     }
 
-    /// The batch's deliveries whose lock was taken (`Some`); the others are busy.
-    async fn deliver_locked(&self, keys: &[Option<DeliveryKey>]) -> Result<Vec<Result<Next>>> {
+    async fn unlock(&self, held: &[(String, String)]) {
+        if held.is_empty() {
+            return;
+        }
+        if let Err(err) = self.locks.unlock_many(held).await {
+            tracing::debug!(error = %err, "could not release the delivery locks; they expire");
+        }
+    }
+
+    /// The batch's deliveries whose lock was taken (`Some`); the others are busy. `held` are
+    /// the locks by index: those released here are taken out.
+    async fn deliver_locked(
+        &self,
+        keys: &[Option<DeliveryKey>],
+        held: &mut [Option<(String, String)>],
+        done: &Answers,
+    ) -> Result<()> {
+        let answer = |index: usize, result: Result<Next>| {
+            let _ = done.send((index, result));
+        };
         let wanted: Vec<DeliveryKey> = keys.iter().flatten().copied().collect();
         let current = self.deliveries.get_many(&wanted).await?;
-        let mut results: Vec<Option<Result<Next>>> = Vec::with_capacity(keys.len());
         let mut due: Vec<(usize, &Delivery)> = Vec::new();
         for (index, key) in keys.iter().enumerate() {
             let Some(key) = key else {
                 tracing::debug!("another copy of this message is delivering it");
-                results.push(Some(Ok(Next::RetryIn(self.lock_ttl))));
+                answer(index, Ok(Next::RetryIn(self.lock_ttl)));
                 continue;
             };
             match current.get(key) {
                 // Dispatch records every delivery before enqueueing it, so the log lost it. The
                 // message comes back until it is dead-lettered, and maintenance records the
                 // delivery as failed, where a manual retry can still send it.
-                None => results.push(Some(Err(Error::Internal(format!(
-                    "no delivery record for event {} and webhook {}",
-                    key.event_id, key.webhook_id
-                ))))),
+                None => answer(
+                    index,
+                    Err(Error::Internal(format!(
+                        "no delivery record for event {} and webhook {}",
+                        key.event_id, key.webhook_id
+                    ))),
+                ),
                 Some(delivery) => match self.settled(delivery) {
-                    Some(next) => results.push(Some(Ok(next))),
-                    None => {
-                        results.push(None);
-                        due.push((index, delivery));
-                    }
+                    Some(next) => answer(index, Ok(next)),
+                    None => due.push((index, delivery)),
                 },
             }
         }
         let (webhooks, events) = self.subjects(&due).await?;
-        // Each due delivery's attempt, or the reason there is none, made concurrently.
-        let outcomes = join_all(due.iter().map(|(_, delivery)| async {
-            let webhook = match webhooks.get(&delivery.webhook_id) {
-                Some(webhook) if webhook.is_active => webhook,
-                Some(_) => return Ok(Outcome::gave_up(delivery, "webhook is disabled")),
-                None => return Ok(Outcome::gave_up(delivery, "webhook was deleted")),
-            };
-            let Some(event) = events.get(&delivery.event_id) else {
-                return Ok(Outcome::gave_up(delivery, "event no longer exists"));
-            };
-            Ok(Outcome::Sent(Box::new(self.send(event, webhook, delivery, Trigger::Scheduled).await?)))
-        }))
-        .await;
-        let outcomes: Vec<Outcome> = outcomes.into_iter().collect::<Result<_>>()?;
-        let records: Vec<Record<'_>> = outcomes.iter().map(Outcome::record).collect();
-        self.deliveries.record_many(&records).await?;
-        for ((index, _), outcome) in due.iter().zip(outcomes) {
-            let next = match outcome {
-                Outcome::GaveUp { delivery, reason } => {
-                    tracing::info!(event_id = %delivery.event_id, webhook_id = %delivery.webhook_id, reason, "delivery failed without an attempt");
-                    Next::Done
-                }
-                Outcome::Sent(sent) => {
-                    self.after(webhooks.get(&sent.next.webhook_id), &sent).await?;
-                    sent.retry_in.map_or(Next::Done, Next::RetryIn)
-                }
-            };
-            if let Some(slot) = results.get_mut(*index) {
-                *slot = Some(Ok(next));
+        // Those without an attempt: their webhook or event is gone.
+        let mut finished: Vec<Finished> = Vec::new();
+        let mut going: Vec<(usize, &Delivery, &Webhook, &Event)> = Vec::new();
+        for (index, delivery) in &due {
+            let gave_up =
+                |reason| Finished { index: *index, outcome: Ok(Outcome::gave_up(delivery, reason)), lease: None };
+            match (webhooks.get(&delivery.webhook_id), events.get(&delivery.event_id)) {
+                (Some(webhook), Some(event)) if webhook.is_active => going.push((*index, delivery, webhook, event)),
+                (Some(webhook), _) if !webhook.is_active => finished.push(gave_up("webhook is disabled")),
+                (None, _) => finished.push(gave_up("webhook was deleted")),
+                _ => finished.push(gave_up("event no longer exists")),
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("delivery not handled".into()))))
-            .collect())
+        // An ordered webhook's delivery whose turn has not come goes back behind the earlier one.
+        let turns = join_all(going.iter().map(|(_, delivery, webhook, _)| async move {
+            match webhook.schedule.ordering {
+                Ordering::Ordered => self.deliveries.unfinished_before(webhook.id, delivery.event_id).await,
+                Ordering::Unordered => Ok(None),
+            }
+        }))
+        .await;
+        let mut in_turn = Vec::with_capacity(going.len());
+        for (going, earlier) in going.into_iter().zip(turns) {
+            if let Some(earlier) = earlier? {
+                tracing::debug!(webhook_id = %going.2.id, earlier = %earlier, "an earlier event goes first");
+                answer(going.0, Ok(Next::Defer { after: Duration::ZERO, reason: Deferral::OutOfTurn }));
+            } else {
+                in_turn.push(going);
+            }
+        }
+        let going = in_turn;
+        let admissions = self.admit(&going).await;
+        let mut in_play: Vec<usize> = finished.iter().map(|f| f.index).collect();
+        let mut attempts = FuturesUnordered::new();
+        for ((index, delivery, webhook, event), admission) in going.into_iter().zip(admissions) {
+            let lease = match admission {
+                Some(Admission::Defer { after, reason }) => {
+                    tracing::debug!(webhook_id = %webhook.id, reason = reason.as_str(), "delivery deferred");
+                    crate::metrics::global()
+                        .increment("relay_delivery_deferrals_total", &[("reason", reason.as_str())]);
+                    answer(index, Ok(Next::Defer { after, reason }));
+                    continue;
+                }
+                Some(Admission::Go(lease)) => Some(lease),
+                None => None,
+            };
+            in_play.push(index);
+            attempts.push(async move {
+                if let Some(wait) = lease.as_ref().map(|l| l.wait).filter(|w| !w.is_zero()) {
+                    tokio::time::sleep(wait).await;
+                }
+                let outcome = self.send(event, webhook, delivery, Trigger::Scheduled).await;
+                Finished { index, outcome: outcome.map(|sent| Outcome::Sent(Box::new(sent))), lease }
+            });
+        }
+        // Answered already (busy, settled, deferred, no record): their locks go now.
+        let early: Vec<(String, String)> = held
+            .iter_mut()
+            .enumerate()
+            .filter(|(index, _)| !in_play.contains(index))
+            .filter_map(|(_, lock)| lock.take())
+            .collect();
+        self.unlock(&early).await;
+        // Attempts finishing close together are recorded together; a slow one on its own.
+        loop {
+            let mut group = std::mem::take(&mut finished);
+            if let Some(first) = attempts.next().await {
+                group.push(first);
+                let until = tokio::time::Instant::now() + FLUSH_WINDOW;
+                while let Ok(Some(next)) = tokio::time::timeout_at(until, attempts.next()).await {
+                    group.push(next);
+                }
+            }
+            if group.is_empty() {
+                return Ok(());
+            }
+            let locks: Vec<(String, String)> = group.iter().filter_map(|f| held.get_mut(f.index)?.take()).collect();
+            self.finish(group, &webhooks, done).await;
+            self.unlock(&locks).await;
+        }
+    }
+
+    /// Admission for the deliveries about to be attempted, one per delivery; `None` for each
+    /// when the gates cannot be asked (the batch then goes without them, as without locks).
+    async fn admit(&self, going: &[(usize, &Delivery, &Webhook, &Event)]) -> Vec<Option<Admission>> {
+        if going.is_empty() {
+            return Vec::new();
+        }
+        let asks: Vec<Ask> = going
+            .iter()
+            .map(|(_, _, webhook, _)| Ask {
+                webhook: webhook.id,
+                tenant: webhook.tenant.clone(),
+                max_in_flight: webhook.schedule.max_in_flight.unwrap_or(self.max_in_flight),
+                rate_limit: webhook.schedule.rate_limit,
+            })
+            .collect();
+        match self.gates.admit(&asks, &self.admission).await {
+            Ok(admissions) if admissions.len() == asks.len() => admissions.into_iter().map(Some).collect(),
+            Ok(_) => {
+                tracing::warn!("the gates answered a different number of asks; delivering without admission");
+                vec![None; asks.len()]
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "admission unavailable; delivering without it");
+                vec![None; asks.len()]
+            }
+        }
+    }
+
+    /// Gives back slots, telling each webhook's breaker how its attempt went.
+    async fn release(&self, released: &[(Lease, Option<bool>)]) {
+        if !released.is_empty()
+            && let Err(err) = self.gates.release(released, &self.admission).await
+        {
+            tracing::warn!(error = %err, "could not release the deliveries' slots; they expire");
+        }
+    }
+
+    /// Records a group of finished deliveries in one write, releases their slots (telling each
+    /// webhook's breaker how its attempt went) and answers for their messages.
+    async fn finish(&self, mut group: Vec<Finished>, webhooks: &HashMap<WebhookId, Webhook>, done: &Answers) {
+        // The slots go back while the log is written: they guard the receivers, not the log.
+        let mut released = Vec::new();
+        for finished in &mut group {
+            let succeeded = match &finished.outcome {
+                Ok(Outcome::Sent(sent)) => Some(matches!(sent.result, AttemptResult::Delivered)),
+                _ => None,
+            };
+            if let Some(lease) = finished.lease.take() {
+                released.push((lease, succeeded));
+            }
+        }
+        let records: Vec<Record<'_>> =
+            group.iter().filter_map(|f| f.outcome.as_ref().ok().map(Outcome::record)).collect();
+        let (recorded, ()) = tokio::join!(self.deliveries.record_many(&records), self.release(&released));
+        let mut answers = Vec::with_capacity(group.len());
+        for Finished { index, outcome, .. } in group {
+            let answer = match (outcome, &recorded) {
+                (Err(err), _) => Err(err),
+                (Ok(_), Err(err)) => Err(Error::Internal(format!("the delivery log refused the batch: {err}"))),
+                (Ok(Outcome::GaveUp { delivery, reason }), Ok(())) => {
+                    tracing::info!(event_id = %delivery.event_id, webhook_id = %delivery.webhook_id, reason, "delivery failed without an attempt");
+                    Ok(Next::Done)
+                }
+                (Ok(Outcome::Sent(sent)), Ok(())) => {
+                    if let Err(err) = self.after(webhooks.get(&sent.next.webhook_id), &sent).await {
+                        tracing::warn!(webhook_id = %sent.next.webhook_id, error = %err, "could not update the webhook's health");
+                    }
+                    Ok(sent.retry_in.map_or(Next::Done, Next::RetryIn))
+                }
+            };
+            answers.push((index, answer));
+        }
+        for answer in answers {
+            let _ = done.send(answer);
+        }
     }
 
     /// The webhooks and events of the due deliveries, each read once.
@@ -339,7 +599,7 @@ impl Deliverer {
 
     /// Puts failed deliveries back on the schedule: each becomes `pending` and gets one more
     /// scheduled attempt (no further retries unless the policy still has some left).
-    pub async fn redeliver(&self, failed: &[Delivery]) -> Result<()> {
+    pub async fn redeliver(&self, webhook: &Webhook, failed: &[Delivery]) -> Result<()> {
         let now = Timestamp::now();
         let again: Vec<Delivery> = failed
             .iter()
@@ -352,11 +612,8 @@ impl Deliverer {
             .collect();
         let records: Vec<Record<'_>> = again.iter().map(|delivery| Record { delivery, attempt: None }).collect();
         self.deliveries.record_many(&records).await?;
-        let messages: Vec<String> = again
-            .iter()
-            .map(|d| RelayMessage::Deliver { event_id: d.event_id, webhook_id: d.webhook_id }.to_body())
-            .collect();
-        self.queue.send_batch(&messages).await
+        let again: Vec<&Delivery> = again.iter().collect();
+        self.enqueue(&again, &HashMap::from([(webhook.id, webhook)])).await
     }
 
     /// Signs and POSTs the event to the webhook once, logs the attempt with the delivery's new

@@ -3,8 +3,9 @@
 //!
 //! - `redispatch`: events stored but never enqueued (the queue refused the dispatch message
 //!   after the event was written) are enqueued now.
-//! - `drain_dead_letters`: messages the queue gave up on become `failed` deliveries, visible in
-//!   the log and retryable by hand, and are removed from the DLQ.
+//! - `drain_dead_letters`: messages the queues gave up on become `failed` deliveries, visible in
+//!   the log and retryable by hand, and are removed from their DLQ (every lane's: the ordered
+//!   lane has its own on SQS, where a FIFO queue's must be FIFO too).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,8 @@ pub struct Maintenance {
     webhooks: Arc<dyn WebhookStore>,
     deliveries: Arc<dyn DeliveryLog>,
     queue: Arc<dyn Queue>,
-    dead_letter: Arc<dyn Queue>,
+    /// Each distinct dead-letter queue of the lanes.
+    dead_letters: Vec<Arc<dyn Queue>>,
 }
 
 impl Maintenance {
@@ -47,9 +49,9 @@ impl Maintenance {
         webhooks: Arc<dyn WebhookStore>,
         deliveries: Arc<dyn DeliveryLog>,
         queue: Arc<dyn Queue>,
-        dead_letter: Arc<dyn Queue>,
+        dead_letters: Vec<Arc<dyn Queue>>,
     ) -> Self {
-        Self { events, webhooks, deliveries, queue, dead_letter }
+        Self { events, webhooks, deliveries, queue, dead_letters }
     }
 
     /// Everything, once.
@@ -71,19 +73,27 @@ impl Maintenance {
         Ok(stuck.len())
     }
 
-    /// Takes up to `max` messages off the dead-letter queue and records each.
+    /// Takes up to `max` messages off the dead-letter queues, in turn, and records each.
     #[tracing::instrument(skip_all)]
     pub async fn drain_dead_letters(&self, max: usize) -> Result<MaintenanceReport> {
         let mut report = MaintenanceReport::default();
+        for dead_letter in &self.dead_letters {
+            self.drain(dead_letter.as_ref(), max, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Takes messages off `dead_letter` until `report` counts `max` dead letters or it is empty.
+    async fn drain(&self, dead_letter: &dyn Queue, max: usize, report: &mut MaintenanceReport) -> Result<()> {
         while report.dead_letters < max {
-            let messages = self.dead_letter.receive(10, Duration::ZERO).await?;
+            let messages = dead_letter.receive(10, Duration::ZERO).await?;
             if messages.is_empty() {
                 break;
             }
             for message in messages {
                 report.dead_letters += 1;
                 match RelayMessage::parse(&message.body) {
-                    Ok(RelayMessage::Deliver { event_id, webhook_id }) => {
+                    Ok(RelayMessage::Deliver { event_id, webhook_id, .. }) => {
                         if self.record_dead_delivery(DeliveryKey { event_id, webhook_id }).await? {
                             report.failed_deliveries += 1;
                         }
@@ -98,10 +108,10 @@ impl Maintenance {
                         report.unreadable += 1;
                     }
                 }
-                self.dead_letter.delete(&message.receipt_handle).await?;
+                dead_letter.delete(&message.receipt_handle).await?;
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Records the delivery as failed, creating its record if the log lost it. False when the

@@ -12,8 +12,23 @@ use crate::ports::{EventStore, Queue};
 pub enum RelayMessage {
     /// Fan an event out to every subscribed webhook.
     Dispatch { event_id: EventId },
-    /// Sign and POST one event to one webhook.
-    Deliver { event_id: EventId, webhook_id: WebhookId },
+    /// Sign and POST one event to one webhook. `deferrals` counts how often admission held
+    /// this delivery back for a full cap, each time waiting twice as long.
+    Deliver {
+        event_id: EventId,
+        webhook_id: WebhookId,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        deferrals: u32,
+    },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The body of a first `deliver` message.
+pub fn deliver_message(event_id: EventId, webhook_id: WebhookId) -> String {
+    RelayMessage::Deliver { event_id, webhook_id, deferrals: 0 }.to_body()
 }
 
 impl RelayMessage {
@@ -45,10 +60,12 @@ mod tests {
     fn round_trips_with_a_readable_shape() {
         let event_id = EventId::new();
         let webhook_id = WebhookId::new();
-        let message = RelayMessage::Deliver { event_id, webhook_id };
+        let message = RelayMessage::Deliver { event_id, webhook_id, deferrals: 0 };
         let body = message.to_body();
         assert_eq!(body, format!(r#"{{"type":"deliver","eventId":"{event_id}","webhookId":"{webhook_id}"}}"#));
         assert_eq!(RelayMessage::parse(&body).unwrap(), message);
         assert!(RelayMessage::parse(r#"{"type":"explode"}"#).is_err());
+        let deferred = RelayMessage::Deliver { event_id, webhook_id, deferrals: 3 };
+        assert_eq!(RelayMessage::parse(&deferred.to_body()).unwrap(), deferred);
     }
 }

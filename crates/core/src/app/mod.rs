@@ -11,9 +11,9 @@ mod tenants;
 mod webhooks;
 
 pub use dashboard::{Backlog, Dashboard, Depth, Overview, QueuePorts, Queues, WebhookCounts};
-pub use delivery::{Deliverer, DelivererPorts, Next};
+pub use delivery::{Answers, Deliverer, DelivererPorts, Next};
 pub use ingest::{Accepted, IDEMPOTENCY_TTL, Ingest, Tenancy};
 pub use maintenance::{Maintenance, MaintenanceReport, REDISPATCH_AFTER};
-pub use message::{RelayMessage, enqueue_dispatch};
+pub use message::{RelayMessage, deliver_message, enqueue_dispatch};
 pub use tenants::{IssuedLink, Tenants};
-pub use webhooks::{AdminPolicy, DeliveryWithAttempts, TenantEvent, WebhookAdmin, modify_webhook};
+pub use webhooks::{AdminPolicy, DeliveryWithAttempts, TenantEvent, WebhookAdmin, WebhookState, modify_webhook};

@@ -9,7 +9,7 @@ use crate::domain::{
     PageRequest, TenantId, Trigger, Webhook, WebhookId, WebhookInput, WebhookPatch, WebhookRules, WebhookSecret,
     WebhookUrl, encode_cursor,
 };
-use crate::ports::{DeliveryLog, EventStore, WebhookStore};
+use crate::ports::{Circuit, DeliveryLog, EventStore, WebhookStore};
 use crate::sealing::SecretKeys;
 use crate::settings::{DeliverySettings, WebhookSettings};
 use crate::ssrf::SsrfGuard;
@@ -76,6 +76,14 @@ pub struct WebhookAdmin {
     deliverer: Deliverer,
     policy: AdminPolicy,
     directory: Arc<Directory>,
+}
+
+/// What a webhook's deliveries are held to now, besides its stored fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookState {
+    pub circuit: Circuit,
+    /// Its `maxInFlight`, or `WEBHOOK_MAX_IN_FLIGHT` when it has none.
+    pub max_in_flight: u32,
 }
 
 /// The rules webhook administration enforces.
@@ -188,6 +196,26 @@ impl WebhookAdmin {
         .ok_or(Error::NotFound("webhook"))
     }
 
+    /// What each webhook's deliveries are held to now: its breaker and its cap in flight.
+    pub async fn states(&self, webhooks: &[Webhook]) -> Vec<WebhookState> {
+        let ids: Vec<WebhookId> = webhooks.iter().map(|w| w.id).collect();
+        let circuits = self.deliverer.circuits(&ids).await;
+        webhooks
+            .iter()
+            .zip(circuits)
+            .map(|(webhook, circuit)| WebhookState {
+                circuit,
+                max_in_flight: webhook.schedule.max_in_flight.unwrap_or(self.deliverer.max_in_flight()),
+            })
+            .collect()
+    }
+
+    /// [`WebhookAdmin::states`] of one webhook.
+    pub async fn state(&self, webhook: &Webhook) -> WebhookState {
+        let mut states = self.states(std::slice::from_ref(webhook)).await;
+        states.pop().unwrap_or(WebhookState { circuit: Circuit::CLOSED, max_in_flight: self.deliverer.max_in_flight() })
+    }
+
     pub async fn get(&self, tenant: &TenantId, id: &str) -> Result<Webhook> {
         let id = WebhookId::parse(id)?;
         match self.webhooks.get(id).await? {
@@ -270,7 +298,7 @@ impl WebhookAdmin {
             if batch.is_empty() {
                 break;
             }
-            self.deliverer.redeliver(&batch).await?;
+            self.deliverer.redeliver(&webhook, &batch).await?;
             recovered += batch.len();
         }
         tracing::info!(recovered, "failed deliveries put back on the queue");

@@ -26,8 +26,8 @@ pub use tenant::{
     PortalLinkInput, Tenant, TenantInput, TenantPatch, parse_new_tenant_id,
 };
 pub use webhook::{
-    MAX_RETRY_DELAY_MS, NewWebhook, Schedule, SchedulePatch, Webhook, WebhookInput, WebhookPatch, WebhookRules,
-    WebhookSecret, WebhookUrl,
+    MAX_IN_FLIGHT, MAX_RATE_LIMIT, MAX_RETRY_DELAY_MS, NewWebhook, Ordering, Schedule, SchedulePatch, Webhook,
+    WebhookInput, WebhookPatch, WebhookRules, WebhookSecret, WebhookUrl,
 };
 
 /// For an optional field where `null` means something (clear it): absent is `None`, `null` is

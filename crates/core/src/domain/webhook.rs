@@ -313,6 +313,17 @@ pub struct WebhookInput {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<u64>)]
     pub retry_delay_ms: Option<Option<u64>>,
+    /// Deliveries in flight at once, 1 to 1000; `null`: `WEBHOOK_MAX_IN_FLIGHT` (10).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub max_in_flight: Option<Option<u32>>,
+    /// Deliveries per second at most, 1 to 10000, spread evenly; `null`: no limit.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u32>)]
+    pub rate_limit: Option<Option<u32>>,
+    /// `"ordered"`: events arrive in the order they were accepted, one at a time, a failing
+    /// one holding back the later ones; `"unordered"` (the default): concurrently.
+    pub ordering: Option<String>,
     pub is_active: Option<bool>,
     /// Only on create: the caller's own `whsec_` secret instead of a generated one.
     pub secret: Option<String>,
@@ -376,7 +387,49 @@ pub struct Schedule {
     pub max_retries: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_delay_ms: Option<u64>,
+    /// `maxInFlight`; `None`: `WEBHOOK_MAX_IN_FLIGHT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// `rateLimit`, deliveries per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Ordering::is_unordered")]
+    pub ordering: Ordering,
 }
+
+/// Whether a webhook's deliveries keep the order of their events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ordering {
+    /// Concurrently, each retried on its own schedule.
+    #[default]
+    Unordered,
+    /// One at a time in the order the events were accepted; a failing delivery holds back the
+    /// later ones until it succeeds or its retries run out.
+    Ordered,
+}
+
+impl Ordering {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unordered => "unordered",
+            Self::Ordered => "ordered",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Unordered, Self::Ordered].into_iter().find(|o| o.as_str() == text)
+    }
+
+    pub fn is_unordered(&self) -> bool {
+        *self == Self::Unordered
+    }
+}
+
+/// The most `maxInFlight` a webhook may ask for.
+pub const MAX_IN_FLIGHT: u32 = 1000;
+/// The highest `rateLimit`, deliveries per second.
+pub const MAX_RATE_LIMIT: u32 = 10_000;
 
 /// A checked change of a [`Schedule`]: `None` leaves a field, `Some(None)` resets it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -384,6 +437,9 @@ pub struct SchedulePatch {
     pub timeout_ms: Option<Option<u64>>,
     pub max_retries: Option<Option<u32>>,
     pub retry_delay_ms: Option<Option<u64>>,
+    pub max_in_flight: Option<Option<u32>>,
+    pub rate_limit: Option<Option<u32>>,
+    pub ordering: Option<Ordering>,
 }
 
 impl SchedulePatch {
@@ -402,6 +458,20 @@ impl SchedulePatch {
                 "at most WEBHOOK_MAX_RETRIES",
             ),
             ("retryDelayMs", self.retry_delay_ms.flatten(), 1, MAX_RETRY_DELAY_MS, "ms before the first retry"),
+            (
+                "maxInFlight",
+                self.max_in_flight.flatten().map(u64::from),
+                1,
+                u64::from(MAX_IN_FLIGHT),
+                "deliveries at once",
+            ),
+            (
+                "rateLimit",
+                self.rate_limit.flatten().map(u64::from),
+                1,
+                u64::from(MAX_RATE_LIMIT),
+                "deliveries per second",
+            ),
         ];
         for (field, value, min, max, what) in bounds {
             if value.is_some_and(|n| !(min..=max).contains(&n)) {
@@ -432,6 +502,15 @@ impl Schedule {
         }
         if let Some(delay) = patch.retry_delay_ms {
             self.retry_delay_ms = delay;
+        }
+        if let Some(max) = patch.max_in_flight {
+            self.max_in_flight = max;
+        }
+        if let Some(rate) = patch.rate_limit {
+            self.rate_limit = rate;
+        }
+        if let Some(ordering) = patch.ordering {
+            self.ordering = ordering;
         }
     }
 
@@ -470,10 +549,18 @@ impl WebhookPatch {
             Some(None) => Some(None),
             Some(Some(value)) => Filter::parse(&value, "filter").map_err(|p| problems.extend(p)).ok().map(Some),
         };
+        let ordering = input.ordering.and_then(|text| {
+            Ordering::parse(&text)
+                .ok_or_else(|| problems.push(FieldError::new("ordering", "must be \"ordered\" or \"unordered\"")))
+                .ok()
+        });
         let wanted = SchedulePatch {
             timeout_ms: input.timeout_ms,
             max_retries: input.max_retries,
             retry_delay_ms: input.retry_delay_ms,
+            max_in_flight: input.max_in_flight,
+            rate_limit: input.rate_limit,
+            ordering,
         };
         let schedule = wanted.check(rules, &mut problems);
         let headers = input.headers.and_then(|map| CustomHeaders::parse(&map).map_err(|p| problems.extend(p)).ok());
@@ -625,6 +712,9 @@ mod tests {
                 timeout_ms: None,
                 max_retries: None,
                 retry_delay_ms: None,
+                max_in_flight: None,
+                rate_limit: None,
+                ordering: None,
                 is_active: None,
                 secret: None,
             },
@@ -650,6 +740,9 @@ mod tests {
                 timeout_ms: None,
                 max_retries: None,
                 retry_delay_ms: None,
+                max_in_flight: None,
+                rate_limit: None,
+                ordering: None,
                 is_active: None,
                 secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
             },
@@ -684,6 +777,9 @@ mod tests {
             timeout_ms: None,
             max_retries: None,
             retry_delay_ms: None,
+            max_in_flight: None,
+            rate_limit: None,
+            ordering: None,
             is_active: None,
             secret: Some(secret.into()),
         };
@@ -715,6 +811,9 @@ mod tests {
                 timeout_ms: None,
                 max_retries: None,
                 retry_delay_ms: None,
+                max_in_flight: None,
+                rate_limit: None,
+                ordering: None,
                 is_active: None,
                 secret: None,
             },

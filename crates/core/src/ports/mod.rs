@@ -2,11 +2,16 @@
 //! implementation (`adapters::memory`) and real ones (DynamoDB, SQS, PostgreSQL, HTTP).
 
 mod coordination;
+mod gates;
 mod queue;
 mod sender;
 mod stores;
 
 pub use coordination::{Cache, Locks, Probe, RateDecision, RateLimiter, minute_window};
+pub use gates::{
+    Admission, Ask, BUSY_DEFER, Circuit, CircuitState, Deferral, GatePolicy, Gates, Lease, MAX_BUSY_DEFER,
+    PACE_HORIZON, epoch_ms,
+};
 pub use queue::{Queue, QueueDepth, ReceivedMessage};
 pub use sender::{OutboundRequest, SendResult, WebhookSender};
 pub use stores::{

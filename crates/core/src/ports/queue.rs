@@ -37,6 +37,20 @@ pub trait Queue: std::fmt::Debug + Send + Sync + 'static {
     async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<()>;
     async fn depth(&self) -> Result<QueueDepth>;
 
+    /// Whether this is a FIFO queue (SQS FIFO, or the embedded queue made so): messages of one
+    /// group come in the order they were sent, and none while an earlier one of its group is
+    /// in flight or waiting to be received again.
+    fn ordered(&self) -> bool {
+        false
+    }
+
+    /// Sends `(group, body)` messages to a FIFO queue, in order (each gets a fresh
+    /// deduplication id: the relay deduplicates deliveries itself). Fails on a standard queue.
+    async fn send_grouped(&self, messages: &[(String, String)]) -> Result<()> {
+        let _ = messages;
+        Err(crate::Error::Internal("this queue keeps no order: send_grouped needs a FIFO queue".into()))
+    }
+
     /// When the queue holds as much as it may (a queue in memory, bounded by
     /// `QUEUE_MAX_BACKLOG`): how long a caller should wait before adding more. Only ingest asks
     /// and is refused; the relay's own sends (deliveries, retries) are always accepted, so

@@ -198,6 +198,9 @@ pub trait DeliveryLog: std::fmt::Debug + Send + Sync + 'static {
     async fn record(&self, delivery: &Delivery, attempt: Option<&Attempt>) -> Result<()> {
         self.record_many(&[Record { delivery, attempt }]).await
     }
+    /// The oldest event before `before` (event ids are time-ordered) whose delivery to
+    /// `webhook` is not final: what an ordered webhook must be delivered first.
+    async fn unfinished_before(&self, webhook: WebhookId, before: EventId) -> Result<Option<EventId>>;
     /// One webhook's deliveries, newest event first, optionally of one status.
     async fn list(
         &self,

@@ -6,5 +6,5 @@
 mod batch;
 mod poller;
 
-pub use batch::{BatchHandler, BatchOutcome};
+pub use batch::{BatchHandler, BatchOutcome, Handled};
 pub use poller::Poller;

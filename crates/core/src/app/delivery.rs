@@ -288,30 +288,6 @@ impl Deliverer {
         Ok(disabled)
     }
 
-    /// Makes the scheduled attempt of one delivery: [`Deliverer::deliver_many`] of one.
-    pub async fn deliver(&self, key: DeliveryKey) -> Result<Next> {
-        let mut results = self.deliver_many(&[key]).await?;
-        results.pop().unwrap_or_else(|| Err(Error::Internal("no result for the delivery".into())))
-    }
-
-    /// [`Deliverer::deliver_each`], its answers collected in the order of `keys`.
-    pub async fn deliver_many(&self, keys: &[DeliveryKey]) -> Result<Vec<Result<Next>>> {
-        let (done, mut answers) = mpsc::unbounded_channel();
-        let delivered = self.deliver_each(keys, &done).await;
-        drop(done);
-        let mut results: Vec<Option<Result<Next>>> = keys.iter().map(|_| None).collect();
-        while let Some((index, result)) = answers.recv().await {
-            if let Some(slot) = results.get_mut(index) {
-                *slot = Some(result);
-            }
-        }
-        delivered?;
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("delivery not handled".into()))))
-            .collect())
-    }
-
     /// Makes the scheduled attempt of each delivery of a worker's batch, unless it is final
     /// already (a duplicate message), not yet due (an early copy) or held back by admission
     /// (its webhook's breaker, its webhook's or tenant's cap in flight, its rate limit), and

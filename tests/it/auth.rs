@@ -227,6 +227,7 @@ async fn in_lambda_failures_are_counted_per_api_gateway_source_address() {
     let relay = relay_local::Relay::new(&config, relay_local::Backends::in_memory(config.memory)).unwrap();
     let app = relay_lambda_http::edge(relay_http_api::management_app(
         relay.management_state(),
+        relay.events_state(),
         relay.dashboard_routes(),
         relay.common(),
     ));

@@ -70,6 +70,39 @@ async fn ingest_accepts_an_http_api_event() {
     assert_eq!(status, 404);
 }
 
+/// On AWS the events' reads and lists are relay-api's (beside the event index in PostgreSQL);
+/// relay-ingest, which cannot reach the index, only accepts events.
+#[tokio::test]
+async fn event_lists_are_served_by_the_management_app_not_by_ingest() {
+    let relay = relay();
+    let posted = include_str!("fixtures/apigw_http_post_event.json");
+    let (status, body, _) = call(
+        relay_lambda_http::edge(relay_http_api::ingest_app(relay.events_state(), relay.common())),
+        request(posted, &[("SERVICE_TOKEN", SERVICE_TOKEN)]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let list = include_str!("fixtures/apigw_http_get_webhooks.json")
+        .replace("\"/api/webhooks\"", "\"/api/events\"")
+        .replace("\"x-api-key\": \"API_KEY\"", "\"x-service-token\": \"SERVICE_TOKEN\"");
+    let (status, _, _) = call(
+        relay_lambda_http::edge(relay_http_api::ingest_app(relay.events_state(), relay.common())),
+        request(&list, &[("SERVICE_TOKEN", SERVICE_TOKEN)]),
+    )
+    .await;
+    assert_eq!(status, 405, "relay-ingest answers only POST /api/events");
+    let management = relay_http_api::management_app(
+        relay.management_state(),
+        relay.events_state(),
+        relay.dashboard_routes(),
+        relay.common(),
+    );
+    let (status, body, _) =
+        call(relay_lambda_http::edge(management), request(&list, &[("SERVICE_TOKEN", SERVICE_TOKEN)])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"][0]["eventType"], "candidate.created", "{body}");
+}
+
 #[tokio::test]
 async fn management_lists_webhooks_from_an_http_api_event() {
     let relay = relay();
@@ -77,6 +110,7 @@ async fn management_lists_webhooks_from_an_http_api_event() {
     let (status, body, _) = call(
         relay_lambda_http::edge(relay_http_api::management_app(
             relay.management_state(),
+            relay.events_state(),
             relay.dashboard_routes(),
             relay.common(),
         )),
@@ -90,6 +124,7 @@ async fn management_lists_webhooks_from_an_http_api_event() {
     let (status, _, _) = call(
         relay_lambda_http::edge(relay_http_api::management_app(
             relay.management_state(),
+            relay.events_state(),
             relay.dashboard_routes(),
             relay.common(),
         )),

@@ -28,6 +28,7 @@ mod js_fidelity;
 mod lambda_http;
 mod openapi;
 mod operations;
+mod partition_spread;
 mod pg;
 mod proxy;
 mod receiver_faults;

@@ -1,5 +1,6 @@
 //! The ports a function runs on, built once per process from its settings: everything in
-//! memory (relay-local's default), or DynamoDB and SQS, with the delivery log in PostgreSQL
+//! memory (relay-local's default), or DynamoDB and SQS, with the delivery log and the event
+//! index (what lists DynamoDB's events) in PostgreSQL
 //! and locks, rate limits, ended sessions and the webhook cache in Redis when those are
 //! configured. relay-api, relay-delivery, relay-maintenance and relay-local build their use
 //! cases over a [`Backends`]; relay-ingest, which needs only the event store and the queue,
@@ -12,13 +13,14 @@ use relay_aws::{AwsClients, AwsSettings, DynamoEventStore, DynamoTenantStore, Dy
 use relay_core::app::{Dashboard, Deliverer, DelivererPorts, Maintenance, QueuePorts};
 use relay_core::auth::Directory;
 use relay_core::ports::{
-    Cache, DeliveryLog, EventStore, Gates, Locks, Probe, Queue, RateLimiter, TenantStore, WebhookSender, WebhookStore,
+    Cache, DeliveryLog, EventStore, Gates, IndexedEvents, Locks, Probe, Queue, RateLimiter, TenantStore, WebhookSender,
+    WebhookStore,
 };
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{DeliverySettings, Redacted};
 use relay_core::{Result, Timestamp};
 use relay_memory::{
-    Backlog, MemoryCache, MemoryDeliveryLog, MemoryEventStore, MemoryGates, MemoryLocks, MemoryQueue,
+    Backlog, MemoryCache, MemoryDeliveryLog, MemoryEventIndex, MemoryEventStore, MemoryGates, MemoryLocks, MemoryQueue,
     MemoryRateLimiter, MemoryTenantStore, MemoryWebhookStore,
 };
 use relay_postgres::{Database, PostgresDeliveryLog};
@@ -57,6 +59,10 @@ pub struct Backends {
     /// With the events in memory: what keeps them (and a delivery log in memory) within
     /// `MEMORY_MAX_EVENTS` and `EVENT_RETENTION_DAYS`.
     pub evictor: Option<Evictor>,
+    /// With the events in DynamoDB: that store and its retention, which `events` lists
+    /// through an event index (in memory until [`Backends::with_database`] puts it in
+    /// PostgreSQL).
+    pub dynamo_events: Option<(Arc<dyn EventStore>, Duration)>,
 }
 
 /// The embedded backends' settings (the template sets the real queues').
@@ -110,6 +116,7 @@ impl Backends {
         let deliveries = Arc::new(MemoryDeliveryLog::new());
         Self {
             evictor: Some(Evictor { events: events.clone(), memory_log: Some(deliveries.clone()) }),
+            dynamo_events: None,
             events,
             webhooks: Arc::new(MemoryWebhookStore::new()),
             tenants: Arc::new(MemoryTenantStore::new()),
@@ -133,8 +140,11 @@ impl Backends {
     /// ([`AwsSettings::require`]). Every request is bounded by [`relay_aws::aws_timeouts`].
     pub fn aws(aws: &AwsSettings, event_retention: Duration, clients: &AwsClients) -> Self {
         let tables = aws.tables();
+        let events: Arc<dyn EventStore> =
+            Arc::new(DynamoEventStore::new(clients.dynamodb.clone(), &tables, event_retention));
         Self {
-            events: Arc::new(DynamoEventStore::new(clients.dynamodb.clone(), &tables, event_retention)),
+            events: Arc::new(IndexedEvents::new(events.clone(), Arc::new(MemoryEventIndex::new()), event_retention)),
+            dynamo_events: Some((events, event_retention)),
             webhooks: Arc::new(DynamoWebhookStore::new(clients.dynamodb.clone(), &tables)),
             tenants: Arc::new(DynamoTenantStore::new(clients.dynamodb.clone(), &tables)),
             queue: Arc::new(clients.queue(aws.queue_url())),
@@ -159,6 +169,10 @@ impl Backends {
     pub async fn with_database(mut self, database: Option<&Database>) -> Result<Self> {
         if let Some(database) = database {
             let log = Arc::new(PostgresDeliveryLog::open(database).await?);
+            if let Some((events, retention)) = &self.dynamo_events {
+                let index = Arc::new(log.event_index());
+                self.events = Arc::new(IndexedEvents::new(events.clone(), index, *retention));
+            }
             self.probes.push(log.clone());
             self.deliveries = log;
             if let Some(evictor) = &mut self.evictor {

@@ -4,7 +4,7 @@ use axum::Router;
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use super::envelope::{IDEMPOTENT_REPLAYED, list, ok};
 use super::extract::{Access, ApiJson, ApiPath, BodyLimit, Params, ServiceCaller, timestamp};
@@ -32,9 +32,23 @@ impl FromRef<EventsState> for BodyLimit {
     }
 }
 
+/// Every events route (relay-local).
 pub fn routes() -> Router<EventsState> {
     Router::new()
         .route("/api/events", get(list_events).post(create_event))
+        .route("/api/events/stats", get(event_stats))
+        .route("/api/events/{id}", get(get_event))
+}
+
+/// Accepting events (relay-ingest, which reaches DynamoDB and SQS only).
+pub fn write_routes() -> Router<EventsState> {
+    Router::new().route("/api/events", post(create_event))
+}
+
+/// Reading and listing events (relay-api, beside the event index in PostgreSQL).
+pub fn read_routes() -> Router<EventsState> {
+    Router::new()
+        .route("/api/events", get(list_events))
         .route("/api/events/stats", get(event_stats))
         .route("/api/events/{id}", get(get_event))
 }

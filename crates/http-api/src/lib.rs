@@ -49,24 +49,26 @@ pub struct Common {
     pub cors_origins: Vec<axum::http::HeaderValue>,
 }
 
-/// relay-ingest's app: the events API and `/health`.
+/// relay-ingest's app: `POST /api/events` and `/health`.
 pub fn ingest_app(state: EventsState, common: Common) -> Router {
-    finish(events_routes(state), common)
+    finish(events_routes(events::write_routes(), state), common)
 }
 
-/// relay-api's app: the management API, `/health`, and `pages` (the dashboard, when on).
-pub fn management_app(state: ManagementState, pages: Router, common: Common) -> Router {
-    finish(management_routes(state).merge(pages), common)
+/// relay-api's app: the management API, the events' reads and lists, `/health`, and `pages`
+/// (the dashboard, when on).
+pub fn management_app(state: ManagementState, events: EventsState, pages: Router, common: Common) -> Router {
+    let reads = events_routes(events::read_routes(), events);
+    finish(management_routes(state).merge(reads).merge(pages), common)
 }
 
 /// relay-local's app: everything.
 pub fn local_app(events: EventsState, management: ManagementState, pages: Router, common: Common) -> Router {
-    finish(events_routes(events).merge(management_routes(management)).merge(pages), common)
+    finish(events_routes(events::routes(), events).merge(management_routes(management)).merge(pages), common)
 }
 
-fn events_routes(state: EventsState) -> Router {
+fn events_routes(routes: Router<EventsState>, state: EventsState) -> Router {
     let limit = state.max_payload_bytes;
-    events::routes().layer(DefaultBodyLimit::max(limit)).with_state(state)
+    routes.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
 fn management_routes(state: ManagementState) -> Router {

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -32,6 +32,8 @@ struct State {
     keys: HashMap<EventId, String>,
     /// The webhooks each dispatched event was dispatched to.
     dispatched: HashMap<EventId, Vec<WebhookId>>,
+    /// Events whose dispatch message the queue refused.
+    undispatched: BTreeSet<EventId>,
 }
 
 impl Default for MemoryEventStore {
@@ -86,6 +88,7 @@ impl MemoryEventStore {
             }
             state.events.remove(&event_id);
             state.dispatched.remove(&event_id);
+            state.undispatched.remove(&event_id);
             if let Some(key) = state.keys.remove(&event_id) {
                 state.idempotency.remove(&key);
             }
@@ -147,13 +150,8 @@ impl EventStore for MemoryEventStore {
 
     async fn undispatched(&self, created_before: Timestamp, limit: usize) -> Result<Vec<EventId>> {
         let state = lock(&self.state);
-        Ok(state
-            .events
-            .values()
-            .filter(|e| e.enqueued_at.is_none() && e.created_at < created_before)
-            .take(limit)
-            .map(|e| e.id)
-            .collect())
+        let bound = EventId::first_at(created_before);
+        Ok(state.undispatched.range(..bound).take(limit).copied().collect())
     }
 
     async fn count_by_type(&self, types: &[EventType], since: Timestamp) -> Result<Vec<u64>> {
@@ -164,20 +162,31 @@ impl EventStore for MemoryEventStore {
             .collect())
     }
 
-    async fn mark_enqueued(&self, id: EventId, at: Timestamp) -> Result<()> {
-        if let Some(event) = lock(&self.state).events.get_mut(&id) {
-            event.enqueued_at = Some(at);
+    async fn mark_undispatched(&self, id: EventId) -> Result<()> {
+        let mut state = lock(&self.state);
+        if state.events.contains_key(&id) {
+            state.undispatched.insert(id);
         }
         Ok(())
     }
 
-    async fn mark_dispatched(&self, dispatched: &[(EventId, Vec<WebhookId>)]) -> Result<()> {
+    async fn mark_enqueued(&self, id: EventId) -> Result<()> {
+        lock(&self.state).undispatched.remove(&id);
+        Ok(())
+    }
+
+    async fn mark_dispatched(&self, dispatched: &[(&Event, Vec<WebhookId>)]) -> Result<()> {
         let mut state = lock(&self.state);
-        for (event_id, webhooks) in dispatched {
-            if state.events.contains_key(event_id) {
-                state.dispatched.insert(*event_id, webhooks.clone());
+        for (event, webhooks) in dispatched {
+            if state.events.contains_key(&event.id) {
+                state.dispatched.insert(event.id, webhooks.clone());
             }
         }
         Ok(())
+    }
+
+    async fn dispatched_before(&self, ids: &[EventId]) -> Result<Vec<EventId>> {
+        let state = lock(&self.state);
+        Ok(ids.iter().filter(|id| state.dispatched.contains_key(id)).copied().collect())
     }
 }

@@ -10,7 +10,7 @@ use sqlx::{FromRow, QueryBuilder};
 use uuid::Uuid;
 
 use super::rows::{AttemptColumns, AttemptRow, DeliveryColumns, DeliveryRow};
-use super::{PostgresDeliveryLog, database};
+use super::{PostgresDeliveryLog, database, sql_count};
 use relay_core::domain::TenantId;
 use relay_core::domain::{
     Attempt, Delivery, DeliveryKey, DeliveryStatus, EventId, EventType, Page, PageRequest, WebhookId,
@@ -88,10 +88,6 @@ fn key_columns(keys: impl Iterator<Item = DeliveryKey>) -> (Vec<Uuid>, Vec<Uuid>
 
 fn into_map(rows: Vec<DeliveryRow>) -> Result<HashMap<DeliveryKey, Delivery>> {
     rows.into_iter().map(|row| row.into_delivery().map(|d| (d.key(), d))).collect()
-}
-
-fn sql_count(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[async_trait]

@@ -1,9 +1,11 @@
-//! The delivery log on PostgreSQL (sqlx, runtime queries), in the two tables of
+//! The delivery log on PostgreSQL (sqlx, runtime queries), in the tables of
 //! `infra/migrations`: `deliveries`, one row per (event, webhook), and `delivery_attempts`, one
-//! row per HTTP attempt.
+//! row per HTTP attempt; and the event index (`event_index`), which lists the events DynamoDB
+//! keeps by id.
 //!
 //! - this module: [`PostgresDeliveryLog`], its pool and migrations, and how errors map.
 //! - `deliveries`: the [`DeliveryLog`](relay_core::ports::DeliveryLog) queries.
+//! - `events`: [`PostgresEventIndex`].
 //! - `rows`: rows as PostgreSQL returns them, and their conversion to and from domain types.
 //!
 //! TLS: the URL's `sslmode` decides, with rustls. For RDS use
@@ -26,7 +28,10 @@ macro_rules! attempt_columns {
 }
 
 mod deliveries;
+mod events;
 mod rows;
+
+pub use events::PostgresEventIndex;
 
 /// The reads by key, for the test that checks their plans.
 #[doc(hidden)]
@@ -112,6 +117,11 @@ impl PostgresDeliveryLog {
         Self { pool }
     }
 
+    /// The event index, on this log's pool.
+    pub fn event_index(&self) -> PostgresEventIndex {
+        PostgresEventIndex::new(self.pool.clone())
+    }
+
     /// Applies the migrations of `infra/migrations` not applied yet (they are compiled in).
     pub async fn migrate(&self) -> Result<()> {
         sqlx::migrate!("../../infra/migrations")
@@ -132,6 +142,11 @@ fn database(err: sqlx::Error) -> Error {
         | sqlx::Error::TypeNotFound { .. } => Error::Internal(format!("unreadable database row: {err}")),
         other => Error::unavailable("database", other),
     }
+}
+
+/// A count as SQL's `bigint`.
+fn sql_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A row that decoded but holds a value the domain rejects.

@@ -1,5 +1,5 @@
 //! relay-api: the management API behind API Gateway (webhooks, their delivery log, manual
-//! retries, for clients with an API key) and the dashboard, over DynamoDB, SQS, the delivery
+//! retries, for clients with an API key), the events' reads and lists, and the dashboard, over DynamoDB, SQS, the delivery
 //! log in PostgreSQL and, when configured, Redis.
 //!
 //! This crate is its composition root: [`Settings`] reads what it runs and nothing else, and
@@ -11,14 +11,14 @@ use std::time::Duration;
 use axum::Router;
 use relay_aws::{AwsClients, AwsSettings, Name};
 use relay_backends::Backends;
-use relay_core::app::{AdminPolicy, Tenants, WebhookAdmin};
+use relay_core::app::{AdminPolicy, Ingest, Tenancy, Tenants, WebhookAdmin};
 use relay_core::auth::{Credentials, Directory};
 use relay_core::domain::EventTypeRegistry;
 use relay_core::sealing::SecretKeys;
 use relay_core::settings::{
     self, ConfigError, DeliverySettings, Profile, Redacted, StartupError, Vars, WebhookSettings,
 };
-use relay_http_api::{Access, ApiSettings, Common, Health, ManagementState};
+use relay_http_api::{Access, ApiSettings, Common, EventsState, Health, ManagementState};
 use relay_postgres::{Database, LAMBDA_POOL_SIZE};
 use relay_sender::HttpSender;
 
@@ -90,9 +90,23 @@ pub async fn app(settings: Settings, clients: &AwsClients) -> Result<Router, Sta
     let common = Common {
         health: management.health.clone(),
         access: Some(management.access.clone()),
-        cors_origins: settings.api.cors_origins,
+        cors_origins: settings.api.cors_origins.clone(),
     };
-    Ok(relay_http_api::management_app(management, pages, common))
+    let events = event_reads(&backends, &settings, &management);
+    Ok(relay_http_api::management_app(management, events, pages, common))
+}
+
+/// The events' reads and lists (`POST /api/events` is relay-ingest's).
+fn event_reads(b: &Backends, settings: &Settings, management: &ManagementState) -> EventsState {
+    let directory = management.access.directory.clone();
+    // Nothing is ingested here: the tenancy rule only matters to POST, which is not routed.
+    let tenancy = Tenancy { directory, allow_broadcast: false };
+    let registry = Arc::new(settings.event_types.clone());
+    EventsState {
+        ingest: Ingest::new(b.events.clone(), b.queue.clone(), registry, tenancy),
+        access: management.access.clone(),
+        max_payload_bytes: settings.api.max_payload_bytes,
+    }
 }
 
 fn management(b: &Backends, settings: &Settings) -> relay_core::Result<ManagementState> {

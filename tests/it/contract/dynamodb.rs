@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use relay_aws::dynamodb::{DynamoEventStore, DynamoTenantStore, DynamoWebhookStore, TableNames, create_tables};
 
-use crate::aws;
+use relay_core::ports::IndexedEvents;
+
+use crate::{aws, pg};
 
 async fn tables(client: &aws_sdk_dynamodb::Client) -> TableNames {
     let names = TableNames::with_prefix(&aws::unique("it"));
@@ -26,18 +28,41 @@ macro_rules! dynamo_suite {
     };
 }
 
+/// The events contract on DynamoDB as the relay runs it: events in DynamoDB, listed and
+/// counted through the event index in PostgreSQL (a fresh database per test).
+macro_rules! dynamo_events_suite {
+    ($($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let Some(client) = aws::dynamodb().await else { return };
+                let Some(db) = pg::database().await else { return };
+                let names = tables(&client).await;
+                let store = Arc::new(DynamoEventStore::new(client, &names, RETENTION));
+                let index = Arc::new(db.log(2).await.event_index());
+                super::events::$case(Arc::new(IndexedEvents::new(store, index, RETENTION))).await;
+                db.drop().await;
+            }
+        )*
+    };
+}
+
 const RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
+dynamo_events_suite!(
+    stores_and_reads_back,
+    lists_newest_first_with_filters_and_paging,
+    idempotency_key_is_taken_once,
+    concurrent_duplicates_create_one_event,
+    an_expired_key_can_be_reused,
+    counts_events_by_type_since,
+    undispatched_lists_old_events_not_yet_enqueued,
+    tenant_and_channels_round_trip,
+    lists_by_tenant,
+    knows_which_events_were_dispatched,
+);
+
 dynamo_suite! {
-    events::stores_and_reads_back => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
-    events::lists_newest_first_with_filters_and_paging => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
-    events::idempotency_key_is_taken_once => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
-    events::concurrent_duplicates_create_one_event => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
-    events::an_expired_key_can_be_reused => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
-    events::counts_events_by_type_since => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
-    events::undispatched_lists_old_events_not_yet_enqueued => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
-    events::tenant_and_channels_round_trip => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
-    events::lists_by_tenant => |c, n| Arc::new(DynamoEventStore::new(c, &n, RETENTION));
     webhooks::crud_by_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::subscribed_is_active_and_by_type_across_tenants => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));
     webhooks::subscribed_is_scoped_by_tenant => |c, n| Arc::new(DynamoWebhookStore::new(c, &n));

@@ -26,11 +26,31 @@ pub async fn stores_and_reads_back(store: Arc<dyn EventStore>) {
     assert_eq!(store.insert(&e, None).await.unwrap(), Insert::Created);
     let got = store.get(e.id).await.unwrap().unwrap();
     assert_eq!(got, e);
-    assert_eq!(got.enqueued_at, None);
-    let at = Timestamp::now();
-    store.mark_enqueued(e.id, at).await.unwrap();
-    assert_eq!(store.get(e.id).await.unwrap().unwrap().enqueued_at, Some(at));
+    store.mark_undispatched(e.id).await.unwrap();
+    store.mark_enqueued(e.id).await.unwrap();
+    assert_eq!(store.get(e.id).await.unwrap().unwrap(), e, "the marks leave the event as it was");
     assert_eq!(store.get(relay_core::domain::EventId::new()).await.unwrap(), None);
+    let other = event("job.updated", None);
+    store.insert(&other, None).await.unwrap();
+    let missing = relay_core::domain::EventId::new();
+    let mut many = store.get_many(&[other.id, missing, e.id, other.id]).await.unwrap();
+    many.sort_by_key(|e| e.id);
+    assert_eq!(many, [e.clone(), other], "each found event once; a missing one left out");
+}
+
+/// A second dispatch of an event (a replay, maintenance) fans it out to no new webhook: the
+/// store knows which events were dispatched.
+pub async fn knows_which_events_were_dispatched(store: Arc<dyn EventStore>) {
+    let (a, b) = (event("job.created", None), event("job.created", None));
+    store.insert(&a, None).await.unwrap();
+    store.insert(&b, None).await.unwrap();
+    assert!(store.dispatched_before(&[a.id, b.id]).await.unwrap().is_empty());
+    store.mark_dispatched(&[(&a, vec![relay_core::domain::WebhookId::new()])]).await.unwrap();
+    assert_eq!(store.dispatched_before(&[a.id, b.id]).await.unwrap(), [a.id]);
+    store.mark_dispatched(&[(&a, vec![]), (&b, vec![])]).await.unwrap();
+    let mut both = store.dispatched_before(&[b.id, a.id]).await.unwrap();
+    both.sort();
+    assert_eq!(both, [a.id, b.id]);
 }
 
 pub async fn lists_newest_first_with_filters_and_paging(store: Arc<dyn EventStore>) {
@@ -132,18 +152,28 @@ pub async fn undispatched_lists_old_events_not_yet_enqueued(store: Arc<dyn Event
     let old_enqueued = event("job.created", None);
     store.insert(&old_pending, None).await.unwrap();
     store.insert(&old_enqueued, None).await.unwrap();
-    store.mark_enqueued(old_enqueued.id, Timestamp::now()).await.unwrap();
+    store.mark_undispatched(old_pending.id).await.unwrap();
+    store.mark_undispatched(old_enqueued.id).await.unwrap();
+    store.mark_enqueued(old_enqueued.id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let cutoff = Timestamp::now();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let recent = event("job.created", None);
     store.insert(&recent, None).await.unwrap();
+    store.mark_undispatched(recent.id).await.unwrap();
+    let sent = event("job.created", None);
+    store.insert(&sent, None).await.unwrap();
 
     assert_eq!(store.undispatched(cutoff, 10).await.unwrap(), [old_pending.id]);
     assert_eq!(store.undispatched(Timestamp::now() + DAY, 10).await.unwrap(), [old_pending.id, recent.id]);
     assert_eq!(store.undispatched(Timestamp::now() + DAY, 1).await.unwrap(), [old_pending.id]);
-    store.mark_enqueued(old_pending.id, Timestamp::now()).await.unwrap();
+    store.mark_enqueued(old_pending.id).await.unwrap();
     assert!(store.undispatched(cutoff, 10).await.unwrap().is_empty());
+    // A mark on an event that is gone does not bring it back.
+    let gone = relay_core::domain::EventId::new();
+    store.mark_undispatched(gone).await.unwrap();
+    assert_eq!(store.get(gone).await.unwrap(), None);
+    assert_eq!(store.undispatched(Timestamp::now() + DAY, 10).await.unwrap(), [recent.id]);
 }
 
 pub async fn counts_events_by_type_since(store: Arc<dyn EventStore>) {
@@ -261,4 +291,20 @@ pub async fn lists_by_tenant(store: Arc<dyn EventStore>) {
     let page = store.list(&by_tenant, &PageRequest { limit: 2, offset: 2, before: None }).await.unwrap();
     assert_eq!(ids(&page), acme_all[2..4]);
     assert!(page.next_cursor.is_some());
+}
+
+/// Maintenance prunes the index by age; entries of younger events stay.
+pub async fn the_index_forgets_events_past_retention(index: Arc<dyn relay_core::ports::EventIndex>) {
+    let old = event("job.created", None);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let young = event("job.created", None);
+    index.add(&[&old, &young], false).await.unwrap();
+    index.add(&[&old], true).await.unwrap();
+    assert_eq!(index.dispatched(&[old.id, young.id]).await.unwrap(), [old.id]);
+    assert_eq!(index.prune(cutoff, 10).await.unwrap(), 1);
+    assert_eq!(index.prune(cutoff, 10).await.unwrap(), 0);
+    let left = index.list(&EventFilter::default(), &PageRequest::default()).await.unwrap();
+    assert_eq!(left.items, [young.id]);
 }

@@ -34,6 +34,7 @@ suite! {
     events::an_expired_key_can_be_reused => Arc::new(MemoryEventStore::new());
     events::counts_events_by_type_since => Arc::new(MemoryEventStore::new());
     events::undispatched_lists_old_events_not_yet_enqueued => Arc::new(MemoryEventStore::new());
+    events::knows_which_events_were_dispatched => Arc::new(MemoryEventStore::new());
     events::tenant_and_channels_round_trip => Arc::new(MemoryEventStore::new());
     events::lists_by_tenant => Arc::new(MemoryEventStore::new());
     webhooks::crud_by_tenant => Arc::new(MemoryWebhookStore::new());
@@ -102,7 +103,7 @@ async fn eviction_keeps_the_limit_and_never_an_unfinished_event() {
     }
     // Events 0..6 dispatched; 6 and 7 not yet. Of the dispatched: 1 pending, 3 retrying, the
     // others finished (4 has no delivery: its webhook was gone, or the log lost it).
-    let dispatched: Vec<_> = all[..6].iter().map(|e| (e.id, vec![hook.id])).collect();
+    let dispatched: Vec<_> = all[..6].iter().map(|e| (e, vec![hook.id])).collect();
     events.mark_dispatched(&dispatched).await.unwrap();
     let deliveries: Vec<_> = all[..6].iter().filter(|e| e.id != all[4].id).map(|e| delivery(e, &hook)).collect();
     log.ensure(&deliveries).await.unwrap();
@@ -195,4 +196,43 @@ mod gates {
         the_pace_spaces_turns,
         an_unknown_webhook_is_closed,
     );
+}
+
+/// The events contract through the event index in memory (relay-local on DynamoDB without
+/// PostgreSQL lists this way), over the store in memory.
+mod indexed {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use relay_core::ports::{EventStore, IndexedEvents};
+    use relay_memory::{MemoryEventIndex, MemoryEventStore};
+
+    fn indexed() -> Arc<dyn EventStore> {
+        let store = Arc::new(MemoryEventStore::new());
+        Arc::new(IndexedEvents::new(store, Arc::new(MemoryEventIndex::new()), Duration::from_secs(86_400)))
+    }
+
+    macro_rules! indexed_suite {
+        ($($case:ident),* $(,)?) => {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::super::events::$case(indexed()).await;
+                }
+            )*
+        };
+    }
+
+    indexed_suite!(
+        stores_and_reads_back,
+        lists_newest_first_with_filters_and_paging,
+        counts_events_by_type_since,
+        knows_which_events_were_dispatched,
+        lists_by_tenant,
+    );
+
+    #[tokio::test]
+    async fn the_index_forgets_events_past_retention() {
+        super::super::events::the_index_forgets_events_past_retention(Arc::new(MemoryEventIndex::new())).await;
+    }
 }

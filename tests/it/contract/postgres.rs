@@ -36,6 +36,13 @@ pg_suite!(
     unfinished_before_finds_the_oldest_event_still_owed,
 );
 
+#[tokio::test]
+async fn the_event_index_forgets_events_past_retention() {
+    let Some(db) = pg::database().await else { return };
+    super::events::the_index_forgets_events_past_retention(Arc::new(db.log(2).await.event_index())).await;
+    db.drop().await;
+}
+
 const CALLERS: u32 = 50;
 
 fn attempt(number: u32, response_body: &str) -> Attempt {

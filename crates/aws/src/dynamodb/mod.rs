@@ -19,7 +19,7 @@ mod schema;
 mod tenants;
 mod webhooks;
 
-pub use events::DynamoEventStore;
+pub use events::{DynamoEventStore, PENDING_SHARDS};
 pub use schema::{
     EVENTS, IDEMPOTENCY, IndexDef, TABLES, TENANTS, TTL_ATTRIBUTE, TableDef, TableNames, WEBHOOKS, create_tables, index,
 };

@@ -12,13 +12,9 @@ use relay_core::{Error, Result};
 
 /// Index names the code queries.
 pub mod index {
-    /// events: `feed` (always "events") + `id`: every event, newest first.
-    pub const EVENTS_BY_TIME: &str = "by-time";
-    /// events: `eventType` + `id`.
-    pub const EVENTS_BY_TYPE: &str = "by-type";
-    /// events: `source` + `id` (sparse: events with a source).
-    pub const EVENTS_BY_SOURCE: &str = "by-source";
-    /// events: `pendingDispatch` + `id` (sparse: events not yet enqueued).
+    /// events: `pendingDispatch` (a shard, "0" to "15") + `id`; sparse: only events whose
+    /// dispatch message the queue refused. The events table has no other index: lists of
+    /// events come from the event index in PostgreSQL (docs/scale.md).
     pub const EVENTS_PENDING_DISPATCH: &str = "pending-dispatch";
     /// webhooks: `tenant` + `webhookId` (webhook items only).
     pub const WEBHOOKS_BY_TENANT: &str = "by-tenant";
@@ -54,17 +50,12 @@ pub const EVENTS: TableDef = TableDef {
     logical_id: "EventsTable",
     hash: "id",
     range: None,
-    indexes: &[
-        IndexDef { name: index::EVENTS_BY_TIME, hash: "feed", range: "id", projection: "ALL" },
-        IndexDef { name: index::EVENTS_BY_TYPE, hash: "eventType", range: "id", projection: "ALL" },
-        IndexDef { name: index::EVENTS_BY_SOURCE, hash: "source", range: "id", projection: "ALL" },
-        IndexDef {
-            name: index::EVENTS_PENDING_DISPATCH,
-            hash: "pendingDispatch",
-            range: "id",
-            projection: "KEYS_ONLY",
-        },
-    ],
+    indexes: &[IndexDef {
+        name: index::EVENTS_PENDING_DISPATCH,
+        hash: "pendingDispatch",
+        range: "id",
+        projection: "KEYS_ONLY",
+    }],
     ttl: true,
 };
 

@@ -217,14 +217,18 @@ impl Deliverer {
         self.dispatch_many(&[event_id]).await
     }
 
-    /// [`Deliverer::dispatch`] for a worker's batch of events: each distinct event type's
-    /// webhooks read once, one write to the log, one send to the queue.
+    /// [`Deliverer::dispatch`] for a worker's batch of events: the events read at once, each
+    /// distinct event type's webhooks read once, one write to the log, one send to the queue.
+    /// An event dispatched before (an idempotent replay, maintenance) goes again only to the
+    /// webhooks it has deliveries for: an event is fanned out once.
     pub async fn dispatch_many(&self, event_ids: &[EventId]) -> Result<()> {
-        let found = join_all(event_ids.iter().map(|id| self.events.get(*id))).await;
-        let mut events = Vec::with_capacity(event_ids.len());
-        for (id, event) in event_ids.iter().zip(found) {
-            match event? {
-                Some(event) => events.push(event),
+        let (found, again) =
+            tokio::try_join!(self.events.get_many(event_ids), self.events.dispatched_before(event_ids))?;
+        let mut events: Vec<Event> = Vec::with_capacity(found.len());
+        for id in event_ids {
+            match found.iter().find(|e| e.id == *id) {
+                Some(event) if !events.iter().any(|e| e.id == *id) => events.push(event.clone()),
+                Some(_) => {}
                 None => tracing::warn!(event_id = %id, "event no longer exists; nothing to dispatch"),
             }
         }
@@ -240,7 +244,7 @@ impl Deliverer {
             webhooks.insert(lookup, found?);
         }
         let disabled = self.disabled_tenants(webhooks.values().flatten()).await?;
-        let fanned: Vec<(&Event, Vec<&Webhook>)> = events
+        let mut fanned: Vec<(&Event, Vec<&Webhook>)> = events
             .iter()
             .map(|event| {
                 let found = webhooks.get(&(&event.event_type, event.tenant.as_ref())).map_or(&[][..], Vec::as_slice);
@@ -249,6 +253,21 @@ impl Deliverer {
                 (event, found.iter().filter(|w| w.receives(event, &payload) && !disabled.contains(&w.tenant)).collect())
             })
             .collect();
+        if !again.is_empty() {
+            let keys: Vec<DeliveryKey> = fanned
+                .iter()
+                .filter(|(event, _)| again.contains(&event.id))
+                .flat_map(|(event, subscribed)| {
+                    subscribed.iter().map(|w| DeliveryKey { event_id: event.id, webhook_id: w.id })
+                })
+                .collect();
+            let existing = self.deliveries.get_many(&keys).await?;
+            for (event, subscribed) in &mut fanned {
+                if again.contains(&event.id) {
+                    subscribed.retain(|w| existing.contains_key(&DeliveryKey { event_id: event.id, webhook_id: w.id }));
+                }
+            }
+        }
         let now = Timestamp::now();
         let wanted: Vec<Delivery> = fanned
             .iter()
@@ -263,11 +282,11 @@ impl Deliverer {
         let by_id: HashMap<WebhookId, &Webhook> =
             fanned.iter().flat_map(|(_, subscribed)| subscribed.iter().map(|w| (w.id, *w))).collect();
         self.enqueue(&unfinished, &by_id).await?;
-        let dispatched: Vec<(EventId, Vec<WebhookId>)> =
-            fanned.iter().map(|(event, subscribed)| (event.id, subscribed.iter().map(|w| w.id).collect())).collect();
+        let dispatched: Vec<(&Event, Vec<WebhookId>)> =
+            fanned.iter().map(|(event, subscribed)| (*event, subscribed.iter().map(|w| w.id).collect())).collect();
         self.events.mark_dispatched(&dispatched).await?;
-        for (event_id, webhooks) in &dispatched {
-            tracing::info!(event_id = %event_id, webhooks = webhooks.len(), "event dispatched");
+        for (event, webhooks) in &dispatched {
+            tracing::debug!(event_id = %event.id, webhooks = webhooks.len(), "event dispatched");
         }
         Ok(())
     }
@@ -543,7 +562,7 @@ impl Deliverer {
         event_ids.dedup();
         let (webhooks, events) = tokio::join!(
             join_all(webhook_ids.iter().map(|id| self.webhooks.get(*id))),
-            join_all(event_ids.iter().map(|id| self.events.get(*id)))
+            self.events.get_many(&event_ids)
         );
         let mut found_webhooks = HashMap::with_capacity(webhook_ids.len());
         for webhook in webhooks {
@@ -551,13 +570,7 @@ impl Deliverer {
                 found_webhooks.insert(webhook.id, webhook);
             }
         }
-        let mut found_events = HashMap::with_capacity(event_ids.len());
-        for event in events {
-            if let Some(event) = event? {
-                found_events.insert(event.id, event);
-            }
-        }
-        Ok((found_webhooks, found_events))
+        Ok((found_webhooks, events?.into_iter().map(|e| (e.id, e)).collect()))
     }
 
     /// What to do without an attempt: done when final, wait when not yet due.

@@ -63,9 +63,11 @@ impl Ingest {
     }
 
     /// Accepts an event. With an idempotency key, a repeat of the same request returns the
-    /// original event (and enqueues it if that had failed); a different request under the
-    /// same key is a conflict. If the queue refuses, the caller gets 503 and the stored event
-    /// is dispatched by a retry with the same key or by maintenance.
+    /// original event and sends its dispatch message again (the first request may have died
+    /// between storing and sending; a second dispatch adds no delivery); a different request
+    /// under the same key is a conflict. If the queue refuses, the caller gets 503 and the
+    /// stored event, marked undispatched, is dispatched by a retry with the same key or by
+    /// maintenance.
     #[tracing::instrument(skip_all, fields(event_id, event_type))]
     pub async fn accept(&self, input: EventInput, idempotency_key: Option<&str>) -> Result<Accepted> {
         let new = NewEvent::parse(input, &self.registry)?;
@@ -92,7 +94,7 @@ impl Ingest {
                 crate::metrics::global()
                     .increment("relay_events_accepted_total", &[("event_type", event.event_type.as_str())]);
                 self.enqueue(&event).await?;
-                tracing::info!("event accepted");
+                tracing::debug!("event accepted");
                 Ok(Accepted { event, replayed: false })
             }
             Insert::Duplicate(existing) if Some(&existing.fingerprint) != fingerprint.as_ref() => {
@@ -102,16 +104,32 @@ impl Ingest {
                 })
             }
             Insert::Duplicate(existing) => {
-                let original = self.events.get(existing.event_id).await?.ok_or_else(|| {
-                    Error::Internal(format!("idempotency record points at missing event {}", existing.event_id))
-                })?;
-                if original.enqueued_at.is_none() {
-                    self.enqueue(&original).await?;
+                let original = match self.events.get(existing.event_id).await? {
+                    Some(original) => original,
+                    // The key was written and the event was not (the first request died
+                    // between the two): this request is the same, so it stores the event.
+                    None => self.mend(&event, existing.event_id).await?,
+                };
+                self.enqueue(&original).await?;
+                // Sent now: maintenance need not send it (if the queue had refused it before).
+                if let Err(err) = self.events.mark_enqueued(original.id).await {
+                    tracing::warn!(event_id = %original.id, error = %err, "could not clear the undispatched mark");
                 }
                 tracing::info!(original = %original.id, "idempotent replay");
                 Ok(Accepted { event: original, replayed: true })
             }
         }
+    }
+
+    /// Stores `event` under the id an idempotency record gave it.
+    async fn mend(&self, event: &Event, id: crate::domain::EventId) -> Result<Event> {
+        let mended = Event { id, created_at: id.created_at(), ..event.clone() };
+        if let Err(err) = self.events.insert(&mended, None).await {
+            // The first request's write may have landed meanwhile.
+            return self.events.get(id).await?.ok_or(err);
+        }
+        tracing::warn!(event_id = %id, "idempotency record without its event: stored it now");
+        Ok(mended)
     }
 
     async fn enqueue(&self, event: &Event) -> Result<()> {

@@ -2,7 +2,9 @@
 //! is lost and nothing stuck stays invisible.
 //!
 //! - `redispatch`: events stored but never enqueued (the queue refused the dispatch message
-//!   after the event was written) are enqueued now.
+//!   after the event was written, and ingest marked them undispatched) are enqueued now.
+//! - `prune`: the event index forgets events past their retention (the store's TTL removed
+//!   the events themselves).
 //! - `drain_dead_letters`: messages the queues gave up on become `failed` deliveries, visible in
 //!   the log and retryable by hand, and are removed from their DLQ (every lane's: the ordered
 //!   lane has its own on SQS, where a FIFO queue's must be FIFO too).
@@ -20,6 +22,9 @@ use crate::{Result, Timestamp};
 /// An event younger than this may still be on its way to the queue.
 pub const REDISPATCH_AFTER: Duration = Duration::from_secs(60);
 
+/// Event index entries one run removes at most.
+const PRUNE_BATCH: usize = 10_000;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MaintenanceReport {
@@ -31,6 +36,8 @@ pub struct MaintenanceReport {
     pub redispatched_from_dlq: usize,
     /// Messages that could not be read, logged and dropped.
     pub unreadable: usize,
+    /// Event index entries removed past the events' retention.
+    pub pruned: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +65,7 @@ impl Maintenance {
     pub async fn run(&self) -> Result<MaintenanceReport> {
         let mut report = self.drain_dead_letters(1000).await?;
         report.redispatched = self.redispatch(Timestamp::now() - REDISPATCH_AFTER, 1000).await?;
+        report.pruned = self.events.prune(Timestamp::now(), PRUNE_BATCH).await?;
         tracing::info!(?report, "maintenance done");
         Ok(report)
     }
@@ -68,6 +76,7 @@ impl Maintenance {
         let stuck = self.events.undispatched(created_before, limit).await?;
         for event_id in &stuck {
             enqueue_dispatch(self.queue.as_ref(), self.events.as_ref(), *event_id).await?;
+            self.events.mark_enqueued(*event_id).await?;
             tracing::warn!(event_id = %event_id, "event was never enqueued; dispatched now");
         }
         Ok(stuck.len())

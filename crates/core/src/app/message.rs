@@ -2,7 +2,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Timestamp;
 use crate::domain::{EventId, WebhookId};
 use crate::ports::{EventStore, Queue};
 
@@ -41,15 +40,17 @@ impl RelayMessage {
     }
 }
 
-/// Puts a `dispatch` message for the event on the queue, then marks the event enqueued. If
-/// the mark fails the message is on the queue all the same: at worst maintenance dispatches it
-/// a second time, and deliveries are deduplicated, so that is logged, not returned.
+/// Puts a `dispatch` message for the event on the queue. When the queue refuses, the event is
+/// marked undispatched, so maintenance sends it; if even that mark fails, the event is
+/// dispatched when the caller retries with its Idempotency-Key.
 pub async fn enqueue_dispatch(queue: &dyn Queue, events: &dyn EventStore, event_id: EventId) -> crate::Result<()> {
-    queue.send(&RelayMessage::Dispatch { event_id }.to_body(), Duration::ZERO).await?;
-    if let Err(err) = events.mark_enqueued(event_id, Timestamp::now()).await {
-        tracing::warn!(event_id = %event_id, error = %err, "could not mark the event enqueued");
+    let Err(err) = queue.send(&RelayMessage::Dispatch { event_id }.to_body(), Duration::ZERO).await else {
+        return Ok(());
+    };
+    if let Err(mark) = events.mark_undispatched(event_id).await {
+        tracing::warn!(event_id = %event_id, error = %mark, "could not mark the event undispatched");
     }
-    Ok(())
+    Err(err)
 }
 
 #[cfg(test)]

@@ -301,16 +301,17 @@ pub struct Event {
     #[serde(default)]
     pub channels: Vec<Channel>,
     pub created_at: Timestamp,
-    /// When the dispatch message was accepted by the queue; `None` means maintenance must
-    /// still dispatch it.
-    #[serde(skip)]
-    pub enqueued_at: Option<Timestamp>,
 }
 
 impl Event {
     pub fn new(new: NewEvent, now: Timestamp) -> Self {
+        Self::with_id(EventId::new(), new, now)
+    }
+
+    /// The event `new` under an id given before (an idempotency record's).
+    pub fn with_id(id: EventId, new: NewEvent, now: Timestamp) -> Self {
         Self {
-            id: EventId::new(),
+            id,
             event_type: new.event_type,
             event_name: new.event_name,
             payload: new.payload,
@@ -318,7 +319,6 @@ impl Event {
             tenant: new.tenant,
             channels: new.channels,
             created_at: now,
-            enqueued_at: None,
         }
     }
 

@@ -73,6 +73,20 @@ impl EventId {
         bytes[8] = 0x80;
         Self(Uuid::from_bytes(bytes))
     }
+
+    /// When the id was made (its UUIDv7 milliseconds).
+    pub fn created_at(&self) -> crate::Timestamp {
+        let bytes = self.0.as_bytes();
+        let mut millis = [0u8; 8];
+        millis[2..].copy_from_slice(&bytes[..6]);
+        crate::Timestamp::from_millis(i64::try_from(u64::from_be_bytes(millis)).unwrap_or(0))
+    }
+
+    /// A number from 0 to `shards - 1` taken from the id's random bits: the write shard of a
+    /// key that would otherwise be one partition.
+    pub fn shard(&self, shards: u8) -> u8 {
+        self.0.as_bytes()[15] % shards.max(1)
+    }
 }
 uuid_id!(
     /// The id of a registered webhook.
@@ -139,6 +153,17 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(2));
         let after = EventId::new();
         assert!(before < bound && bound < after, "{before} {bound} {after}");
+    }
+
+    #[test]
+    fn an_event_id_knows_when_it_was_made_and_spreads_over_shards() {
+        let at = crate::Timestamp::from_millis(1_764_547_200_123);
+        assert_eq!(EventId::first_at(at).created_at(), at);
+        let mut seen = [0u32; 16];
+        for _ in 0..16_000 {
+            seen[usize::from(EventId::new().shard(16))] += 1;
+        }
+        assert!(seen.iter().all(|&n| (800..1200).contains(&n)), "{seen:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod coordination;
 mod gates;
+mod index;
 mod queue;
 mod sender;
 mod stores;
@@ -12,6 +13,7 @@ pub use gates::{
     Admission, Ask, BUSY_DEFER, Circuit, CircuitState, Deferral, GatePolicy, Gates, Lease, MAX_BUSY_DEFER,
     PACE_HORIZON, epoch_ms,
 };
+pub use index::{EventIndex, IndexedEvents};
 pub use queue::{Queue, QueueDepth, ReceivedMessage};
 pub use sender::{OutboundRequest, SendResult, WebhookSender};
 pub use stores::{

@@ -102,27 +102,53 @@ pub struct EventFilter {
 
 #[async_trait]
 pub trait EventStore: std::fmt::Debug + Send + Sync + 'static {
-    /// Stores a new event and, if given, its idempotency record, atomically: when the key is
-    /// held by an unexpired record, nothing is written and that record is returned.
+    /// Stores a new event and, if given, its idempotency record: when the key is held by an
+    /// unexpired record, nothing is written and that record is returned. The record may be
+    /// written before the event (DynamoDB writes them one after the other, not in a
+    /// transaction): a record whose event is missing is mended by [`crate::app::Ingest`].
     async fn insert(&self, event: &Event, idempotency: Option<&IdempotencyRecord>) -> Result<Insert>;
     async fn get(&self, id: EventId) -> Result<Option<Event>>;
+    /// The events of `ids` that exist, in any order (DynamoDB: one BatchGetItem per 100).
+    async fn get_many(&self, ids: &[EventId]) -> Result<Vec<Event>> {
+        let mut unique = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let found = futures_util::future::join_all(unique.iter().map(|id| self.get(*id))).await;
+        Ok(found.into_iter().collect::<Result<Vec<_>>>()?.into_iter().flatten().collect())
+    }
     /// Newest first.
     async fn list(&self, filter: &EventFilter, page: &PageRequest) -> Result<Page<Event>>;
-    /// Records that the event's dispatch message is on the queue.
-    async fn mark_enqueued(&self, id: EventId, at: Timestamp) -> Result<()>;
+    /// Records that the event's dispatch message could not be sent (the queue refused it):
+    /// [`EventStore::undispatched`] lists it until [`EventStore::mark_enqueued`].
+    async fn mark_undispatched(&self, id: EventId) -> Result<()>;
+    /// Records that the dispatch message of an event marked undispatched is on the queue now.
+    async fn mark_enqueued(&self, id: EventId) -> Result<()>;
     /// Records that each event was dispatched, to these webhooks (its deliveries are in the log
     /// and their messages on the queue). A store that evicts events to stay within a bound
-    /// (the embedded one) evicts only dispatched events whose deliveries are all final; a
-    /// store that keeps every event for its retention (DynamoDB) has nothing to record.
-    async fn mark_dispatched(&self, dispatched: &[(EventId, Vec<WebhookId>)]) -> Result<()> {
+    /// (the embedded one) evicts only dispatched events whose deliveries are all final; an
+    /// indexed store marks them dispatched in its index.
+    async fn mark_dispatched(&self, dispatched: &[(&Event, Vec<WebhookId>)]) -> Result<()> {
         let _ = dispatched;
         Ok(())
     }
-    /// Up to `limit` events created before `created_before` and never marked enqueued,
-    /// oldest first.
+    /// Which of `ids` were dispatched before ([`EventStore::mark_dispatched`]): a second
+    /// dispatch of one of them (an idempotent replay, maintenance) fans it out to no webhook
+    /// it has no delivery for. A store that does not know says none.
+    async fn dispatched_before(&self, ids: &[EventId]) -> Result<Vec<EventId>> {
+        let _ = ids;
+        Ok(Vec::new())
+    }
+    /// Up to `limit` events created before `created_before` and marked undispatched, oldest
+    /// first.
     async fn undispatched(&self, created_before: Timestamp, limit: usize) -> Result<Vec<EventId>>;
     /// How many events of each of `types` were created since `since` (a count per type, in order).
     async fn count_by_type(&self, types: &[EventType], since: Timestamp) -> Result<Vec<u64>>;
+    /// Forgets up to `limit` entries the store keeps of events created before `before` that
+    /// nothing else expires (an index beside a store that expires events by TTL); how many.
+    async fn prune(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        let _ = (before, limit);
+        Ok(0)
+    }
 }
 
 #[async_trait]

@@ -318,3 +318,30 @@ async fn a_full_backlog_answers_503_with_retry_after_and_stores_nothing() {
     queue.delete(&message.receipt_handle).await.unwrap();
     assert_eq!(router.clone().oneshot(post(101)).await.unwrap().status(), StatusCode::ACCEPTED);
 }
+
+/// A replay sends the event's dispatch again (the first request may have died before queueing
+/// it); that second dispatch repeats no delivery and reaches no webhook created since.
+#[tokio::test]
+async fn a_replay_dispatches_again_without_a_second_delivery_or_a_new_webhook() {
+    let app = TestApp::spawn().await;
+    let first = crate::helpers::Receiver::start().await;
+    app.create_webhook(&first.url(), &["job.created"]).await;
+    let send = || {
+        app.http
+            .post(app.url("/api/events"))
+            .header("x-service-token", SERVICE_TOKEN)
+            .header("idempotency-key", "replay-7")
+            .json(&event("job.created"))
+            .send()
+    };
+    assert_eq!(send().await.unwrap().status(), StatusCode::ACCEPTED);
+    first.wait_for(1, std::time::Duration::from_secs(10)).await;
+    let second = crate::helpers::Receiver::start().await;
+    app.create_webhook(&second.url(), &["job.created"]).await;
+    let again = send().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(first.received().len(), 1, "a replay repeats no delivery");
+    assert!(second.received().is_empty(), "a replay reaches no webhook created since");
+    app.stop().await;
+}

@@ -135,3 +135,56 @@ async fn an_event_the_queue_refused_is_still_delivered() {
     assert_eq!(maintenance.redispatch(Timestamp::now(), 10).await.unwrap(), 0, "nothing left undispatched");
     app.stop().await;
 }
+
+/// A request that died between taking its `Idempotency-Key` and writing its event (the two are
+/// separate writes on DynamoDB) leaves a key without an event: the caller's retry, the same
+/// request, stores the event under the recorded id and delivers it once. A later replay
+/// dispatches it again, which reaches no webhook created since and repeats no delivery.
+#[tokio::test]
+async fn a_key_left_without_its_event_is_mended_and_a_replay_adds_no_webhook() {
+    let Some((app, config)) = aws_relay().await else { return };
+    let first = Receiver::start().await;
+    app.create_webhook(&first.url(), &["job.created"]).await;
+    let body = json!({"eventType": "job.created", "eventName": "mended", "payload": {"n": 7}});
+    let new = relay_core::domain::NewEvent::parse(serde_json::from_value(body.clone()).unwrap(), &config.event_types)
+        .unwrap();
+    let recorded = EventId::new();
+    let key = aws::unique("mend");
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    aws_sdk_dynamodb::Client::new(&sdk)
+        .put_item()
+        .table_name(config.aws.tables().idempotency)
+        .item("key", aws_sdk_dynamodb::types::AttributeValue::S(key.clone()))
+        .item("fingerprint", aws_sdk_dynamodb::types::AttributeValue::S(new.fingerprint()))
+        .item("eventId", aws_sdk_dynamodb::types::AttributeValue::S(recorded.to_string()))
+        .item("expiresAt", aws_sdk_dynamodb::types::AttributeValue::N((Timestamp::now().as_secs() + 3600).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let post = || async {
+        app.http
+            .post(app.url("/api/events"))
+            .header("x-service-token", SERVICE_TOKEN)
+            .header("idempotency-key", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    };
+
+    let response = post().await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    let event: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(event["data"]["eventId"], recorded.to_string(), "stored under the recorded id");
+    assert_eq!(first.wait_for(1, WAIT).await[0].header("webhook-id"), recorded.to_string());
+
+    let second = Receiver::start().await;
+    app.create_webhook(&second.url(), &["job.created"]).await;
+    assert_eq!(post().await.status(), 202);
+    // The replay's dispatch is handled well within this.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(first.received().len(), 1, "a replay repeats no delivery");
+    assert!(second.received().is_empty(), "a replay reaches no webhook created after the event was dispatched");
+    app.stop().await;
+}
